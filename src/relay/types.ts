@@ -1,0 +1,58 @@
+import type { Socket } from 'node:net';
+
+/** Why a tunnel ended. Stable strings: they appear in events and logs. */
+export type TunnelCloseReason =
+  | 'client-closed'     // both directions finished (FIN each way) or the client closed first
+  | 'upstream-closed'   // the upstream closed first
+  | 'client-error'      // the client socket errored / reset
+  | 'upstream-error'    // the upstream socket errored / reset
+  | 'idle-timeout'      // no byte in either direction for idleTimeoutMs
+  | 'shutdown';         // the proxy closed it (close()/drain)
+
+export interface TunnelStats {
+  /** Bytes written to the upstream after the handshake (early data included). */
+  bytesUp: number;
+  /** Bytes written to the client after the 101 head (upstream early bytes included). */
+  bytesDown: number;
+  durationMs: number;
+  reason: TunnelCloseReason;
+}
+
+export interface RelayOptions {
+  /** Close the tunnel after this long with no byte either way; 0 disables. */
+  idleTimeoutMs: number;
+}
+
+/**
+ * A running tunnel. The relay owns both sockets from `start` on: it destroys them
+ * when the tunnel ends and then calls `onEnd` exactly once.
+ */
+export interface Tunnel {
+  readonly bytesUp: number;
+  readonly bytesDown: number;
+  /** End the tunnel now (graceful shutdown, admin). Calls onEnd with `reason`. */
+  close(reason: TunnelCloseReason): void;
+}
+
+/**
+ * Moves bytes both ways between two established sockets, with backpressure and
+ * half-close. The handshake is finished before `start`; bytes that arrived with
+ * the heads are handed in so the relay writes them first, in order.
+ */
+export interface Relay {
+  readonly kind: 'js' | 'splice';
+  /**
+   * Take over `client` and `upstream`.
+   * `toUpstream` / `toClient`: bytes that arrived before the tunnel opened (client
+   * frames pipelined behind the upgrade head; upstream bytes behind the 101 head);
+   * the relay writes them first, in order. Either may be empty.
+   */
+  start(
+    client: Socket,
+    upstream: Socket,
+    toUpstream: Buffer | null,
+    toClient: Buffer | null,
+    options: RelayOptions,
+    onEnd: (stats: TunnelStats) => void,
+  ): Tunnel;
+}
