@@ -1,0 +1,652 @@
+/**
+ * One client connection as an explicit state machine:
+ *
+ *   Head --(plain)--> Connecting --> Exchange --(keep-alive)--> Head
+ *     \--(upgrade)--> Connecting --> AwaitUpgrade --(valid 101)--> Tunnel
+ *                                          \--(any other response)--> Exchange --> Closing
+ *   any state --(error)--> Closing --> Closed
+ *
+ * Each state has one timeout (StateTimer) and one error path. Request heads
+ * are parsed once by llhttp; body bytes and frames are only sliced, never
+ * copied or decoded.
+ */
+import net, { type Socket } from 'node:net';
+import { channels } from './diagnostics.js';
+import { BadRequestError, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
+import { readRequestHead, readResponseHead, tokens, type RequestHead, type ResponseHead } from './http1/head.js';
+import { Ev, Limit, type Parser, type ParserPool } from './http1/llhttp.js';
+import { classifyRequest, dropSet, responseHasNoBody, type RequestInfo } from './http1/semantics.js';
+import { errorResponse, forwardRequestHead, forwardResponseHead, RESPONSE_408, RESPONSE_431 } from './http1/serialize.js';
+import type { ResolvedOptions } from './options.js';
+import type { Relay, Tunnel, TunnelStats } from './relay/types.js';
+import type { Router } from './router.js';
+import { StateTimer } from './timeouts.js';
+import type { Backend, UpstreamGroup } from './upstream/group.js';
+import { checkClientHandshake, checkUpstreamAccept, type ClientHandshake } from './websocket/handshake.js';
+
+export const enum State {
+  Head = 0,
+  Connecting = 1,
+  AwaitUpgrade = 2,
+  Exchange = 3,
+  Tunnel = 4,
+  Closing = 5,
+  Closed = 6,
+}
+
+/** What the proxy shares with its connections. */
+export interface ProxyContext {
+  readonly options: ResolvedOptions;
+  readonly router: Router;
+  readonly requestParsers: ParserPool;
+  readonly responseParsers: ParserPool;
+  readonly relay: Relay;
+  draining: boolean;
+  tunnelOpened(c: Connection, backend: Backend): void;
+  tunnelClosed(c: Connection, backend: Backend, stats: TunnelStats): void;
+  refused(c: Connection, err: WspliceError): void;
+  upstreamFailed(c: Connection, err: UpstreamError): void;
+  connectionClosed(c: Connection): void;
+}
+
+/** How long a connection we closed with an error response may linger for the client to read it. */
+const LINGER_MS = 2_000;
+
+let lastId = 0;
+
+export class Connection {
+  readonly id = ++lastId;
+  state: State = State.Head;
+  private readonly ctx: ProxyContext;
+  readonly client: Socket;
+  private readonly timer: StateTimer;
+  private reqParser: Parser | null = null;
+  private resParser: Parser | null = null;
+
+  // The exchange in progress.
+  private req: RequestHead | null = null;
+  private info: RequestInfo | null = null;
+  private handshake: ClientHandshake | null = null;
+  private group: UpstreamGroup | null = null;
+  private backend: Backend | null = null;
+  private upstream: Socket | null = null;
+  /** Client bytes for the upstream before it is connected (request body, or early data for an upgrade). */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  /** The whole request has been read from the client. */
+  private reqDone = false;
+  /** The response head has been written to the client. */
+  private resStarted = false;
+  /** Keep the client connection after this exchange. */
+  private keepAlive = false;
+  /** Client bytes after the current request (pipelining), held until the exchange ends. */
+  private pending: Buffer | null = null;
+  private tunnel: Tunnel | null = null;
+  private requests = 0;
+
+  constructor(ctx: ProxyContext, client: Socket) {
+    this.ctx = ctx;
+    this.client = client;
+    this.timer = new StateTimer(this.onTimeout.bind(this));
+    this.onClientData = this.onClientData.bind(this);
+    this.onClientEnd = this.onClientEnd.bind(this);
+    this.onClientClose = this.onClientClose.bind(this);
+    this.onClientDrain = this.onClientDrain.bind(this);
+    this.onUpstreamConnect = this.onUpstreamConnect.bind(this);
+    this.onUpstreamData = this.onUpstreamData.bind(this);
+    this.onUpstreamEnd = this.onUpstreamEnd.bind(this);
+    this.onUpstreamError = this.onUpstreamError.bind(this);
+    this.onUpstreamDrain = this.onUpstreamDrain.bind(this);
+    this.onUpstreamClose = this.onUpstreamClose.bind(this);
+
+    client.setNoDelay(true);
+    client.on('data', this.onClientData);
+    client.on('end', this.onClientEnd);
+    client.on('error', noop); // 'close' follows every error; it does the cleanup
+    client.on('close', this.onClientClose);
+    client.on('drain', this.onClientDrain);
+    this.timer.arm(ctx.options.timeouts.headMs);
+  }
+
+  get remoteAddress(): string {
+    return this.client.remoteAddress ?? '';
+  }
+
+  /** The proxy is draining: drop an idle keep-alive connection now, others after their exchange. */
+  drain(): void {
+    if (this.state === State.Head && (this.reqParser === null || this.reqParser.atMessageStart) && this.pending === null) {
+      this.destroy();
+    }
+  }
+
+  /** End now (shutdown deadline). */
+  destroy(): void {
+    if (this.tunnel !== null) {
+      this.tunnel.close('shutdown');
+      return;
+    }
+    this.client.destroy();
+    this.cleanupUpstream();
+  }
+
+  // ---------------------------------------------------------------- client side
+
+  private onClientData(chunk: Buffer): void {
+    if (this.state >= State.Tunnel) return; // Closing: the byte stream is no longer trusted; discard
+    const info = this.info;
+    if (info !== null && info.kind !== 'plain') {
+      // Early data behind an upgrade head; after a refused upgrade, discarded.
+      if (this.state === State.Connecting || this.state === State.AwaitUpgrade) this.holdEarly(chunk);
+      return;
+    }
+    if (this.reqDone || this.pending !== null) this.holdPipelined(chunk, 0);
+    else this.feed(chunk, 0);
+  }
+
+  /** Parse client bytes from `pos`: request heads, then body framing only. */
+  private feed(chunk: Buffer, pos: number): void {
+    while (pos < chunk.length) {
+      if (this.reqParser === null) {
+        this.reqParser = this.ctx.requestParsers.acquire();
+        if (this.requests > 0) this.timer.arm(this.ctx.options.timeouts.headMs); // keep-alive idle -> head
+      }
+      const p = this.reqParser;
+      const inHead = this.req === null;
+      const ev = p.execute(chunk, pos);
+      if (ev === Ev.Error) {
+        this.refuseParse(p);
+        return;
+      }
+      if (inHead) {
+        if (ev === Ev.More) return;
+        // Ev.Head
+        if (!this.onRequestHead(p)) return;
+        pos = p.offset;
+        if (this.info!.kind !== 'plain') {
+          // An upgrade: what follows the head is early data, held until the 101 is validated.
+          this.releaseRequestParser();
+          if (pos < chunk.length) this.holdEarly(chunk.subarray(pos));
+          return;
+        }
+        continue;
+      }
+      // Body bytes: forwarded as they are.
+      const end = p.offset;
+      if (end > pos) this.toUpstream(chunk.subarray(pos, end));
+      pos = end;
+      if (ev === Ev.End) {
+        this.reqDone = true;
+        if (pos < chunk.length) {
+          this.holdPipelined(chunk, pos);
+          return;
+        }
+      }
+    }
+  }
+
+  /** Pipelined bytes wait until the current exchange is over (one request at a time upstream). */
+  private holdPipelined(chunk: Buffer, pos: number): void {
+    const rest = pos === 0 ? chunk : chunk.subarray(pos);
+    this.pending = this.pending === null ? rest : Buffer.concat([this.pending, rest]);
+    if (this.pending.length > this.ctx.options.limits.maxHeadBytes) this.client.pause();
+  }
+
+  private holdEarly(chunk: Buffer): void {
+    this.heldBytes += chunk.length;
+    if (this.heldBytes > this.ctx.options.limits.maxEarlyDataBytes) {
+      this.fail('WSPLICE_EARLY_DATA_OVERFLOW', 'too much data before the upgrade completed');
+      return;
+    }
+    this.held.push(chunk);
+  }
+
+  /** Returns false when the request was refused. */
+  private onRequestHead(p: Parser): boolean {
+    const opts = this.ctx.options;
+    this.requests++;
+    let info: RequestInfo;
+    let req: RequestHead;
+    try {
+      req = readRequestHead(p);
+      info = classifyRequest(req, opts.tunnelProtocols);
+      if (info.kind === 'websocket') this.handshake = checkClientHandshake(req);
+    } catch (err) {
+      if (err instanceof WspliceError) this.refuse(err, err.code === 'WSPLICE_WS_VERSION' ? 'Sec-WebSocket-Version: 13\r\n' : '');
+      else this.refuse(new BadRequestError(String(err)));
+      return false;
+    }
+    this.req = req;
+    this.info = info;
+    if (channels.request.hasSubscribers) {
+      channels.request.publish({ id: this.id, method: req.method, target: req.target, kind: info.kind });
+    }
+    if (info.kind === 'plain') p.setBodyMode(false, true); // llhttp's own upgrade guess is not ours
+    const group = this.ctx.router.match(info.host, info.path);
+    if (group === null) {
+      this.refuse(new WspliceError('WSPLICE_NO_ROUTE', 404, `no route for ${info.path}`));
+      return false;
+    }
+    this.group = group;
+    this.keepAlive = info.keepAlive && info.kind === 'plain' && !this.ctx.draining;
+    this.reqDone = info.kind !== 'plain' || !info.hasBody;
+    this.connect(group);
+    return true;
+  }
+
+  private onClientEnd(): void {
+    // The client half-closed. A request in flight still gets its response; then we close.
+    this.keepAlive = false;
+    if (this.state === State.Head) {
+      if (this.reqParser !== null && !this.reqParser.atMessageStart) {
+        this.refuse(new BadRequestError('connection closed in the middle of a request head'));
+      } else {
+        this.close();
+      }
+    } else if (this.info?.kind !== 'plain' && (this.state === State.Connecting || this.state === State.AwaitUpgrade)) {
+      // Gone before its upgrade completed: nothing to tunnel. Not the backend's fault.
+      this.cleanupUpstream();
+      this.client.destroy();
+    } else if (this.state === State.Exchange || this.state === State.Connecting) {
+      if (!this.reqDone) {
+        // The body was cut short: the upstream must not take a truncated request for a whole one.
+        this.abort();
+      }
+    }
+  }
+
+  private onClientDrain(): void {
+    if (this.upstream !== null && this.state === State.Exchange) this.upstream.resume();
+  }
+
+  private onClientClose(): void {
+    if (this.tunnel !== null) return; // the relay owns it
+    this.state = State.Closed;
+    this.timer.clear();
+    this.cleanupUpstream();
+    this.releaseRequestParser();
+    this.pending = null;
+    this.held = [];
+    this.ctx.connectionClosed(this);
+  }
+
+  // ---------------------------------------------------------------- upstream side
+
+  private connect(group: UpstreamGroup): void {
+    const backend = group.pick();
+    this.backend = backend;
+    this.state = State.Connecting;
+    this.timer.arm(this.ctx.options.timeouts.connectMs);
+    const a = backend.address;
+    const up =
+      a.kind === 'unix'
+        ? net.connect({ path: a.path, allowHalfOpen: true })
+        : net.connect({ host: a.host, port: a.port, allowHalfOpen: true, noDelay: true });
+    this.upstream = up;
+    up.on('connect', this.onUpstreamConnect);
+    up.on('data', this.onUpstreamData);
+    up.on('end', this.onUpstreamEnd);
+    up.on('error', this.onUpstreamError);
+    up.on('drain', this.onUpstreamDrain);
+    up.on('close', this.onUpstreamClose);
+    // Until the response comes, nothing but the head goes out; body bytes wait in `held`.
+    if (this.info!.kind === 'plain' && this.heldBytes > 0) this.client.pause();
+  }
+
+  private onUpstreamConnect(): void {
+    const up = this.upstream!;
+    const info = this.info!;
+    const head = forwardRequestHead(this.req!, info, this.ctx.options.forward, {
+      remoteAddress: this.remoteAddress,
+      proto: this.ctx.options.proto,
+    });
+    this.resParser = this.ctx.responseParsers.acquire();
+    if (info.kind === 'plain') {
+      this.state = State.Exchange;
+      up.write(head);
+      for (const b of this.held) up.write(b);
+      this.held = [];
+      this.heldBytes = 0;
+      if (!this.reqDone) this.client.resume();
+    } else {
+      // Early data stays held: no client byte reaches the upstream before a valid 101.
+      this.state = State.AwaitUpgrade;
+      up.write(head);
+    }
+    this.timer.arm(this.ctx.options.timeouts.responseMs);
+  }
+
+  /** Request body bytes, in order, to the upstream (held until it is connected). */
+  private toUpstream(b: Buffer): void {
+    if (this.state === State.Exchange && this.upstream !== null) {
+      this.timer.refresh();
+      if (!this.upstream.write(b)) this.client.pause();
+      return;
+    }
+    this.held.push(b);
+    this.heldBytes += b.length;
+    if (this.heldBytes > this.ctx.options.limits.maxEarlyDataBytes) this.client.pause();
+  }
+
+  private onUpstreamDrain(): void {
+    if (!this.reqDone && this.pending === null) this.client.resume();
+  }
+
+  private onUpstreamData(chunk: Buffer): void {
+    const p = this.resParser;
+    if (p === null) return;
+    this.timer.refresh();
+    let pos = 0;
+    while (pos < chunk.length) {
+      const inHead = !this.resStarted;
+      const ev = p.execute(chunk, pos);
+      if (ev === Ev.Error) {
+        if (inHead) this.upstreamFail('WSPLICE_UPSTREAM_PROTOCOL', `malformed response: ${p.reason}`);
+        else this.abort();
+        return;
+      }
+      if (inHead) {
+        if (ev === Ev.More) return;
+        const res = readResponseHead(p);
+        pos = p.offset;
+        if (res.status === 101 && this.state === State.AwaitUpgrade) {
+          this.openTunnel(res, p, chunk.subarray(pos));
+          return;
+        }
+        if (!this.onResponseHead(res, p)) return;
+        continue;
+      }
+      const end = p.offset;
+      if (end > pos && !this.client.write(chunk.subarray(pos, end))) this.upstream!.pause();
+      pos = end;
+      if (ev === Ev.End) {
+        this.exchangeDone();
+        return;
+      }
+    }
+  }
+
+  /** A response head for a plain exchange, or a refused upgrade. Returns false when the exchange ended. */
+  private onResponseHead(res: ResponseHead, p: Parser): boolean {
+    const method = this.req!.method;
+    if (res.status === 101) {
+      this.upstreamFail('WSPLICE_UPSTREAM_PROTOCOL', '101 to a request that asked for no upgrade');
+      return false;
+    }
+    if (res.versionMajor !== 1) {
+      this.upstreamFail('WSPLICE_UPSTREAM_PROTOCOL', `HTTP/${res.versionMajor}.${res.versionMinor} response`);
+      return false;
+    }
+    if (res.status >= 100 && res.status < 200) {
+      // Interim (100 Continue, 103): forwarded to HTTP/1.1 clients, then the final response follows.
+      if (this.req!.versionMinor === 1) this.client.write(forwardResponseHead(res, dropSet(res), true, true));
+      return true;
+    }
+    if (this.state === State.AwaitUpgrade) {
+      // The upgrade was refused: the response is relayed as it is, and the
+      // connection will never become a tunnel. Early data is dropped unsent.
+      this.state = State.Exchange;
+      this.held = [];
+      this.heldBytes = 0;
+      this.keepAlive = false;
+      if (this.backend !== null) this.group!.succeed(this.backend);
+    }
+    if (method === 'HEAD') p.setBodyMode(true, false);
+    const eof = !responseHasNoBody(method, res.status) && p.needsEof;
+    if (eof || this.ctx.draining) this.keepAlive = false;
+    this.resStarted = true;
+    const clientHttp11 = this.req!.versionMinor === 1;
+    this.client.write(forwardResponseHead(res, dropSet(res), clientHttp11, this.keepAlive));
+    return true;
+  }
+
+  private openTunnel(res: ResponseHead, p: Parser, rest: Buffer): void {
+    const why = this.handshake !== null ? checkUpstreamAccept(res, this.handshake) : this.checkGenericUpgrade(res);
+    if (why !== null) {
+      this.upstreamFail('WSPLICE_UPSTREAM_PROTOCOL', `upgrade refused: ${why}`);
+      return;
+    }
+    const up = this.upstream!;
+    const client = this.client;
+    // The 101 goes to the client exactly as the upstream sent it.
+    client.write(p.copyHead());
+    this.releaseResponseParser();
+    this.timer.clear();
+    up.removeListener('connect', this.onUpstreamConnect);
+    up.removeListener('data', this.onUpstreamData);
+    up.removeListener('end', this.onUpstreamEnd);
+    up.removeListener('error', this.onUpstreamError);
+    up.removeListener('drain', this.onUpstreamDrain);
+    up.removeListener('close', this.onUpstreamClose);
+    client.removeListener('data', this.onClientData);
+    client.removeListener('end', this.onClientEnd);
+    client.removeListener('drain', this.onClientDrain);
+    client.removeListener('close', this.onClientClose);
+    const early = this.held.length === 0 ? null : this.held.length === 1 ? this.held[0]! : Buffer.concat(this.held);
+    this.held = [];
+    this.heldBytes = 0;
+    this.state = State.Tunnel;
+    const backend = this.backend!;
+    this.group!.succeed(backend);
+    this.upstream = null;
+    if (client.destroyed) {
+      up.destroy();
+      this.onClientClose();
+      return;
+    }
+    this.ctx.tunnelOpened(this, backend);
+    this.tunnel = this.ctx.relay.start(
+      client,
+      up,
+      early,
+      rest.length > 0 ? rest : null,
+      { idleTimeoutMs: this.ctx.options.timeouts.idleMs },
+      (stats) => {
+        this.state = State.Closed;
+        this.ctx.tunnelClosed(this, backend, stats);
+        this.ctx.connectionClosed(this);
+      },
+    );
+  }
+
+  private checkGenericUpgrade(res: ResponseHead): string | null {
+    const up = tokens(res, 'upgrade');
+    if (up.length !== 1 || up[0] !== this.info!.protocol) return 'Upgrade does not match the protocol asked for';
+    if (!tokens(res, 'connection').includes('upgrade')) return 'Connection lacks upgrade';
+    return null;
+  }
+
+  private onUpstreamEnd(): void {
+    const p = this.resParser;
+    if (this.state === State.Exchange && this.resStarted && p !== null) {
+      // A close-delimited body ends here.
+      if (p.finish()) {
+        this.keepAlive = false;
+        this.exchangeDone();
+      } else {
+        this.abort();
+      }
+      return;
+    }
+    if (this.state === State.Exchange || this.state === State.AwaitUpgrade) {
+      this.upstreamFail('WSPLICE_UPSTREAM_CLOSED', 'upstream closed before a complete response head');
+    }
+  }
+
+  private onUpstreamError(err: Error & { code?: string }): void {
+    if (this.state === State.Connecting) {
+      this.upstreamFail('WSPLICE_UPSTREAM_CONNECT', `connect failed: ${err.code ?? err.message}`);
+    } else if (this.state === State.AwaitUpgrade || (this.state === State.Exchange && !this.resStarted)) {
+      this.upstreamFail('WSPLICE_UPSTREAM_CLOSED', `upstream error: ${err.code ?? err.message}`);
+    } else if (this.state === State.Exchange) {
+      this.abort();
+    }
+  }
+
+  private onUpstreamClose(): void {
+    if (this.upstream === null) return;
+    if (this.state === State.Exchange && !this.resStarted) {
+      this.upstreamFail('WSPLICE_UPSTREAM_CLOSED', 'upstream closed before a complete response head');
+    } else if (this.state === State.Exchange) {
+      // Closed without a clean end of message (after 'end' the exchange was already done).
+      this.abort();
+    } else if (this.state === State.Connecting || this.state === State.AwaitUpgrade) {
+      this.upstreamFail('WSPLICE_UPSTREAM_CLOSED', 'upstream closed');
+    }
+  }
+
+  // ---------------------------------------------------------------- endings
+
+  /** The response is complete. Keep the client for the next request, or close. */
+  private exchangeDone(): void {
+    this.cleanupUpstream();
+    if (!this.keepAlive || !this.reqDone || this.ctx.draining) {
+      this.close();
+      return;
+    }
+    // Back to reading heads; a pipelined request may already be waiting.
+    this.state = State.Head;
+    this.req = null;
+    this.info = null;
+    this.handshake = null;
+    this.resStarted = false;
+    this.reqDone = false;
+    this.timer.arm(this.ctx.options.timeouts.keepAliveMs);
+    const pending = this.pending;
+    this.pending = null;
+    // An idle keep-alive connection holds no parser; the next request takes one from the pool.
+    if (pending === null) this.releaseRequestParser();
+    this.client.resume();
+    if (pending !== null) this.feed(pending, 0);
+  }
+
+  private onTimeout(): void {
+    switch (this.state) {
+      case State.Head:
+        if (this.reqParser === null || this.reqParser.atMessageStart) {
+          this.close(); // idle keep-alive (or a connection that never spoke): just close
+        } else {
+          this.refused(new WspliceError('WSPLICE_CLIENT_TIMEOUT', 408, 'request head not received in time'));
+          this.endWith(RESPONSE_408);
+        }
+        return;
+      case State.Connecting:
+        this.upstreamFail('WSPLICE_UPSTREAM_TIMEOUT', 'connect timed out');
+        return;
+      case State.AwaitUpgrade:
+        this.upstreamFail('WSPLICE_UPSTREAM_TIMEOUT', 'response head timed out');
+        return;
+      case State.Exchange:
+        if (this.resStarted) this.abort();
+        else this.upstreamFail('WSPLICE_UPSTREAM_TIMEOUT', 'response head timed out');
+        return;
+      case State.Closing:
+        this.client.destroy();
+        return;
+      default:
+        return;
+    }
+  }
+
+  private refuseParse(p: Parser): void {
+    if (p.limit === Limit.HeadTooLarge || p.limit === Limit.TooManyHeaders) {
+      this.refused(new BadRequestError(p.reason, 'WSPLICE_HEAD_TOO_LARGE', 431));
+      this.endWith(p.limit === Limit.HeadTooLarge ? RESPONSE_431 : errorResponse(431, p.reason));
+      return;
+    }
+    if (p.limit === Limit.UriTooLong) {
+      this.refuse(new BadRequestError(p.reason, 'WSPLICE_URI_TOO_LONG', 414));
+      return;
+    }
+    if (this.req !== null) {
+      // Bad framing inside a body already being forwarded: the upstream must not see the rest.
+      this.abort();
+      return;
+    }
+    this.refuse(new BadRequestError(`malformed request: ${p.reason}`));
+  }
+
+  private refused(err: WspliceError): void {
+    this.ctx.refused(this, err);
+  }
+
+  /** Answer with the proxy's own error response and close. */
+  private refuse(err: WspliceError, extraHeaders = ''): void {
+    this.refused(err);
+    this.endWith(errorResponse(err.status, err.message, extraHeaders));
+  }
+
+  private fail(code: ErrorCode, reason: string): void {
+    this.refused(new WspliceError(code, 0, reason));
+    this.cleanupUpstream();
+    this.client.destroy();
+  }
+
+  /** The upstream failed before a response reached the client: 502/504, counted against the backend. */
+  private upstreamFail(code: ErrorCode, reason: string): void {
+    const status = code === 'WSPLICE_UPSTREAM_TIMEOUT' ? 504 : 502;
+    const backend = this.backend;
+    const err = new UpstreamError(code, status, backend?.label ?? '-', reason);
+    if (backend !== null) this.group!.fail(backend);
+    this.ctx.upstreamFailed(this, err);
+    this.cleanupUpstream();
+    if (this.resStarted) {
+      this.client.destroy();
+      return;
+    }
+    this.endWith(errorResponse(status, status === 504 ? 'upstream timed out' : 'upstream failed'));
+  }
+
+  /** Something broke mid-message: no clean response is possible. Reset both ends. */
+  private abort(): void {
+    this.cleanupUpstream();
+    if (!this.client.destroyed) this.client.resetAndDestroy();
+  }
+
+  /** Write a final response, half-close, and give the client a moment to read it. */
+  private endWith(response: Buffer): void {
+    this.cleanupUpstream();
+    this.releaseRequestParser();
+    this.state = State.Closing;
+    this.pending = null;
+    this.held = [];
+    if (!this.client.destroyed) {
+      this.client.end(response);
+      this.client.resume(); // discard whatever else the client sends until it closes
+    }
+    this.timer.arm(LINGER_MS);
+  }
+
+  private close(): void {
+    this.cleanupUpstream();
+    this.state = State.Closing;
+    this.timer.arm(LINGER_MS);
+    if (!this.client.destroyed) this.client.end();
+  }
+
+  private cleanupUpstream(): void {
+    this.releaseResponseParser();
+    const up = this.upstream;
+    if (up !== null) {
+      this.upstream = null;
+      up.removeListener('close', this.onUpstreamClose);
+      up.removeListener('data', this.onUpstreamData);
+      up.destroy();
+    }
+  }
+
+  private releaseRequestParser(): void {
+    if (this.reqParser !== null) {
+      this.ctx.requestParsers.release(this.reqParser);
+      this.reqParser = null;
+    }
+  }
+
+  private releaseResponseParser(): void {
+    if (this.resParser !== null) {
+      this.ctx.responseParsers.release(this.resParser);
+      this.resParser = null;
+    }
+  }
+}
+
+function noop(): void {}

@@ -1,0 +1,131 @@
+/**
+ * The head model: a parsed request or response head as strings, made once
+ * when llhttp reports the head complete. Payload bytes never become strings.
+ */
+import type { Parser } from './llhttp.js';
+
+export interface Head {
+  /** Raw header pairs in arrival order: names as sent, values without surrounding OWS. */
+  readonly names: string[];
+  /** Lower-cased names, index-aligned with `names`. */
+  readonly keys: string[];
+  readonly values: string[];
+  readonly versionMajor: number;
+  readonly versionMinor: number;
+  /** llhttp flags (F_CHUNKED, F_CONTENT_LENGTH, ...). */
+  readonly flags: number;
+  readonly contentLength: number;
+  /** Bytes of head on the wire (start line through the blank line). */
+  readonly headBytes: number;
+}
+
+export interface RequestHead extends Head {
+  readonly method: string;
+  readonly target: string;
+}
+
+export interface ResponseHead extends Head {
+  readonly status: number;
+  readonly reason: string;
+}
+
+function isOws(c: number): boolean {
+  return c === 0x20 || c === 0x09;
+}
+
+/** Strip the optional whitespace llhttp may leave at the end of a value span. */
+function trimOws(s: string): string {
+  let end = s.length;
+  while (end > 0 && isOws(s.charCodeAt(end - 1))) end--;
+  let start = 0;
+  while (start < end && isOws(s.charCodeAt(start))) start++;
+  return start === 0 && end === s.length ? s : s.slice(start, end);
+}
+
+function readHeaders(p: Parser, names: string[], keys: string[], values: string[]): void {
+  const s = p.spans;
+  for (let i = 0; i < p.headerCount; i++) {
+    const o = i * 4;
+    const name = p.text(s[o]!, s[o + 1]!);
+    names.push(name);
+    keys.push(name.toLowerCase());
+    values.push(trimOws(p.text(s[o + 2]!, s[o + 3]!)));
+  }
+}
+
+export function readRequestHead(p: Parser): RequestHead {
+  const names: string[] = [];
+  const keys: string[] = [];
+  const values: string[] = [];
+  readHeaders(p, names, keys, values);
+  return {
+    method: p.method,
+    target: p.text(p.urlAt, p.urlLen),
+    names, keys, values,
+    versionMajor: p.versionMajor,
+    versionMinor: p.versionMinor,
+    flags: p.flags,
+    contentLength: p.contentLength,
+    headBytes: p.headBytes,
+  };
+}
+
+export function readResponseHead(p: Parser): ResponseHead {
+  const names: string[] = [];
+  const keys: string[] = [];
+  const values: string[] = [];
+  readHeaders(p, names, keys, values);
+  return {
+    status: p.statusCode,
+    reason: p.text(p.statusAt, p.statusLen),
+    names, keys, values,
+    versionMajor: p.versionMajor,
+    versionMinor: p.versionMinor,
+    flags: p.flags,
+    contentLength: p.contentLength,
+    headBytes: p.headBytes,
+  };
+}
+
+/** Every value of header `key` (lower case), in order. */
+export function getAll(h: Head, key: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < h.keys.length; i++) if (h.keys[i] === key) out.push(h.values[i]!);
+  return out;
+}
+
+/** How many times header `key` appears. */
+export function count(h: Head, key: string): number {
+  let n = 0;
+  for (let i = 0; i < h.keys.length; i++) if (h.keys[i] === key) n++;
+  return n;
+}
+
+/** The only value of `key`, or undefined when absent; null when repeated. */
+export function getOne(h: Head, key: string): string | undefined | null {
+  let found: string | undefined;
+  for (let i = 0; i < h.keys.length; i++) {
+    if (h.keys[i] !== key) continue;
+    if (found !== undefined) return null;
+    found = h.values[i]!;
+  }
+  return found;
+}
+
+/**
+ * The comma-separated tokens of every `key` header, lower-cased, empty
+ * elements dropped (RFC 9110 5.6.1: `#token` lists, may span several lines).
+ */
+export function tokens(h: Head, key: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < h.keys.length; i++) {
+    if (h.keys[i] !== key) continue;
+    for (const part of h.values[i]!.split(',')) {
+      const t = trimOws(part).toLowerCase();
+      if (t !== '') out.push(t);
+    }
+  }
+  return out;
+}
+
+export { trimOws };

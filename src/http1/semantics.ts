@@ -1,0 +1,147 @@
+/**
+ * HTTP/1.1 message semantics the engine decides itself (RFC 9110, RFC 9112):
+ * version, Host, framing, the Connection/Upgrade token lists and which headers
+ * are hop-by-hop. llhttp checks the syntax; this module checks the meaning.
+ */
+import { BadRequestError } from '../errors.js';
+import { F_CHUNKED, F_CONTENT_LENGTH, F_TRANSFER_ENCODING } from './llhttp.js';
+import { count, getOne, tokens, type Head, type RequestHead } from './head.js';
+
+/**
+ * Headers that describe one connection only (RFC 9110 7.6.1), plus the obsolete
+ * Proxy-Connection. Transfer-Encoding is hop-by-hop too, but body bytes pass
+ * through unchanged, so their framing header must go with them.
+ */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade',
+]);
+
+/** Never dropped because Connection names them: that would unframe the body or reroute it. */
+const NOT_DROPPABLE: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
+
+export type RequestKind = 'websocket' | 'upgrade' | 'plain';
+
+export interface RequestInfo {
+  kind: RequestKind;
+  /** For kind 'upgrade': the protocol token that is tunnelled. */
+  protocol: string;
+  /** Lower-cased header names to drop when forwarding (hop-by-hop + Connection-named). */
+  drop: Set<string>;
+  /** The client wants the connection kept after this exchange. */
+  keepAlive: boolean;
+  /** Host as the client sent it, or the absolute-form authority. */
+  host: string;
+  /** Origin-form target to forward. */
+  path: string;
+  hasBody: boolean;
+}
+
+// RFC 3986 reg-name / IPv4 / IP-literal, then an optional port. Deliberately strict:
+// no userinfo, no spaces, no percent-encoding in a Host we route on.
+const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=-]+)(?::[0-9]{1,5})?$/;
+
+export function isValidHost(host: string): boolean {
+  return host.length > 0 && host.length <= 255 && HOST_RE.test(host);
+}
+
+/**
+ * Connection-specific header names to drop: the fixed hop-by-hop list and
+ * every name listed in Connection (RFC 9110 7.6.1).
+ */
+export function dropSet(h: Head): Set<string> {
+  const drop = new Set(HOP_BY_HOP);
+  for (const t of tokens(h, 'connection')) if (!NOT_DROPPABLE.has(t)) drop.add(t);
+  return drop;
+}
+
+/** Transfer-Encoding must end in exactly one `chunked` (RFC 9112 6.1, 6.3). */
+function checkTransferEncoding(h: Head): void {
+  const te = tokens(h, 'transfer-encoding');
+  if (te.length === 0) {
+    if (h.flags & F_TRANSFER_ENCODING) throw new BadRequestError('empty Transfer-Encoding');
+    return;
+  }
+  if (te[te.length - 1] !== 'chunked') throw new BadRequestError('Transfer-Encoding must end in chunked');
+  if (te.indexOf('chunked') !== te.length - 1) throw new BadRequestError('chunked applied more than once');
+  if (h.flags & F_CONTENT_LENGTH) throw new BadRequestError('Content-Length with Transfer-Encoding');
+  if (!(h.flags & F_CHUNKED)) throw new BadRequestError('unrecognised Transfer-Encoding');
+}
+
+/**
+ * Validate a request head and say what kind of exchange it starts.
+ * Throws BadRequestError (400/405/505) with a short reason.
+ * `tunnelProtocols`: lower-case Upgrade tokens (other than websocket) that may be tunnelled.
+ */
+export function classifyRequest(h: RequestHead, tunnelProtocols: ReadonlySet<string>): RequestInfo {
+  if (h.versionMajor !== 1 || (h.versionMinor !== 0 && h.versionMinor !== 1)) {
+    if (h.versionMajor === 0) throw new BadRequestError('HTTP/0.9 is not served');
+    throw new BadRequestError(`HTTP/${h.versionMajor}.${h.versionMinor} is not supported`, 'WSPLICE_VERSION', 505);
+  }
+  const http11 = h.versionMinor === 1;
+  if (h.method === 'CONNECT') throw new BadRequestError('CONNECT is not served', 'WSPLICE_METHOD', 405);
+  if (h.method === 'PRI') throw new BadRequestError('HTTP/2 preface on an HTTP/1 listener');
+
+  // Request target (RFC 9112 3.2): origin-form, absolute-form, or * for OPTIONS.
+  let path = h.target;
+  let authority: string | undefined;
+  if (path.charCodeAt(0) !== 0x2f /* / */) {
+    if (path === '*') {
+      if (h.method !== 'OPTIONS') throw new BadRequestError('asterisk-form target outside OPTIONS');
+    } else {
+      const m = /^(https?):\/\/([^/?#]*)([^#]*)$/i.exec(path);
+      if (m === null) throw new BadRequestError('invalid request target');
+      authority = m[2]!;
+      if (authority.includes('@')) throw new BadRequestError('userinfo in request target');
+      path = m[3] === '' ? '/' : m[3]!;
+      if (path.charCodeAt(0) !== 0x2f) path = '/' + path; // "http://h?q" -> "/?q"
+    }
+  }
+  if (path.includes('#')) throw new BadRequestError('fragment in request target');
+
+  // Host (RFC 9112 3.2): exactly one in HTTP/1.1; the absolute-form authority wins.
+  const hostCount = count(h, 'host');
+  if (hostCount > 1) throw new BadRequestError('more than one Host header');
+  if (http11 && hostCount === 0) throw new BadRequestError('missing Host header');
+  let host = hostCount === 1 ? (getOne(h, 'host') as string) : '';
+  if (hostCount === 1 && !isValidHost(host)) throw new BadRequestError('invalid Host header');
+  if (authority !== undefined) {
+    if (!isValidHost(authority)) throw new BadRequestError('invalid authority in request target');
+    host = authority;
+  }
+
+  // Framing. llhttp already refuses CL+TE, differing/duplicate CL, bad chunk sizes.
+  if (h.flags & F_TRANSFER_ENCODING || count(h, 'transfer-encoding') > 0) {
+    if (!http11) throw new BadRequestError('Transfer-Encoding in an HTTP/1.0 request');
+    checkTransferEncoding(h);
+  }
+  const hasBody = (h.flags & F_CHUNKED) !== 0 || ((h.flags & F_CONTENT_LENGTH) !== 0 && h.contentLength > 0);
+
+  const conn = tokens(h, 'connection');
+  const keepAlive = http11 ? !conn.includes('close') : conn.includes('keep-alive');
+  const drop = dropSet(h);
+
+  // Upgrade (RFC 9110 7.8): only with the `upgrade` Connection token, in HTTP/1.1.
+  let kind: RequestKind = 'plain';
+  let protocol = '';
+  if (http11 && conn.includes('upgrade')) {
+    const offered = tokens(h, 'upgrade');
+    if (offered.includes('websocket') && h.method === 'GET') {
+      kind = 'websocket';
+      protocol = 'websocket';
+    } else {
+      for (const p of offered) {
+        if (tunnelProtocols.has(p)) {
+          kind = 'upgrade';
+          protocol = p;
+          break;
+        }
+      }
+    }
+  }
+  return { kind, protocol, drop, keepAlive, host, path, hasBody };
+}
+
+/** A response carries no body for these (RFC 9110 6.4.1). */
+export function responseHasNoBody(method: string, status: number): boolean {
+  return method === 'HEAD' || (status >= 100 && status < 200) || status === 204 || status === 304;
+}

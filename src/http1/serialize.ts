@@ -1,0 +1,120 @@
+/**
+ * Writing heads: the request head forwarded upstream, the response head
+ * forwarded to the client, and the proxy's own prebuilt error responses.
+ * Each head is built as one latin1 string and written as one Buffer.
+ */
+import type { RequestHead, ResponseHead } from './head.js';
+import type { RequestInfo } from './semantics.js';
+import { HOP_BY_HOP } from './semantics.js';
+
+/** Values the proxy adds itself are checked: CR, LF and NUL can never be emitted. */
+const UNSAFE_VALUE = /[\r\n\0]/;
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+export function isSafeValue(v: string): boolean {
+  return !UNSAFE_VALUE.test(v);
+}
+
+export function isToken(v: string): boolean {
+  return TOKEN.test(v);
+}
+
+export interface ForwardPolicy {
+  /** Replace Host with this value (nginx `proxy_set_header Host ...`); null keeps the client's. */
+  host: string | null;
+  xForwarded: boolean;
+  xRealIp: boolean;
+  /** Lower-case names removed from every forwarded request. */
+  remove: ReadonlySet<string>;
+  /** Headers set on every forwarded request (replacing the client's), already validated. */
+  set: ReadonlyArray<readonly [string, string]>;
+  /** Lower-case keys of `set`, to drop the client's copies. */
+  setKeys: ReadonlySet<string>;
+}
+
+export interface ClientFacts {
+  remoteAddress: string;
+  /** 'http' or 'https' as seen by the client (TLS terminated in front of us). */
+  proto: string;
+}
+
+const X_FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']);
+
+/**
+ * The request head sent upstream: HTTP/1.1 always (proxy_http_version 1.1),
+ * hop-by-hop headers removed, Host per policy, X-Forwarded-* appended, then
+ * Connection/Upgrade as the seed's map sets them.
+ */
+export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: ForwardPolicy, client: ClientFacts): Buffer {
+  let out = `${h.method} ${info.path} HTTP/1.1\r\n`;
+  const host = policy.host ?? info.host;
+  if (host !== '') out += `Host: ${host}\r\n`;
+  let xff = '';
+  for (let i = 0; i < h.keys.length; i++) {
+    const k = h.keys[i]!;
+    if (k === 'host' || info.drop.has(k) || policy.remove.has(k) || policy.setKeys.has(k)) continue;
+    if (policy.xForwarded && X_FORWARDED.has(k)) {
+      // Appended to, never trusted as the last hop.
+      if (k === 'x-forwarded-for') xff = xff === '' ? h.values[i]! : `${xff}, ${h.values[i]!}`;
+      continue;
+    }
+    if (policy.xRealIp && k === 'x-real-ip') continue;
+    out += `${h.names[i]!}: ${h.values[i]!}\r\n`;
+  }
+  if (policy.xForwarded) {
+    out += `X-Forwarded-For: ${xff === '' ? client.remoteAddress : `${xff}, ${client.remoteAddress}`}\r\n`;
+    out += `X-Forwarded-Proto: ${client.proto}\r\n`;
+    if (info.host !== '') out += `X-Forwarded-Host: ${info.host}\r\n`;
+  }
+  if (policy.xRealIp) out += `X-Real-IP: ${client.remoteAddress}\r\n`;
+  for (const [name, value] of policy.set) out += `${name}: ${value}\r\n`;
+  if (info.kind === 'plain') out += 'Connection: close\r\n\r\n';
+  else out += `Connection: upgrade\r\nUpgrade: ${info.protocol}\r\n\r\n`;
+  return Buffer.from(out, 'latin1');
+}
+
+/**
+ * The response head sent to the client for a plain exchange: hop-by-hop
+ * headers removed, framing kept (bytes pass through), Connection per the
+ * client connection's fate.
+ */
+export function forwardResponseHead(res: ResponseHead, drop: ReadonlySet<string>, clientHttp11: boolean, keepAlive: boolean): Buffer {
+  let out = `HTTP/1.1 ${res.status} ${res.reason}\r\n`;
+  for (let i = 0; i < res.keys.length; i++) {
+    const k = res.keys[i]!;
+    if (HOP_BY_HOP.has(k) || drop.has(k)) continue;
+    out += `${res.names[i]!}: ${res.values[i]!}\r\n`;
+  }
+  if (!keepAlive) out += 'Connection: close\r\n\r\n';
+  else if (!clientHttp11) out += 'Connection: keep-alive\r\n\r\n';
+  else out += '\r\n';
+  return Buffer.from(out, 'latin1');
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout',
+  414: 'URI Too Long', 426: 'Upgrade Required', 431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
+};
+
+/**
+ * The proxy's own response: a short text body with the reason, always
+ * `Connection: close` (after an error the byte stream is not trusted).
+ */
+export function errorResponse(status: number, reason: string, extra = ''): Buffer {
+  const body = `${status} ${REASONS[status] ?? 'Error'}: ${reason.replace(/[^\x20-\x7e]/g, '?')}\n`;
+  return Buffer.from(
+    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\n` +
+      'Content-Type: text/plain; charset=utf-8\r\n' +
+      `Content-Length: ${body.length}\r\n` +
+      extra +
+      'Connection: close\r\n\r\n' +
+      body,
+    'latin1',
+  );
+}
+
+/** Prebuilt, like Node's _http_server.js: written straight to the socket. */
+export const RESPONSE_408 = errorResponse(408, 'request head not received in time');
+export const RESPONSE_431 = errorResponse(431, 'request head too large');

@@ -1,0 +1,26 @@
+/**
+ * wsplice: a WebSocket and HTTP/1.1 reverse proxy engine.
+ *
+ *   const proxy = createProxy({ upstreams: { backend: { servers: ['127.0.0.1:3001', '127.0.0.1:3002'] } } });
+ *   await proxy.listen({ host: '127.0.0.1', port: 8080 });
+ */
+import { Proxy } from './server.js';
+import type { ProxyOptions } from './options.js';
+
+export { Proxy } from './server.js';
+export type {
+  ListenTarget, ProxyEvents, ProxyStats, RefusedEvent, TunnelCloseEvent, TunnelEvent, UpstreamErrorEvent,
+} from './server.js';
+export type {
+  ForwardingConfig, LimitConfig, ProxyOptions, RouteConfig, TimeoutConfig, UpstreamConfig, UpstreamServerConfig,
+} from './options.js';
+export { DEFAULT_LIMITS, DEFAULT_TIMEOUTS } from './options.js';
+export { BadRequestError, ConfigError, HandshakeError, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
+export type { TunnelCloseReason, TunnelStats } from './relay/types.js';
+export { acceptFor } from './websocket/handshake.js';
+export { llhttpBuild } from './http1/llhttp.js';
+
+/** Create a proxy. Options are validated now: a ConfigError names the offending field. */
+export function createProxy(options: ProxyOptions): Proxy {
+  return new Proxy(options);
+}

@@ -1,0 +1,222 @@
+/**
+ * The proxy: listeners, accept, and the registry of live connections for
+ * graceful close. Everything per connection lives in connection.ts.
+ */
+import { EventEmitter } from 'node:events';
+import net, { type AddressInfo, type Server, type Socket } from 'node:net';
+import { Connection, State, type ProxyContext } from './connection.js';
+import { channels } from './diagnostics.js';
+import { ConfigError, type UpstreamError, type WspliceError } from './errors.js';
+import { ParserPool, TYPE_REQUEST, TYPE_RESPONSE } from './http1/llhttp.js';
+import { resolveOptions, type ProxyOptions, type ResolvedOptions } from './options.js';
+import { selectRelay } from './relay/index.js';
+import type { Relay, TunnelStats } from './relay/types.js';
+import { Router } from './router.js';
+import { UpstreamGroup, type Backend } from './upstream/group.js';
+
+export interface TunnelEvent {
+  id: number;
+  remoteAddress: string;
+  backend: string;
+  relay: 'js' | 'splice';
+}
+
+export interface TunnelCloseEvent extends TunnelStats {
+  id: number;
+  backend: string;
+}
+
+export interface RefusedEvent {
+  id: number;
+  remoteAddress: string;
+  status: number;
+  code: string;
+  reason: string;
+}
+
+export interface UpstreamErrorEvent {
+  id: number;
+  backend: string;
+  status: number;
+  code: string;
+  reason: string;
+}
+
+export interface ProxyStats {
+  /** Client connections open now. */
+  connections: number;
+  /** Tunnels open now. */
+  tunnels: number;
+  tunnelsTotal: number;
+  bytesUp: number;
+  bytesDown: number;
+  refused: number;
+  upstreamErrors: number;
+}
+
+export interface ProxyEvents {
+  tunnel: [TunnelEvent];
+  tunnelClose: [TunnelCloseEvent];
+  refused: [RefusedEvent];
+  upstreamError: [UpstreamErrorEvent];
+  listening: [AddressInfo | string];
+  close: [];
+  error: [Error];
+}
+
+export type ListenTarget = number | string | { host?: string; port?: number; path?: string };
+
+export class Proxy extends EventEmitter<ProxyEvents> {
+  readonly options: ResolvedOptions;
+  readonly groups: ReadonlyMap<string, UpstreamGroup>;
+  readonly relayKind: 'js' | 'splice';
+  /** Why this relay was chosen (e.g. why the native one was not). */
+  readonly relayNote: string;
+  private readonly ctx: ProxyContext;
+  private readonly servers: Server[] = [];
+  private readonly live = new Set<Connection>();
+  private readonly counters: ProxyStats = {
+    connections: 0, tunnels: 0, tunnelsTotal: 0, bytesUp: 0, bytesDown: 0, refused: 0, upstreamErrors: 0,
+  };
+  private closing: Promise<void> | null = null;
+
+  constructor(input: ProxyOptions) {
+    super();
+    const options = resolveOptions(input);
+    this.options = options;
+    const groups = new Map<string, UpstreamGroup>();
+    for (const [name, u] of options.upstreams) groups.set(name, new UpstreamGroup(name, u.backends, u.maxFails, u.failTimeoutMs));
+    this.groups = groups;
+    let relay: Relay;
+    try {
+      const r = selectRelay(options.relay);
+      relay = r.relay;
+      this.relayNote = r.note;
+    } catch (err) {
+      throw new ConfigError('relay', (err as Error).message);
+    }
+    this.relayKind = relay.kind;
+    const limits = {
+      maxHeadBytes: options.limits.maxHeadBytes,
+      maxHeaders: options.limits.maxHeaders,
+      maxUriBytes: options.limits.maxUriBytes,
+    };
+    const self = this;
+    this.ctx = {
+      options,
+      router: new Router(options.routes, groups),
+      requestParsers: new ParserPool(TYPE_REQUEST, limits),
+      responseParsers: new ParserPool(TYPE_RESPONSE, { ...limits, maxHeaders: Math.max(limits.maxHeaders, 200) }),
+      relay,
+      draining: false,
+      tunnelOpened(c: Connection, backend: Backend) {
+        self.counters.tunnels++;
+        self.counters.tunnelsTotal++;
+        const ev: TunnelEvent = { id: c.id, remoteAddress: c.remoteAddress, backend: backend.label, relay: relay.kind };
+        if (channels.tunnelOpen.hasSubscribers) channels.tunnelOpen.publish(ev);
+        if (self.listenerCount('tunnel') > 0) self.emit('tunnel', ev);
+      },
+      tunnelClosed(c: Connection, backend: Backend, stats: TunnelStats) {
+        self.counters.tunnels--;
+        self.counters.bytesUp += stats.bytesUp;
+        self.counters.bytesDown += stats.bytesDown;
+        const ev: TunnelCloseEvent = { id: c.id, backend: backend.label, ...stats };
+        if (channels.tunnelClose.hasSubscribers) channels.tunnelClose.publish(ev);
+        if (self.listenerCount('tunnelClose') > 0) self.emit('tunnelClose', ev);
+      },
+      refused(c: Connection, err: WspliceError) {
+        self.counters.refused++;
+        const ev: RefusedEvent = { id: c.id, remoteAddress: c.remoteAddress, status: err.status, code: err.code, reason: err.message };
+        if (channels.refused.hasSubscribers) channels.refused.publish(ev);
+        if (self.listenerCount('refused') > 0) self.emit('refused', ev);
+      },
+      upstreamFailed(c: Connection, err: UpstreamError) {
+        self.counters.upstreamErrors++;
+        const ev: UpstreamErrorEvent = { id: c.id, backend: err.backend, status: err.status, code: err.code, reason: err.message };
+        if (channels.upstreamError.hasSubscribers) channels.upstreamError.publish(ev);
+        if (self.listenerCount('upstreamError') > 0) self.emit('upstreamError', ev);
+      },
+      connectionClosed(c: Connection) {
+        if (self.live.delete(c)) self.counters.connections--;
+      },
+    };
+    this.handleConnection = this.handleConnection.bind(this);
+  }
+
+  /**
+   * Take over a client socket accepted elsewhere (an app's own net.Server).
+   * The socket should have been created with allowHalfOpen so a FIN is relayed.
+   */
+  handleConnection(socket: Socket): void {
+    if (this.ctx.draining) {
+      socket.destroy();
+      return;
+    }
+    const c = new Connection(this.ctx, socket);
+    this.live.add(c);
+    this.counters.connections++;
+    if (channels.connection.hasSubscribers) channels.connection.publish({ id: c.id, remoteAddress: c.remoteAddress });
+  }
+
+  /** Start a listener: a port (127.0.0.1 by default... no: all interfaces, as net does), {host, port} or a unix path. */
+  listen(target: ListenTarget = 0): Promise<AddressInfo | string> {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, this.handleConnection);
+    this.servers.push(server);
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => {
+        this.servers.splice(this.servers.indexOf(server), 1);
+        reject(err);
+      };
+      server.once('error', onError);
+      const done = (): void => {
+        server.removeListener('error', onError);
+        server.on('error', (err) => {
+          if (this.listenerCount('error') > 0) this.emit('error', err);
+        });
+        const addr = server.address() as AddressInfo | string;
+        this.emit('listening', addr);
+        resolve(addr);
+      };
+      if (typeof target === 'number') server.listen(target, done);
+      else if (typeof target === 'string') server.listen(target, done);
+      else if (target.path !== undefined) server.listen(target.path, done);
+      else server.listen(target.port ?? 0, target.host, done);
+    });
+  }
+
+  /** The first listener's address (null before listen). */
+  address(): AddressInfo | string | null {
+    return this.servers[0]?.address() ?? null;
+  }
+
+  /** Every listener's address. */
+  addresses(): Array<AddressInfo | string> {
+    return this.servers.map((s) => s.address()).filter((a): a is AddressInfo | string => a !== null);
+  }
+
+  stats(): ProxyStats {
+    return { ...this.counters };
+  }
+
+  /**
+   * Graceful close: stop accepting, close idle keep-alive connections, let
+   * exchanges and tunnels finish for up to `timeouts.drainMs`, then end them.
+   */
+  close(): Promise<void> {
+    if (this.closing !== null) return this.closing;
+    this.ctx.draining = true;
+    this.closing = (async () => {
+      await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      for (const c of this.live) c.drain();
+      const deadline = Date.now() + this.options.timeouts.drainMs;
+      while (this.live.size > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 25));
+        for (const c of this.live) if (c.state === State.Head) c.drain();
+      }
+      for (const c of this.live) c.destroy();
+      while (this.live.size > 0) await new Promise((r) => setTimeout(r, 5));
+      this.emit('close');
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * RFC 6455 section 4 handshake rules, as guard lists with one reason per
+ * refusal: the client's request is checked before any upstream is touched, the
+ * upstream's 101 before any byte is tunnelled.
+ */
+import { createHash } from 'node:crypto';
+import { HandshakeError } from '../errors.js';
+import { count, getOne, tokens, type RequestHead, type ResponseHead } from '../http1/head.js';
+import { F_CHUNKED, F_CONTENT_LENGTH } from '../http1/llhttp.js';
+
+export const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+/** base64(SHA-1(key + GUID)) */
+export function acceptFor(key: string): string {
+  return createHash('sha1').update(key + WS_GUID).digest('base64');
+}
+
+const KEY_RE = /^[A-Za-z0-9+/]{22}==$/;
+
+export interface ClientHandshake {
+  key: string;
+  /** Subprotocols the client offered (Sec-WebSocket-Protocol tokens), case preserved. */
+  protocols: string[];
+  /** Extension names the client offered (lower case). */
+  extensions: string[];
+}
+
+function listValues(h: RequestHead | ResponseHead, key: string, lower: boolean): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < h.keys.length; i++) {
+    if (h.keys[i] !== key) continue;
+    for (const part of h.values[i]!.split(',')) {
+      const t = part.trim();
+      if (t !== '') out.push(lower ? t.toLowerCase() : t);
+    }
+  }
+  return out;
+}
+
+/** Extension names only: `permessage-deflate; client_max_window_bits` -> `permessage-deflate`. */
+function extensionNames(h: RequestHead | ResponseHead): string[] {
+  return listValues(h, 'sec-websocket-extensions', true).map((e) => e.split(';')[0]!.trim());
+}
+
+/**
+ * Validate the client's opening handshake (RFC 6455 4.2.1). The caller has
+ * already checked GET, HTTP/1.1, Host, Connection: upgrade and Upgrade: websocket.
+ */
+export function checkClientHandshake(h: RequestHead): ClientHandshake {
+  const versions = count(h, 'sec-websocket-version');
+  if (versions !== 1 || getOne(h, 'sec-websocket-version') !== '13') {
+    throw new HandshakeError(versions === 0 ? 'missing Sec-WebSocket-Version' : 'unsupported Sec-WebSocket-Version', true);
+  }
+  const key = getOne(h, 'sec-websocket-key');
+  if (key === undefined) throw new HandshakeError('missing Sec-WebSocket-Key');
+  if (key === null) throw new HandshakeError('more than one Sec-WebSocket-Key');
+  // 16 bytes base64-encode to exactly 22 characters and "==".
+  if (!KEY_RE.test(key) || Buffer.from(key, 'base64').length !== 16) {
+    throw new HandshakeError('Sec-WebSocket-Key is not 16 base64-encoded bytes');
+  }
+  if (h.flags & F_CHUNKED || count(h, 'transfer-encoding') > 0) throw new HandshakeError('body on an upgrade request');
+  if (h.flags & F_CONTENT_LENGTH && h.contentLength > 0) throw new HandshakeError('body on an upgrade request');
+  return {
+    key,
+    protocols: listValues(h, 'sec-websocket-protocol', false),
+    extensions: extensionNames(h),
+  };
+}
+
+/**
+ * Validate the upstream's 101 (RFC 6455 4.1, client side). Returns null when
+ * the tunnel may open, else the reason it may not.
+ */
+export function checkUpstreamAccept(res: ResponseHead, client: ClientHandshake): string | null {
+  if (res.status !== 101) return `status ${res.status}`;
+  if (res.versionMajor !== 1 || res.versionMinor !== 1) return '101 not in HTTP/1.1';
+  const upgrade = tokens(res, 'upgrade');
+  if (upgrade.length !== 1 || upgrade[0] !== 'websocket') return 'Upgrade is not websocket';
+  if (!tokens(res, 'connection').includes('upgrade')) return 'Connection lacks upgrade';
+  const accept = getOne(res, 'sec-websocket-accept');
+  if (accept === undefined) return 'missing Sec-WebSocket-Accept';
+  if (accept === null) return 'more than one Sec-WebSocket-Accept';
+  if (accept !== acceptFor(client.key)) return 'Sec-WebSocket-Accept does not match the key';
+  const proto = listValues(res, 'sec-websocket-protocol', false);
+  if (proto.length > 1) return 'more than one subprotocol selected';
+  if (proto.length === 1 && !client.protocols.includes(proto[0]!)) return 'subprotocol not offered by the client';
+  for (const ext of extensionNames(res)) {
+    if (!client.extensions.includes(ext)) return `extension ${ext} not offered by the client`;
+  }
+  return null;
+}
