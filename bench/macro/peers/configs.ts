@@ -1,0 +1,69 @@
+// Config files the runner writes for the native peers. Loopback only.
+
+/** fds a proxy may use: 2 per tunnel plus slack, within the hard limit the children get. */
+export function nginxConfig(o: { dir: string; port: number; backendPort: number; workers: '1' | 'auto'; maxFds: number }): string {
+  // The http{} part is the seed's (shared/seed/nginx-websocket.conf), with `location /` so plain
+  // GETs go through the same block; access_log off because no other peer logs each request.
+  return `daemon off;
+master_process on;
+worker_processes ${o.workers};
+pid ${o.dir}/nginx.pid;
+error_log ${o.dir}/error.log warn;
+worker_rlimit_nofile ${o.maxFds};
+events {
+    worker_connections ${o.maxFds - 64};
+}
+http {
+    access_log off;
+    client_body_temp_path ${o.dir}/client_body;
+    proxy_temp_path ${o.dir}/proxy;
+    fastcgi_temp_path ${o.dir}/fastcgi;
+    uwsgi_temp_path ${o.dir}/uwsgi;
+    scgi_temp_path ${o.dir}/scgi;
+
+    map $http_upgrade $connection_upgrade {
+        default upgrade;
+        '' close;
+    }
+
+    upstream backend {
+        server 127.0.0.1:${o.backendPort};
+    }
+
+    server {
+        listen 127.0.0.1:${o.port};
+
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+        }
+    }
+}
+`;
+}
+
+export function haproxyConfig(o: { port: number; backendPort: number; maxFds: number }): string {
+  // maxconn counts client-side connections; each tunnel also holds a server-side one.
+  return `global
+    nbthread 1
+    maxconn ${Math.floor((o.maxFds - 64) / 2)}
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+    timeout http-keep-alive 60s
+
+frontend fe
+    bind 127.0.0.1:${o.port}
+    default_backend be
+
+backend be
+    server s1 127.0.0.1:${o.backendPort}
+`;
+}

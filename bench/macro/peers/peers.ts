@@ -1,0 +1,160 @@
+// The peers a run compares. Each starts from a config written into the run's temp dir, listens on
+// 127.0.0.1:port and proxies to the echo backend; `direct` is no proxy at all.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Managed, spawnManaged, stopManaged, waitForLine, waitForPort } from '../proc.js';
+import { processTree } from '../procfs.js';
+import { haproxyConfig, nginxConfig } from './configs.js';
+
+export interface PeerContext {
+  /** Repository root (holds dist/). */
+  root: string;
+  /** Per-run temp dir for configs and logs. */
+  dir: string;
+  backendPort: number;
+  /** Soft fd limit the children run with. */
+  maxFds: number;
+}
+
+export interface RunningPeer {
+  port: number;
+  /** The proxy's processes now (empty for direct). */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+export interface PeerSpec {
+  name: string;
+  /** null when the peer can run here, else why not. */
+  unavailable(ctx: PeerContext): string | null;
+  version(ctx: PeerContext): string;
+  start(ctx: PeerContext, port: number): Promise<RunningPeer>;
+}
+
+function has(cmd: string): boolean {
+  try {
+    execFileSync('bash', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** stdout+stderr of a version command, first line; '' when it fails. */
+function versionOf(cmd: string, args: string[]): string {
+  try {
+    const r = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+    return r.trim().split('\n')[0] ?? '';
+  } catch (e) {
+    const err = e as { stderr?: string; stdout?: string };
+    return `${err.stdout ?? ''}${err.stderr ?? ''}`.trim().split('\n')[0] ?? '';
+  }
+}
+
+/** Wraps a started process: ready when `readyLine` shows (if given) and the port accepts. */
+async function ready(m: Managed, port: number, readyLine: RegExp | null, what: string): Promise<RunningPeer> {
+  try {
+    if (readyLine) await waitForLine(m, readyLine, 15_000);
+    await waitForPort(port, m, 15_000);
+  } catch (e) {
+    await stopManaged(m, 500);
+    const out = m.output().trim().split('\n').slice(-5).join(' | ');
+    throw new Error(`${what}: ${(e as Error).message}${out ? ` (${out})` : ''}`);
+  }
+  m.child.stdout!.resume(); // keep draining stdout so a chatty peer never blocks on a full pipe
+  return { port, pids: () => processTree(m.pid), stop: () => stopManaged(m) };
+}
+
+const direct: PeerSpec = {
+  name: 'direct',
+  unavailable: () => null,
+  version: () => 'no proxy',
+  start: async (ctx) => ({ port: ctx.backendPort, pids: () => [], stop: async () => {} }),
+};
+
+function nginx(workers: '1' | 'auto'): PeerSpec {
+  return {
+    name: workers === '1' ? 'nginx-1w' : 'nginx-auto',
+    unavailable: () => (has('nginx') ? null : 'nginx not installed (bench/peers/install.sh or --install)'),
+    version: () => versionOf('nginx', ['-v']),
+    async start(ctx, port) {
+      const dir = join(ctx.dir, `nginx-${workers}-${port}`);
+      mkdirSync(dir, { recursive: true });
+      const conf = join(dir, 'nginx.conf');
+      writeFileSync(conf, nginxConfig({ dir, port, backendPort: ctx.backendPort, workers, maxFds: ctx.maxFds }));
+      const m = spawnManaged('nginx', ['-c', conf, '-p', dir, '-e', join(dir, 'error.log')], { stdin: 'ignore' });
+      return ready(m, port, null, this.name);
+    },
+  };
+}
+
+const haproxy: PeerSpec = {
+  name: 'haproxy',
+  unavailable: () => (has('haproxy') ? null : 'haproxy not installed (bench/peers/install.sh or --install)'),
+  version: () => versionOf('haproxy', ['-v']),
+  async start(ctx, port) {
+    const conf = join(ctx.dir, `haproxy-${port}.cfg`);
+    writeFileSync(conf, haproxyConfig({ port, backendPort: ctx.backendPort, maxFds: ctx.maxFds }));
+    const m = spawnManaged('haproxy', ['-db', '-f', conf], { stdin: 'ignore' });
+    return ready(m, port, null, 'haproxy');
+  },
+};
+
+const httpProxy: PeerSpec = {
+  name: 'http-proxy',
+  unavailable: (ctx) => (existsSync(join(ctx.root, 'node_modules/http-proxy')) ? null : 'npm http-proxy not installed'),
+  version: (ctx) => {
+    try {
+      const pkg = JSON.parse(readFileSync(join(ctx.root, 'node_modules/http-proxy/package.json'), 'utf8')) as { version: string };
+      return `http-proxy ${pkg.version}`;
+    } catch {
+      return 'http-proxy ?';
+    }
+  },
+  async start(ctx, port) {
+    const conf = join(ctx.dir, `http-proxy-${port}.json`);
+    writeFileSync(conf, JSON.stringify({ listen: port, upstream: ctx.backendPort }));
+    const script = join(ctx.root, 'dist/bench/macro/peers/http-proxy-peer.js');
+    const m = spawnManaged(process.execPath, [script, conf], { cwd: ctx.root, stdin: 'ignore' });
+    return ready(m, port, /^http-proxy listening on /, 'http-proxy');
+  },
+};
+
+const WSPLICE_CLI = 'dist/src/cli/main.js';
+
+function wspliceVersion(ctx: PeerContext): string {
+  if (!existsSync(join(ctx.root, WSPLICE_CLI))) return '';
+  return versionOf(process.execPath, [join(ctx.root, WSPLICE_CLI), '--version']);
+}
+
+function wsplice(relay: 'js' | 'splice'): PeerSpec {
+  return {
+    name: `wsplice-${relay}`,
+    unavailable(ctx) {
+      if (!existsSync(join(ctx.root, WSPLICE_CLI))) return `${WSPLICE_CLI} not built yet`;
+      if (relay === 'splice') {
+        let v = '';
+        try {
+          v = execFileSync(process.execPath, [join(ctx.root, WSPLICE_CLI), '--version'], { encoding: 'utf8', timeout: 10_000 });
+        } catch {
+          // no --version yet
+        }
+        if (!v.includes('relay: splice')) return '`wsplice --version` does not report `relay: splice`';
+      }
+      return null;
+    },
+    version: wspliceVersion,
+    async start(ctx, port) {
+      // The CLI takes its settings as flags; they are kept beside the other configs for the record.
+      const args = [join(ctx.root, WSPLICE_CLI), '--listen', `127.0.0.1:${port}`, '--upstream', `127.0.0.1:${ctx.backendPort}`, '--relay', relay];
+      writeFileSync(join(ctx.dir, `wsplice-${relay}-${port}.args`), `${args.join(' ')}\n`);
+      const m = spawnManaged(process.execPath, args, { cwd: ctx.root, stdin: 'ignore' });
+      return ready(m, port, /wsplice listening on /, `wsplice-${relay}`);
+    },
+  };
+}
+
+export const ALL_PEERS: readonly PeerSpec[] = [
+  direct, nginx('1'), nginx('auto'), haproxy, httpProxy, wsplice('js'), wsplice('splice'),
+];

@@ -1,0 +1,147 @@
+// What a run measures, per mode: scenarios (each one load shape) and the metrics they yield.
+
+export type Mode = 'tiny' | 'quick' | 'full';
+
+export interface Scenario {
+  /** Stable id, used in JSON and as the row key: e.g. "pingpong-c50-64B". */
+  id: string;
+  title: string;
+  kind: 'handshake' | 'pingpong' | 'stream' | 'idle' | 'http';
+  connections: number;
+  size: number;
+  durationMs: number;
+  warmupMs: number;
+}
+
+export interface Plan {
+  mode: Mode;
+  rounds: number;
+  scenarios: Scenario[];
+  /** Idle scenario: seconds the tunnels are held while CPU is read. */
+  idleWindowMs: number;
+  idleWarmTunnels: number;
+}
+
+export type Better = 'higher' | 'lower';
+
+export interface MetricDef {
+  /** Key in a sample's values. */
+  key: string;
+  label: string;
+  unit: string;
+  better: Better;
+  /** Shown in the summary table and the chart. */
+  headline: boolean;
+}
+
+export function metricsFor(s: Scenario): MetricDef[] {
+  switch (s.kind) {
+    case 'handshake':
+      return [
+        { key: 'rate', label: 'handshakes/s', unit: '/s', better: 'higher', headline: true },
+        { key: 'p50Ms', label: 'handshake p50', unit: 'ms', better: 'lower', headline: false },
+        { key: 'p99Ms', label: 'handshake p99', unit: 'ms', better: 'lower', headline: false },
+        { key: 'cpuPerM', label: 'proxy CPU s per 1M handshakes', unit: 's', better: 'lower', headline: false },
+      ];
+    case 'pingpong':
+      return [
+        { key: 'rate', label: 'msgs/s', unit: '/s', better: 'higher', headline: true },
+        { key: 'p50Us', label: 'RTT p50', unit: 'µs', better: 'lower', headline: false },
+        { key: 'p99Us', label: 'RTT p99', unit: 'µs', better: 'lower', headline: false },
+        { key: 'cpuPerM', label: 'proxy CPU s per 1M msgs', unit: 's', better: 'lower', headline: s.connections === 50 },
+      ];
+    case 'stream':
+      return [
+        { key: 'mibps', label: 'MiB/s', unit: 'MiB/s', better: 'higher', headline: true },
+        { key: 'cpuPerGiB', label: 'proxy CPU s per GiB', unit: 's', better: 'lower', headline: false },
+      ];
+    case 'idle':
+      return [
+        { key: 'kibPerTunnel', label: 'RSS per tunnel', unit: 'KiB', better: 'lower', headline: true },
+        { key: 'idleCpuPct', label: 'idle CPU', unit: '%', better: 'lower', headline: false },
+      ];
+    case 'http':
+      return [
+        { key: 'rate', label: 'req/s', unit: '/s', better: 'higher', headline: true },
+        { key: 'p50Us', label: 'latency p50', unit: 'µs', better: 'lower', headline: false },
+        { key: 'p99Us', label: 'latency p99', unit: 'µs', better: 'lower', headline: false },
+        { key: 'cpuPerM', label: 'proxy CPU s per 1M req', unit: 's', better: 'lower', headline: false },
+      ];
+  }
+}
+
+const KIB = 1024;
+
+function sizeLabel(n: number): string {
+  return n >= KIB ? `${n / KIB}KiB` : `${n}B`;
+}
+
+function scenario(kind: Scenario['kind'], connections: number, size: number, durationMs: number, warmupMs: number): Scenario {
+  const title: Record<Scenario['kind'], string> = {
+    handshake: `handshake (upgrade + close), ${connections} concurrent`,
+    pingpong: `ping-pong ${sizeLabel(size)} x ${connections} conn`,
+    stream: `streaming ${sizeLabel(size)} frames x ${connections} conn`,
+    idle: `idle ${connections} tunnels`,
+    http: `HTTP keep-alive GET x ${connections} conn`,
+  };
+  const id = kind === 'idle' ? `idle-${connections}` : kind === 'pingpong' || kind === 'stream'
+    ? `${kind}-c${connections}-${sizeLabel(size)}` : `${kind}-c${connections}`;
+  return { id, title: title[kind], kind, connections, size, durationMs, warmupMs };
+}
+
+/** Tunnels a proxy can hold: it needs 2 fds each, within the children's fd limit. */
+export function idleTunnels(wanted: number, maxFds: number): number {
+  return Math.min(wanted, Math.floor((maxFds - 256) / 2 / 100) * 100);
+}
+
+export function makePlan(mode: Mode, maxFds: number): Plan {
+  if (mode === 'tiny') {
+    const d = 250;
+    const w = 100;
+    return {
+      mode, rounds: 1, idleWindowMs: 200, idleWarmTunnels: 5,
+      scenarios: [
+        scenario('handshake', 4, 0, d, w),
+        scenario('pingpong', 4, 64, d, w),
+        scenario('stream', 1, 64 * KIB, d, w),
+        scenario('idle', 50, 0, 0, 0),
+        scenario('http', 4, 0, d, w),
+      ],
+    };
+  }
+  if (mode === 'quick') {
+    const d = 1000;
+    const w = 300;
+    return {
+      mode, rounds: 3, idleWindowMs: 500, idleWarmTunnels: 50,
+      scenarios: [
+        scenario('handshake', 50, 0, d, w),
+        scenario('pingpong', 1, 64, d, w),
+        scenario('pingpong', 50, 64, d, w),
+        scenario('pingpong', 500, 64, d, w),
+        scenario('stream', 1, 64 * KIB, d, w),
+        scenario('stream', 8, KIB, d, w),
+        scenario('idle', idleTunnels(2000, maxFds), 0, 0, 0),
+        scenario('http', 50, 0, d, w),
+      ],
+    };
+  }
+  const d = 5000;
+  const w = 1000;
+  return {
+    mode, rounds: 5, idleWindowMs: 5000, idleWarmTunnels: 200,
+    scenarios: [
+      scenario('handshake', 1, 0, d, w),
+      scenario('handshake', 50, 0, d, w),
+      scenario('pingpong', 1, 64, d, w),
+      scenario('pingpong', 50, 64, d, w),
+      scenario('pingpong', 500, 64, d, w),
+      scenario('stream', 1, KIB, d, w),
+      scenario('stream', 1, 64 * KIB, d, w),
+      scenario('stream', 8, KIB, d, w),
+      scenario('stream', 8, 64 * KIB, d, w),
+      scenario('idle', idleTunnels(10_000, maxFds), 0, 0, 0),
+      scenario('http', 50, 0, d, w),
+    ],
+  };
+}

@@ -1,0 +1,171 @@
+// Macro benchmark runner (issue 3): starts the echo backend, the load generator and every peer,
+// runs each scenario round by round with the peers interleaved, writes bench/results/latest.{md,json}
+// and ratios.svg. Usage: node dist/bench/run.js [--full | --tiny] [--peers a,b] [--rounds N]
+//   [--out DIR] [--install] [--http-client auto|own|wrk]
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { aggregate } from './macro/aggregate.js';
+import { renderChart } from './macro/chart.js';
+import { type Backend, LoadGen, startBackend } from './macro/gen-driver.js';
+import { type Sample, measure } from './macro/measure.js';
+import { ALL_PEERS, type PeerContext, type PeerSpec, type RunningPeer } from './macro/peers/peers.js';
+import { type Mode, makePlan } from './macro/plan.js';
+import { ULIMIT_SH, freePort, killAllNow } from './macro/proc.js';
+import { type RunMeta, renderMarkdown } from './macro/report.js';
+import { fmt } from './macro/format.js';
+
+interface Args {
+  mode: Mode;
+  peers: string[] | null;
+  rounds: number | null;
+  out: string | null;
+  install: boolean;
+  httpClient: 'auto' | 'own' | 'wrk';
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { mode: 'quick', peers: null, rounds: null, out: null, install: false, httpClient: 'auto' };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const val = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    if (arg === '--full') a.mode = 'full';
+    else if (arg === '--tiny') a.mode = 'tiny';
+    else if (arg === '--quick') a.mode = 'quick';
+    else if (arg === '--peers') a.peers = val().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (arg === '--rounds') a.rounds = Number(val());
+    else if (arg === '--out') a.out = val();
+    else if (arg === '--install') a.install = true;
+    else if (arg === '--http-client') a.httpClient = val() as Args['httpClient'];
+    else throw new Error(`unknown argument ${arg}`);
+  }
+  return a;
+}
+
+const log = (s: string): void => void process.stderr.write(`${s}\n`);
+
+function sh(cmd: string): string {
+  try {
+    return execFileSync('bash', ['-c', cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  } catch {
+    return '';
+  }
+}
+
+async function startPeer(spec: PeerSpec, ctx: PeerContext): Promise<RunningPeer> {
+  return spec.start(ctx, spec.name === 'direct' ? ctx.backendPort : await freePort());
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const args = parseArgs(process.argv.slice(2));
+  // dist/bench/run.js -> repository root
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+  const distMacro = join(root, 'dist/bench/macro');
+  if (args.install) execFileSync('bash', [join(root, 'bench/peers/install.sh')], { stdio: 'inherit' });
+
+  const maxFds = Number(sh(`${ULIMIT_SH}; ulimit -n`)) || 1024;
+  const plan = makePlan(args.mode, maxFds);
+  if (args.rounds) plan.rounds = args.rounds;
+  const useWrk = args.httpClient === 'wrk' || (args.httpClient === 'auto' && args.mode !== 'tiny' && sh('command -v wrk') !== '');
+  const dir = mkdtempSync(join(tmpdir(), 'wsplice-bench-'));
+  const outDir = args.out ? resolve(args.out) : join(root, 'bench/results');
+
+  const backend: Backend = await startBackend(distMacro);
+  const gen = LoadGen.start(distMacro);
+  const ctx: PeerContext = { root, dir, backendPort: backend.port, maxFds };
+  const skipped: RunMeta['skipped'] = [];
+  const running = new Map<string, { spec: PeerSpec; peer: RunningPeer }>();
+  const wanted = ALL_PEERS.filter((p) => !args.peers || args.peers.includes(p.name));
+  for (const name of args.peers ?? []) {
+    if (!ALL_PEERS.some((p) => p.name === name)) throw new Error(`unknown peer ${name} (${ALL_PEERS.map((p) => p.name).join(', ')})`);
+  }
+  const versions: Record<string, string> = { node: process.version };
+  for (const spec of wanted) {
+    const why = spec.unavailable(ctx);
+    if (why) {
+      skipped.push({ peer: spec.name, reason: why });
+      log(`skip ${spec.name}: ${why}`);
+      continue;
+    }
+    try {
+      running.set(spec.name, { spec, peer: await startPeer(spec, ctx) });
+      if (spec.name !== 'direct') versions[spec.name.replace(/-(1w|auto|js|splice)$/, '')] = spec.version(ctx);
+      log(`started ${spec.name}`);
+    } catch (e) {
+      skipped.push({ peer: spec.name, reason: `launch failed: ${(e as Error).message}` });
+      log(`skip ${spec.name}: launch failed: ${(e as Error).message}`);
+    }
+  }
+  if (useWrk) versions.wrk = sh('wrk -v 2>&1 | head -1');
+
+  const samples: Sample[] = [];
+  const mctx = { plan, gen, backend, useWrk };
+  for (const sc of plan.scenarios) {
+    for (let round = 1; round <= plan.rounds; round++) {
+      for (const [name, entry] of running) {
+        if (sc.kind === 'idle' && name === 'direct') continue; // no proxy to weigh
+        try {
+          // Idle: a fresh process, so earlier load does not hide (or inflate) the per-tunnel memory.
+          // A peer that died in an earlier scenario is restarted too, once per sample.
+          if ((sc.kind === 'idle' || entry.peer.pids().length === 0) && name !== 'direct') {
+            await entry.peer.stop();
+            entry.peer = await startPeer(entry.spec, ctx);
+          }
+          const m = await measure(mctx, sc, entry.peer, name === 'direct');
+          samples.push({ scenario: sc.id, peer: name, round, ...m });
+          const head = sc.kind === 'stream' ? `${fmt(m.values.mibps ?? NaN)} MiB/s`
+            : sc.kind === 'idle' ? `${fmt(m.values.kibPerTunnel ?? NaN)} KiB/tunnel, idle CPU ${fmt(m.values.idleCpuPct ?? NaN)}%`
+            : `${fmt(m.values.rate ?? NaN)}/s`;
+          log(`[${sc.id} r${round}] ${name}: ${head}${m.ok ? '' : `  FAILED: ${m.error}`}`);
+        } catch (e) {
+          samples.push({ scenario: sc.id, peer: name, round, ok: false, error: (e as Error).message, client: 'loadgen', values: {}, result: null });
+          log(`[${sc.id} r${round}] ${name}: FAILED: ${(e as Error).message}`);
+        }
+      }
+    }
+  }
+
+  for (const { peer } of running.values()) await peer.stop();
+  await gen.stop();
+  killAllNow();
+  rmSync(dir, { recursive: true, force: true });
+
+  const peers = [...running.keys()];
+  const rows = aggregate(plan.scenarios, peers, samples);
+  const meta: RunMeta = {
+    date: new Date().toISOString(),
+    mode: args.mode,
+    command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+    cores: cpus().length,
+    cpuModel: cpus()[0]?.model ?? '?',
+    kernel: release(),
+    versions,
+    rounds: plan.rounds,
+    fdLimit: maxFds,
+    peers,
+    skipped,
+    httpClient: useWrk ? `wrk -t1 (${versions.wrk ?? 'wrk'}), after a warm-up with the generator's own client` : "the generator's own client",
+    seconds: (Date.now() - t0) / 1000,
+  };
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify({ meta, plan, rows, samples }, null, 1)}\n`);
+  writeFileSync(join(outDir, 'latest.md'), renderMarkdown(meta, rows, samples));
+  writeFileSync(join(outDir, 'ratios.svg'), renderChart(rows, peers, `${meta.mode} mode, ${meta.date.slice(0, 10)}, ${meta.cores} cores shared by generator, backend and proxy`));
+  log(`wrote ${join(outDir, 'latest.md')} (${Math.round(meta.seconds)} s)`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    killAllNow();
+    log(`bench failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    process.exit(1);
+  },
+);
