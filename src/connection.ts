@@ -114,6 +114,10 @@ export class Connection {
 
   /** The proxy is draining: drop an idle keep-alive connection now, others after their exchange. */
   drain(): void {
+    if (this.state === State.Closing) {
+      this.client.destroy(); // its final response is written; no need to linger
+      return;
+    }
     if (this.state === State.Head && (this.reqParser === null || this.reqParser.atMessageStart) && this.pending === null) {
       this.destroy();
     }
@@ -145,7 +149,11 @@ export class Connection {
 
   /** Parse client bytes from `pos`: request heads, then body framing only. */
   private feed(chunk: Buffer, pos: number): void {
-    while (pos < chunk.length) {
+    // After a head, llhttp runs once more even with no bytes left: a bodiless
+    // message completes then, not when the next byte happens to arrive.
+    let again = false;
+    while (pos < chunk.length || again) {
+      again = false;
       if (this.reqParser === null) {
         this.reqParser = this.ctx.requestParsers.acquire();
         if (this.requests > 0) this.timer.arm(this.ctx.options.timeouts.headMs); // keep-alive idle -> head
@@ -168,6 +176,7 @@ export class Connection {
           if (pos < chunk.length) this.holdEarly(chunk.subarray(pos));
           return;
         }
+        again = true;
         continue;
       }
       // Body bytes: forwarded as they are.
@@ -298,6 +307,7 @@ export class Connection {
     const head = forwardRequestHead(this.req!, info, this.ctx.options.forward, {
       remoteAddress: this.remoteAddress,
       proto: this.ctx.options.proto,
+      fallbackHost: this.backend!.address.kind === 'unix' ? 'localhost' : this.backend!.label,
     });
     this.resParser = this.ctx.responseParsers.acquire();
     if (info.kind === 'plain') {
@@ -336,7 +346,9 @@ export class Connection {
     if (p === null) return;
     this.timer.refresh();
     let pos = 0;
-    while (pos < chunk.length) {
+    let again = false; // see feed()
+    while (pos < chunk.length || again) {
+      again = false;
       const inHead = !this.resStarted;
       const ev = p.execute(chunk, pos);
       if (ev === Ev.Error) {
@@ -346,6 +358,10 @@ export class Connection {
       }
       if (inHead) {
         if (ev === Ev.More) return;
+        if (ev === Ev.End) {
+          pos = p.offset; // the end of an interim (1xx) response
+          continue;
+        }
         const res = readResponseHead(p);
         pos = p.offset;
         if (res.status === 101 && this.state === State.AwaitUpgrade) {
@@ -353,6 +369,7 @@ export class Connection {
           return;
         }
         if (!this.onResponseHead(res, p)) return;
+        again = true;
         continue;
       }
       const end = p.offset;

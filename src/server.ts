@@ -206,7 +206,8 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     if (this.closing !== null) return this.closing;
     this.ctx.draining = true;
     this.closing = (async () => {
-      await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      // net.Server#close calls back only once every connection is gone: wait for it last.
+      const stopped = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       for (const c of this.live) c.drain();
       const deadline = Date.now() + this.options.timeouts.drainMs;
       while (this.live.size > 0 && Date.now() < deadline) {
@@ -215,6 +216,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       }
       for (const c of this.live) c.destroy();
       while (this.live.size > 0) await new Promise((r) => setTimeout(r, 5));
+      await stopped;
       this.emit('close');
     })();
     return this.closing;

@@ -34,6 +34,8 @@ export interface ForwardPolicy {
 
 export interface ClientFacts {
   remoteAddress: string;
+  /** Host to send when neither policy nor client gives one (an HTTP/1.0 request): the backend's address. */
+  fallbackHost: string;
   /** 'http' or 'https' as seen by the client (TLS terminated in front of us). */
   proto: string;
 }
@@ -47,8 +49,9 @@ const X_FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarde
  */
 export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: ForwardPolicy, client: ClientFacts): Buffer {
   let out = `${h.method} ${info.path} HTTP/1.1\r\n`;
-  const host = policy.host ?? info.host;
-  if (host !== '') out += `Host: ${host}\r\n`;
+  // HTTP/1.1 upstream always gets a Host; an HTTP/1.0 client may have sent none.
+  const host = policy.host ?? (info.host !== '' ? info.host : client.fallbackHost);
+  out += `Host: ${host}\r\n`;
   let xff = '';
   for (let i = 0; i < h.keys.length; i++) {
     const k = h.keys[i]!;
