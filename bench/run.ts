@@ -123,9 +123,9 @@ async function main(): Promise<void> {
           const head = sc.kind === 'stream' ? `${fmt(m.values.mibps ?? NaN)} MiB/s`
             : sc.kind === 'idle' ? `${fmt(m.values.kibPerTunnel ?? NaN)} KiB/tunnel, idle CPU ${fmt(m.values.idleCpuPct ?? NaN)}%`
             : `${fmt(m.values.rate ?? NaN)}/s`;
-          log(`[${sc.id} r${round}] ${name}: ${head}${m.ok ? '' : `  FAILED: ${m.error}`}`);
+          log(`[${sc.id} r${round}] ${name}: ${head}${m.ok ? '' : `  FAILED: ${m.error}`} (${(m.elapsedMs / 1000).toFixed(1)} s)`);
         } catch (e) {
-          samples.push({ scenario: sc.id, peer: name, round, ok: false, error: (e as Error).message, client: 'loadgen', values: {}, result: null });
+          samples.push({ scenario: sc.id, peer: name, round, ok: false, error: (e as Error).message, client: 'loadgen', values: {}, result: null, elapsedMs: NaN });
           log(`[${sc.id} r${round}] ${name}: FAILED: ${(e as Error).message}`);
         }
       }

@@ -5,6 +5,7 @@ import type { RunningPeer } from './peers/peers.js';
 import type { Plan, Scenario } from './plan.js';
 import { cpuSeconds, rssKiB } from './procfs.js';
 import type { Job, JobResult } from './protocol.js';
+import { median } from './stats.js';
 import { runWrk } from './wrk.js';
 
 export interface Sample {
@@ -14,6 +15,8 @@ export interface Sample {
   ok: boolean;
   error: string | null;
   client: 'loadgen' | 'wrk';
+  /** Wall time the whole sample took (setup, warm-up, drain included). */
+  elapsedMs: number;
   /** Metric values (see plan.metricsFor) plus CPU use (% of one core) of proxy, backend and generator. */
   values: Record<string, number>;
   result: JobResult | null;
@@ -22,6 +25,19 @@ export interface Sample {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const MIB = 2 ** 20;
 const GIB = 2 ** 30;
+
+const SETTLE_MS = 300;
+const RSS_READS = 5;
+
+/** Median of RSS_READS reads of the peer's RSS spread over `spanMs`. */
+async function rssMedian(peer: RunningPeer, spanMs = 100): Promise<number> {
+  const reads: number[] = [];
+  for (let i = 0; i < RSS_READS; i++) {
+    await sleep(spanMs / RSS_READS);
+    reads.push(rssKiB(peer.pids()));
+  }
+  return median(reads);
+}
 
 interface CpuSnap {
   proxy: number;
@@ -38,6 +54,7 @@ export interface MeasureContext {
 }
 
 export async function measure(ctx: MeasureContext, sc: Scenario, peer: RunningPeer, isDirect: boolean): Promise<Omit<Sample, 'scenario' | 'peer' | 'round'>> {
+  const started = performance.now();
   const pids = peer.pids();
   const snap = (): CpuSnap => ({
     proxy: cpuSeconds(pids), backend: cpuSeconds([ctx.backend.proc.pid]), gen: cpuSeconds([ctx.gen.proc.pid]),
@@ -51,14 +68,20 @@ export async function measure(ctx: MeasureContext, sc: Scenario, peer: RunningPe
     let base = NaN;
     let idleCpu = NaN;
     const onMark = async (phase: MarkPhase): Promise<void> => {
-      if (phase === 'baseline') base = rssKiB(peer.pids());
+      if (phase === 'baseline') {
+        // Let the warm-up tunnels' teardown settle, then take the median of a few reads.
+        await sleep(SETTLE_MS);
+        base = await rssMedian(peer);
+      }
       if (phase === 'idle-ready') {
         const a = snap();
-        await sleep(ctx.plan.idleWindowMs);
+        // RSS read at intervals across the idle window (median): a GC in the middle moves a single read.
+        const held = await rssMedian(peer, ctx.plan.idleWindowMs);
         const b = snap();
         idleCpu = ((b.proxy - a.proxy) / ((b.at - a.at) / 1000)) * 100;
-        // Read after the idle window, so the number is the settled footprint.
-        values.kibPerTunnel = (rssKiB(peer.pids()) - base) / sc.connections;
+        values.kibPerTunnel = (held - base) / sc.connections;
+        values.rssBaseKiB = base;
+        values.rssHeldKiB = held;
       }
     };
     const job: Job = { kind: 'idle', port: peer.port, tunnels: sc.connections, warmTunnels: ctx.plan.idleWarmTunnels };
@@ -107,5 +130,8 @@ export async function measure(ctx: MeasureContext, sc: Scenario, peer: RunningPe
     }
   }
   const ok = result.checksumOk && result.errors === 0 && result.count > 0;
-  return { ok, error: ok ? null : result.firstError ?? 'no operation completed', client, values, result };
+  return {
+    ok, error: ok ? null : result.firstError ?? 'no operation completed', client, values, result,
+    elapsedMs: performance.now() - started,
+  };
 }

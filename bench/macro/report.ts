@@ -41,7 +41,7 @@ function table(head: string[], body: string[][]): string {
 function cell(row: Row, peer: string): string {
   const a = row.byPeer[peer];
   if (!a) return '';
-  if (a.n === 0) return 'failed';
+  if (a.n === 0) return a.failed ? 'failed' : 'n/a';
   return `${fmt(a.median)} (${fmt(a.min)}–${fmt(a.max)})${a.failed ? ` ⚠${a.failed} failed` : ''}`;
 }
 
@@ -90,7 +90,7 @@ export function renderMarkdown(meta: RunMeta, rows: Row[], samples: Sample[]): s
   const head = rows.filter((r) => r.metric.headline);
   out.push(table(['scenario', 'metric', ...peers], head.map((r) => [
     r.scenario.title, `${r.metric.label}${r.metric.better === 'lower' ? ' (lower is better)' : ''}`,
-    ...peers.map((p) => (r.byPeer[p] ? `${r.byPeer[p]!.n ? fmt(r.byPeer[p]!.median) : 'failed'} (${fmtRatio(ratio(r, p, BASELINE))})` : '')),
+    ...peers.map((p) => (r.byPeer[p] ? `${r.byPeer[p]!.n ? fmt(r.byPeer[p]!.median) : r.byPeer[p]!.failed ? 'failed' : 'n/a'} (${fmtRatio(ratio(r, p, BASELINE))})` : '')),
   ])));
   out.push('\n![ratios](ratios.svg)\n');
 

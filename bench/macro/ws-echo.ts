@@ -4,6 +4,8 @@ import type { Socket } from 'node:net';
 import { FrameReader, type FrameSink } from './frame-reader.js';
 import { OP_CLOSE, OP_PING, OP_PONG, headerLength, unmaskInPlace, writeHeader } from './ws-frames.js';
 
+const PAUSE_AT = 1024 * 1024;
+
 class EchoSink implements FrameSink {
   private mask: Buffer | null = null;
   private closing = false;
@@ -46,9 +48,13 @@ export function startEcho(socket: Socket, rest: Buffer | null): void {
     reader.push(chunk);
     socket.uncork();
     // Backpressure: stop reading while the echo cannot leave, or a fast sender grows our queue.
-    if (socket.writableNeedDrain) socket.pause();
+    // The threshold is well above one read (64 KiB) so a stream does not pause on every chunk.
+    if (socket.writableLength > PAUSE_AT) {
+      socket.pause();
+      socket.once('drain', resume);
+    }
   };
-  socket.on('drain', () => socket.resume());
+  const resume = (): void => void socket.resume();
   socket.on('data', onData);
   if (rest && rest.length > 0) onData(rest);
 }

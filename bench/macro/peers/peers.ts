@@ -1,6 +1,6 @@
 // The peers a run compares. Each starts from a config written into the run's temp dir, listens on
 // 127.0.0.1:port and proxies to the echo backend; `direct` is no proxy at all.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Managed, spawnManaged, stopManaged, waitForLine, waitForPort } from '../proc.js';
@@ -41,15 +41,10 @@ function has(cmd: string): boolean {
   }
 }
 
-/** stdout+stderr of a version command, first line; '' when it fails. */
+/** First line of a version command's stdout+stderr (nginx -v writes to stderr); '' when it cannot run. */
 function versionOf(cmd: string, args: string[]): string {
-  try {
-    const r = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
-    return r.trim().split('\n')[0] ?? '';
-  } catch (e) {
-    const err = e as { stderr?: string; stdout?: string };
-    return `${err.stdout ?? ''}${err.stderr ?? ''}`.trim().split('\n')[0] ?? '';
-  }
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] ?? '';
 }
 
 /** Wraps a started process: ready when `readyLine` shows (if given) and the port accepts. */
