@@ -57,10 +57,11 @@ export function dropSet(h: Head): Set<string> {
 /** Transfer-Encoding must end in exactly one `chunked` (RFC 9112 6.1, 6.3). */
 function checkTransferEncoding(h: Head): void {
   const te = tokens(h, 'transfer-encoding');
-  if (te.length === 0) {
-    if (h.flags & F_TRANSFER_ENCODING) throw new BadRequestError('empty Transfer-Encoding');
-    return;
-  }
+  // Only called when a Transfer-Encoding line is present. An empty value leaves
+  // llhttp's F_TRANSFER_ENCODING unset, so the flag alone let `Transfer-Encoding: `
+  // + Content-Length through, forwarded with both: a backend that takes any TE line
+  // as chunked frames the body differently (test/security/framing.test.ts "TE empty").
+  if (te.length === 0) throw new BadRequestError('empty Transfer-Encoding');
   if (te[te.length - 1] !== 'chunked') throw new BadRequestError('Transfer-Encoding must end in chunked');
   if (te.indexOf('chunked') !== te.length - 1) throw new BadRequestError('chunked applied more than once');
   if (h.flags & F_CONTENT_LENGTH) throw new BadRequestError('Content-Length with Transfer-Encoding');
