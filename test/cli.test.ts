@@ -1,0 +1,119 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { WebSocket } from 'ws';
+import { closeWss, port, wsEcho } from './helpers.js';
+
+// The CLI is tested as users run it: the compiled bin (`npm test` builds first).
+const BIN = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
+
+function run(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+t.test('--help lists the flags', async (t) => {
+  const r = run(['--help']);
+  t.equal(r.status, 0);
+  for (const flag of ['--listen', '--upstream', '--route', '--config', '--idle-timeout', '--version', '--relay']) t.match(r.stdout, flag);
+});
+
+t.test('--version names the parser build and the relay', async (t) => {
+  const r = run(['--version']);
+  t.equal(r.status, 0);
+  t.match(r.stdout, /^wsplice \d+\.\d+\.\d+/);
+  t.match(r.stdout, /parser: llhttp 9/);
+  t.match(r.stdout, /relay: (js|splice)/);
+});
+
+t.test('bad flags and config errors exit 2 naming the field', async (t) => {
+  const dir = mkdtempSync(`${tmpdir()}/wsplice-cli-`);
+  const cases: Array<[string[], RegExp]> = [
+    [['--bogus'], /--bogus: unknown option/],
+    [['--upstream', 'nohost'], /invalid address "nohost"/],
+    [['--upstream', '127.0.0.1:1,weight=x'], /unknown server parameter/],
+    [['--idle-timeout', 'soon', '--upstream', '127.0.0.1:1'], /--idle-timeout: expects a whole number/],
+    [[], /no upstream given/],
+  ];
+  writeFileSync(`${dir}/bad-route.json`, JSON.stringify({ upstreams: { a: { servers: ['127.0.0.1:1'] } }, routes: [{ path: '/x', upstream: 'nope' }] }));
+  cases.push([['--config', `${dir}/bad-route.json`], /routes\[0\]\.upstream: must name an upstream \(one of a\)/]);
+  writeFileSync(`${dir}/bad-weight.json`, JSON.stringify({ upstreams: { a: { servers: [{ address: '127.0.0.1:1', weight: 0 }] } } }));
+  cases.push([['--config', `${dir}/bad-weight.json`], /upstreams\.a\.servers\[0\]\.weight: must be an integer >= 1/]);
+  writeFileSync(`${dir}/typo.json`, JSON.stringify({ upstreams: { a: { servers: ['127.0.0.1:1'] } }, timeouts: { idle: 5 } }));
+  cases.push([['--config', `${dir}/typo.json`], /timeouts\.idle: unknown option/]);
+  writeFileSync(`${dir}/broken.json`, '{ "upstreams": ');
+  cases.push([['--config', `${dir}/broken.json`], /not valid JSON/]);
+  cases.push([['--config', `${dir}/missing.json`], /cannot read .*ENOENT/]);
+  for (const [args, msg] of cases) {
+    const r = run(args);
+    t.equal(r.status, 2, args.join(' ') || '(no args)');
+    t.match(r.stderr, msg);
+  }
+});
+
+t.test('-t checks a configuration without starting', async (t) => {
+  const r = run(['-t', '--upstream', '127.0.0.1:9', '--route', '/ws=127.0.0.1:10,127.0.0.1:11']);
+  t.equal(r.status, 0);
+  t.match(r.stdout, /configuration ok \(2 upstream group/);
+});
+
+t.test('starts from a config file, proxies a WebSocket, closes gracefully on SIGTERM', async (t) => {
+  const wss = await wsEcho('cli');
+  t.teardown(() => closeWss(wss));
+  const dir = mkdtempSync(`${tmpdir()}/wsplice-cli-`);
+  writeFileSync(`${dir}/c.json`, JSON.stringify({
+    listen: ['127.0.0.1:0'],
+    upstreams: { backend: { servers: [`127.0.0.1:${port(wss)}`] } },
+    routes: [{ path: '/websocket', upstream: 'backend' }],
+    timeouts: { drainMs: 300 },
+  }));
+  const child = spawn(process.execPath, [BIN, '--config', `${dir}/c.json`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /wsplice listening on (\S+)\n/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}`)));
+  });
+  t.match(line, /^127\.0\.0\.1:\d+$/);
+  const ws = new WebSocket(`ws://${line}/websocket`);
+  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+  ws.send('whoami');
+  t.equal(await new Promise<string>((r) => ws.once('message', (m) => r(String(m)))), 'cli');
+  const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'exit 0 after a graceful close');
+  await closed;
+});
+
+t.test('the demo runs two echo backends behind the proxy', async (t) => {
+  const child = spawn(process.execPath, [BIN, '--demo', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  const addr = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /wsplice listening on (\S+)\n/.exec(out);
+      if (m && out.includes('Ctrl-C')) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}`)));
+  });
+  const names = new Set<string>();
+  for (let i = 0; i < 2; i++) {
+    const ws = new WebSocket(`ws://${addr}/`);
+    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+    ws.send('whoami');
+    names.add(await new Promise<string>((r) => ws.once('message', (m) => r(String(m)))));
+    ws.close();
+  }
+  t.same([...names].sort(), ['echo-1', 'echo-2']);
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.kill('SIGINT');
+  t.equal(await exited, 0);
+});

@@ -1,0 +1,43 @@
+import t from 'tap';
+import { ConfigError, createProxy, type ProxyOptions } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+
+t.test('defaults follow nginx where nginx has one', async (t) => {
+  const o = resolveOptions({ upstreams: { a: { servers: ['127.0.0.1:1'] } } });
+  t.equal(o.timeouts.idleMs, 60_000, 'proxy_read_timeout');
+  t.equal(o.timeouts.connectMs, 60_000, 'proxy_connect_timeout');
+  t.equal(o.limits.maxHeadBytes, 16 * 1024);
+  t.equal(o.limits.maxHeaders, 100);
+  t.same(o.routes, [{ path: '/', exact: false, upstream: 'a', hosts: null }], 'every path to the only upstream');
+  t.equal(o.forward.host, null, 'Host preserved ($host)');
+  t.equal(o.forward.xForwarded, true);
+});
+
+t.test('invalid options throw ConfigError naming the field', async (t) => {
+  const cases: Array<[unknown, string]> = [
+    [null, ''],
+    [{}, 'upstreams'],
+    [{ upstreams: { a: { servers: [] } } }, 'upstreams.a.servers'],
+    [{ upstreams: { a: { servers: ['x'] } } }, 'upstreams.a.servers[0]'],
+    [{ upstreams: { a: { servers: ['127.0.0.1:1'] } }, routes: [{ path: 'x', upstream: 'a' }] }, 'routes[0].path'],
+    [{ upstreams: { a: { servers: ['127.0.0.1:1'] } }, forwarding: { setHeaders: { 'X-A': 'a\r\nInjected: 1' } } }, 'forwarding.setHeaders.X-A'],
+    [{ upstreams: { a: { servers: ['127.0.0.1:1'] } }, forwarding: { setHeaders: { 'Bad Name': 'v' } } }, 'forwarding.setHeaders.Bad Name'],
+    [{ upstreams: { a: { servers: ['127.0.0.1:1'] } }, forwarding: { setHeaders: { 'Content-Length': '1' } } }, 'forwarding.setHeaders.Content-Length'],
+    [{ upstreams: { a: { servers: ['127.0.0.1:1'] } }, forwarding: { removeHeaders: ['Transfer-Encoding'] } }, 'forwarding.removeHeaders[0]'],
+    [{ upstreams: { a: { servers: ['127.0.0.1:1'] } }, forwarding: { host: 'a b' } }, 'forwarding.host'],
+    [{ upstreams: { a: { servers: ['127.0.0.1:1'] } }, timeouts: { idleMs: -1 } }, 'timeouts.idleMs'],
+    [{ upstreams: { a: { servers: ['127.0.0.1:1'] } }, limits: { maxHeadBytes: 10 } }, 'limits.maxHeadBytes'],
+    [{ upstreams: { a: { servers: ['127.0.0.1:1'] } }, relay: 'fast' }, 'relay'],
+  ];
+  for (const [input, field] of cases) {
+    let caught: unknown = null;
+    try {
+      createProxy(input as ProxyOptions);
+    } catch (err) {
+      caught = err;
+    }
+    t.ok(caught instanceof ConfigError, `${JSON.stringify(field)}: a ConfigError`);
+    t.equal((caught as ConfigError).field, field, (caught as Error).message);
+    t.equal((caught as ConfigError).code, 'WSPLICE_CONFIG');
+  }
+});
