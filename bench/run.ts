@@ -1,7 +1,7 @@
 // Macro benchmark runner (issue 3): starts the echo backend, the load generator and every peer,
 // runs each scenario round by round with the peers interleaved, writes bench/results/latest.{md,json}
 // and ratios.svg. Usage: node dist/bench/run.js [--full | --tiny] [--peers a,b] [--rounds N]
-//   [--out DIR] [--install] [--http-client auto|own|wrk]
+//   [--out DIR] [--install] [--http-client auto|own|wrk] [--scenarios idPrefix,...]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
@@ -24,10 +24,12 @@ interface Args {
   out: string | null;
   install: boolean;
   httpClient: 'auto' | 'own' | 'wrk';
+  /** Scenario id prefixes to keep (e.g. "handshake,pingpong-c50"); null = all of the mode's. */
+  scenarios: string[] | null;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { mode: 'quick', peers: null, rounds: null, out: null, install: false, httpClient: 'auto' };
+  const a: Args = { mode: 'quick', peers: null, rounds: null, out: null, install: false, httpClient: 'auto', scenarios: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const val = (): string => {
@@ -42,6 +44,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--rounds') a.rounds = Number(val());
     else if (arg === '--out') a.out = val();
     else if (arg === '--install') a.install = true;
+    else if (arg === '--scenarios') a.scenarios = val().split(',').map((x) => x.trim()).filter(Boolean);
     else if (arg === '--http-client') a.httpClient = val() as Args['httpClient'];
     else throw new Error(`unknown argument ${arg}`);
   }
@@ -73,6 +76,8 @@ async function main(): Promise<void> {
   const maxFds = Number(sh(`${ULIMIT_SH}; ulimit -n`)) || 1024;
   const plan = makePlan(args.mode, maxFds);
   if (args.rounds) plan.rounds = args.rounds;
+  if (args.scenarios) plan.scenarios = plan.scenarios.filter((sc) => args.scenarios!.some((p) => sc.id.startsWith(p)));
+  if (plan.scenarios.length === 0) throw new Error('no scenario left after --scenarios');
   const useWrk = args.httpClient === 'wrk' || (args.httpClient === 'auto' && args.mode !== 'tiny' && sh('command -v wrk') !== '');
   const dir = mkdtempSync(join(tmpdir(), 'wsplice-bench-'));
   const outDir = args.out ? resolve(args.out) : join(root, 'bench/results');
@@ -103,7 +108,7 @@ async function main(): Promise<void> {
       log(`skip ${spec.name}: launch failed: ${(e as Error).message}`);
     }
   }
-  if (useWrk) versions.wrk = sh('wrk -v 2>&1 | head -1');
+  if (useWrk) versions.wrk = sh('wrk -v 2>&1 | head -1').replace(/^wrk (?:debian\/)?(\S+).*/, 'wrk $1');
 
   const samples: Sample[] = [];
   const mctx = { plan, gen, backend, useWrk };

@@ -12,7 +12,7 @@ const MAX_RATIO = 4;
 
 export function renderChart(rows: Row[], peers: string[], subtitle: string): string {
   const heads = rows.filter((r) => r.metric.headline && r.byPeer[BASELINE]);
-  const plotW = W - LABEL_W - 70;
+  const plotW = W - LABEL_W - 110;
   const x = (v: number): number => LABEL_W + (Math.min(v, MAX_RATIO) / MAX_RATIO) * plotW;
   const parts: string[] = [];
   let y = 70;
@@ -28,7 +28,7 @@ export function renderChart(rows: Row[], peers: string[], subtitle: string): str
         parts.push(`<rect x="${LABEL_W}" y="${y}" width="${(x(v) - LABEL_W).toFixed(1)}" height="${BAR_H}" fill="${color}"/>`);
         parts.push(`<text x="${(x(v) + 4).toFixed(1)}" y="${y + BAR_H - 2}" class="v">${fmtRatio(v)}${v > MAX_RATIO ? ' (clipped)' : ''}</text>`);
       } else {
-        parts.push(`<text x="${LABEL_W + 4}" y="${y + BAR_H - 2}" class="v">failed / n/a</text>`);
+        parts.push(`<text x="${LABEL_W + 4}" y="${y + BAR_H - 2}" class="v">${row.byPeer[p]!.failed ? 'failed' : 'n/a'}</text>`);
       }
       y += BAR_H + 2;
     }
@@ -48,7 +48,7 @@ export function renderChart(rows: Row[], peers: string[], subtitle: string): str
   .sub { font-size: 11px; fill: #555; }
   .g { font-size: 12px; font-weight: bold; }
   .p { font-size: 11px; text-anchor: end; }
-  .v { font-size: 10px; fill: #333; }
+  .v { font-size: 10px; fill: #333; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
   .t { font-size: 10px; text-anchor: middle; fill: #555; }
   .grid { stroke: #e0e0e0; stroke-width: 1; }
   .one { stroke: #000; stroke-width: 1.5; stroke-dasharray: 4 3; }

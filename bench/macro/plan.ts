@@ -111,10 +111,10 @@ export function makePlan(mode: Mode, maxFds: number): Plan {
   }
   if (mode === 'quick') {
     // Under 3 minutes with 7 peers x 3 rounds: short windows, and ping-pong at 50 and 500 only.
-    const d = 800;
-    const w = 250;
+    const d = 600;
+    const w = 200;
     return {
-      mode, rounds: 3, idleWindowMs: 500, idleWarmTunnels: 50,
+      mode, rounds: 3, idleWindowMs: 400, idleWarmTunnels: 50,
       scenarios: [
         scenario('handshake', 50, 0, d, w),
         scenario('pingpong', 50, 64, d, w),
@@ -132,6 +132,7 @@ export function makePlan(mode: Mode, maxFds: number): Plan {
     mode, rounds: 5, idleWindowMs: 5000, idleWarmTunnels: 200,
     scenarios: [
       scenario('handshake', 1, 0, d, w),
+      scenario('handshake', 10, 0, d, w),
       scenario('handshake', 50, 0, d, w),
       scenario('pingpong', 1, 64, d, w),
       scenario('pingpong', 50, 64, d, w),

@@ -72,7 +72,7 @@ function nginx(workers: '1' | 'auto'): PeerSpec {
   return {
     name: workers === '1' ? 'nginx-1w' : 'nginx-auto',
     unavailable: () => (has('nginx') ? null : 'nginx not installed (bench/peers/install.sh or --install)'),
-    version: () => versionOf('nginx', ['-v']),
+    version: () => versionOf('nginx', ['-v']).replace(/^nginx version: /, ''),
     async start(ctx, port) {
       const dir = join(ctx.dir, `nginx-${workers}-${port}`);
       mkdirSync(dir, { recursive: true });
@@ -87,7 +87,7 @@ function nginx(workers: '1' | 'auto'): PeerSpec {
 const haproxy: PeerSpec = {
   name: 'haproxy',
   unavailable: () => (has('haproxy') ? null : 'haproxy not installed (bench/peers/install.sh or --install)'),
-  version: () => versionOf('haproxy', ['-v']),
+  version: () => versionOf('haproxy', ['-v']).replace(/^HAProxy version (\S+).*/, 'HAProxy $1'),
   async start(ctx, port) {
     const conf = join(ctx.dir, `haproxy-${port}.cfg`);
     writeFileSync(conf, haproxyConfig({ port, backendPort: ctx.backendPort, maxFds: ctx.maxFds }));
