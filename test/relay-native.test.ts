@@ -1,0 +1,448 @@
+// The native splice relay (src/relay/native.ts + src/native/relay.cc) over real
+// loopback sockets. Skips cleanly when the addon is not built.
+import t from 'tap';
+import net from 'node:net';
+import { once } from 'node:events';
+import { createHash, randomFillSync } from 'node:crypto';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { loadNativeRelay, type NativeMode, type NativeRelay } from '../src/relay/native.js';
+import type { Relay, Tunnel, TunnelStats } from '../src/relay/types.js';
+
+const probe = loadNativeRelay();
+
+interface Pair {
+  /** The test's client end (the browser). */
+  client: net.Socket;
+  /** The test's upstream end (the backend server's socket). */
+  server: net.Socket;
+  tunnel: Tunnel;
+  ended: Promise<TunnelStats>;
+}
+
+interface PairOptions {
+  idleTimeoutMs?: number;
+  toUpstream?: Buffer | null;
+  toClient?: Buffer | null;
+  /** Runs before relay.start with the proxy-side sockets (e.g. to let bytes buffer in JS). */
+  before?: (proxyClient: net.Socket, proxyUpstream: net.Socket, client: net.Socket, server: net.Socket) => Promise<void>;
+}
+
+/** Two listeners (client-facing, upstream) and a queue of accepted sockets for each. */
+class Harness {
+  private readonly front = net.createServer({ allowHalfOpen: true });
+  private readonly back = net.createServer({ allowHalfOpen: true });
+  private readonly frontQ: net.Socket[] = [];
+  private readonly backQ: net.Socket[] = [];
+  private frontW: ((s: net.Socket) => void)[] = [];
+  private backW: ((s: net.Socket) => void)[] = [];
+
+  async listen(): Promise<void> {
+    this.front.on('connection', (s) => this.push(s, this.frontQ, this.frontW));
+    this.back.on('connection', (s) => this.push(s, this.backQ, this.backW));
+    this.front.listen(0, '127.0.0.1');
+    this.back.listen(0, '127.0.0.1');
+    await Promise.all([once(this.front, 'listening'), once(this.back, 'listening')]);
+  }
+
+  private push(s: net.Socket, q: net.Socket[], w: ((s: net.Socket) => void)[]): void {
+    s.on('error', () => {});
+    const waiter = w.shift();
+    if (waiter) waiter(s);
+    else q.push(s);
+  }
+
+  private next(q: net.Socket[], w: ((s: net.Socket) => void)[]): Promise<net.Socket> {
+    const s = q.shift();
+    if (s) return Promise.resolve(s);
+    return new Promise((resolve) => w.push(resolve));
+  }
+
+  private port(srv: net.Server): number {
+    return (srv.address() as net.AddressInfo).port;
+  }
+
+  /** client -> [front] proxyClient ==relay== proxyUpstream -> [back] server */
+  async pair(relay: Relay, opts: PairOptions = {}): Promise<Pair> {
+    const client = net.connect({ port: this.port(this.front), host: '127.0.0.1', allowHalfOpen: true });
+    client.on('error', () => {});
+    const proxyClient = await this.next(this.frontQ, this.frontW);
+    const proxyUpstream = net.connect({ port: this.port(this.back), host: '127.0.0.1', allowHalfOpen: true });
+    await once(proxyUpstream, 'connect');
+    const server = await this.next(this.backQ, this.backW);
+    if (opts.before) await opts.before(proxyClient, proxyUpstream, client, server);
+    let resolveEnd!: (s: TunnelStats) => void;
+    let calls = 0;
+    const ended = new Promise<TunnelStats>((r) => (resolveEnd = r));
+    const tunnel = relay.start(
+      proxyClient,
+      proxyUpstream,
+      opts.toUpstream ?? null,
+      opts.toClient ?? null,
+      { idleTimeoutMs: opts.idleTimeoutMs ?? 0 },
+      (stats) => {
+        calls++;
+        if (calls > 1) throw new Error('onEnd called twice');
+        resolveEnd(stats);
+      },
+    );
+    return { client, server, tunnel, ended };
+  }
+
+  async close(): Promise<void> {
+    this.front.close();
+    this.back.close();
+    await Promise.all([once(this.front, 'close'), once(this.back, 'close')]);
+  }
+}
+
+/** Collects everything a socket receives until 'end'. */
+function collect(s: net.Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  return new Promise((resolve, reject) => {
+    s.once('end', () => resolve(Buffer.concat(chunks)));
+    s.once('close', () => resolve(Buffer.concat(chunks)));
+    s.once('error', reject);
+  });
+}
+
+/** Resolves with the first `n` bytes received (and leaves the socket flowing). */
+function readN(s: net.Socket, n: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let got = 0;
+  return new Promise((resolve, reject) => {
+    const onData = (c: Buffer): void => {
+      chunks.push(c);
+      got += c.length;
+      if (got >= n) {
+        s.off('data', onData);
+        s.off('error', reject);
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    s.on('data', onData);
+    s.once('error', reject);
+  });
+}
+
+function closed(s: net.Socket): Promise<void> {
+  if (s.closed) return Promise.resolve();
+  return new Promise((resolve) => s.once('close', () => resolve()));
+}
+
+/** The peer went away: FIN ('end'), reset ('error') or closed. */
+function gone(s: net.Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => resolve();
+    s.once('end', done);
+    s.once('error', done);
+    s.once('close', done);
+    s.resume();
+  });
+}
+
+async function waitFor(cond: () => boolean, what: string, limitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+function fds(): { total: number; pipes: number } {
+  let total = 0;
+  let pipes = 0;
+  for (const name of readdirSync('/proc/self/fd')) {
+    let target = '';
+    try {
+      target = readlinkSync(`/proc/self/fd/${name}`);
+    } catch {
+      continue; // the fd readdir itself used
+    }
+    total++;
+    if (target.startsWith('pipe:')) pipes++;
+  }
+  return { total, pipes };
+}
+
+/** Sends `total` bytes of fresh random data in 1 MiB chunks with backpressure; resolves with the sha256. */
+async function pump(s: net.Socket, total: number): Promise<string> {
+  const h = createHash('sha256');
+  const CH = 1 << 20;
+  for (let sent = 0; sent < total; sent += CH) {
+    const chunk = randomFillSync(Buffer.allocUnsafe(Math.min(CH, total - sent)));
+    h.update(chunk);
+    if (!s.write(chunk)) await once(s, 'drain');
+  }
+  return h.digest('hex');
+}
+
+/** Hashes what a socket receives until 'end'. */
+function sink(s: net.Socket): Promise<{ bytes: number; sha: string }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  s.on('data', (c: Buffer) => {
+    bytes += c.length;
+    h.update(c);
+  });
+  return new Promise((resolve, reject) => {
+    s.once('end', () => resolve({ bytes, sha: h.digest('hex') }));
+    s.once('error', reject);
+  });
+}
+
+function run(): void {
+  const h = new Harness();
+  const relays = new Map<NativeMode, NativeRelay>();
+  for (const mode of ['adaptive', 'splice', 'copy'] as const) {
+    const r = loadNativeRelay({ mode }).relay;
+    if (r === null) throw new Error('addon loaded once but not twice');
+    relays.set(mode, r);
+  }
+  const relayOf = (m: NativeMode): NativeRelay => relays.get(m)!;
+
+  t.before(() => h.listen());
+  t.teardown(() => h.close());
+
+  t.test('loads, kind splice', async (t) => {
+    t.equal(probe.relay!.kind, 'splice');
+    t.match(probe.reason, /loaded/);
+  });
+
+  for (const mode of ['adaptive', 'splice', 'copy'] as const) {
+    t.test(`${mode}: echo both ways, half-close client first`, async (t) => {
+      const relay = relayOf(mode);
+      const p = await h.pair(relay);
+      // Upstream echoes, and ends when the client has.
+      p.server.on('data', (c: Buffer) => p.server.write(c));
+      p.server.on('end', () => p.server.end());
+      const got = collect(p.client);
+      for (let i = 0; i < 50; i++) {
+        const msg = Buffer.from(`message ${i};`);
+        p.client.write(msg);
+        t.same(await readN(p.client, 0 + msg.length).then((b) => b.toString()), msg.toString());
+      }
+      p.client.end();
+      await got;
+      const stats = await p.ended;
+      t.equal(stats.reason, 'client-closed');
+      t.equal(stats.bytesUp, stats.bytesDown);
+      t.ok(stats.bytesUp > 0);
+      t.equal(p.tunnel.bytesUp, stats.bytesUp);
+      p.client.destroy();
+      p.server.destroy();
+    });
+
+    t.test(`${mode}: half-close upstream first; client keeps sending after`, async (t) => {
+      const p = await h.pair(relayOf(mode));
+      const atClient = collect(p.client);
+      p.server.end('bye from upstream');
+      t.equal((await atClient).toString(), 'bye from upstream', 'client got data then FIN');
+      // The other direction still flows after the half-close.
+      const atServer = collect(p.server);
+      p.client.end('late client bytes');
+      t.equal((await atServer).toString(), 'late client bytes');
+      const stats = await p.ended;
+      t.equal(stats.reason, 'upstream-closed');
+      t.equal(stats.bytesDown, 'bye from upstream'.length);
+      t.equal(stats.bytesUp, 'late client bytes'.length);
+    });
+  }
+
+  t.test('early data and JS-buffered bytes are written first, in order; no FIN at hand-over', async (t) => {
+    const p = await h.pair(relayOf('adaptive'), {
+      toUpstream: Buffer.from('[early-up]'),
+      toClient: Buffer.from('[early-down]'),
+      before: async (proxyClient, proxyUpstream, client, server) => {
+        // Bytes that JS has read but nobody consumed (no 'data' listener).
+        client.write('[buffered-up]');
+        server.write('[buffered-down]');
+        // And something still in a JS write buffer (like the 101 head).
+        proxyClient.cork();
+        proxyClient.write('[head]');
+        process.nextTick(() => proxyClient.uncork());
+        await waitFor(() => proxyClient.readableLength > 0 && proxyUpstream.readableLength > 0, 'JS-buffered bytes');
+      },
+    });
+    let clientEnded = false;
+    p.client.on('end', () => (clientEnded = true));
+    const down = readN(p.client, '[head][early-down][buffered-down][late-down]'.length);
+    const up = readN(p.server, '[early-up][buffered-up][late-up]'.length);
+    await new Promise((r) => setTimeout(r, 20)); // the hand-over has happened by now
+    p.client.write('[late-up]');
+    p.server.write('[late-down]');
+    t.equal((await down).toString(), '[head][early-down][buffered-down][late-down]');
+    t.equal((await up).toString(), '[early-up][buffered-up][late-up]');
+    t.notOk(clientEnded, 'client saw no FIN from the hand-over');
+    t.equal(p.tunnel.bytesUp, '[early-up][buffered-up][late-up]'.length);
+    p.client.end();
+    p.server.end();
+    const stats = await p.ended;
+    t.equal(stats.bytesUp, '[early-up][buffered-up][late-up]'.length);
+    t.equal(stats.bytesDown, '[early-down][buffered-down][late-down]'.length, 'head bytes are not tunnel bytes');
+  });
+
+  const MiB = 1 << 20;
+  for (const [mode, size] of [
+    ['adaptive', 256 * MiB],
+    ['splice', 256 * MiB],
+    ['copy', 64 * MiB],
+  ] as const) {
+    t.test(`${mode}: checksummed bulk ${size / MiB} MiB each way at once`, { timeout: 60_000 }, async (t) => {
+      const p = await h.pair(relayOf(mode));
+      const atServer = sink(p.server);
+      const atClient = sink(p.client);
+      const [upSha, downSha] = await Promise.all([pump(p.client, size), pump(p.server, size)]);
+      p.client.end();
+      p.server.end();
+      const [s, c] = await Promise.all([atServer, atClient]);
+      t.equal(s.bytes, size, 'upstream got every byte');
+      t.equal(s.sha, upSha, 'upstream bytes intact and in order');
+      t.equal(c.bytes, size, 'client got every byte');
+      t.equal(c.sha, downSha, 'client bytes intact and in order');
+      const stats = await p.ended;
+      t.equal(stats.bytesUp, size);
+      t.equal(stats.bytesDown, size);
+      t.match(stats.reason, /^(client|upstream)-closed$/);
+    });
+  }
+
+  t.test('RST from the client mid-stream', async (t) => {
+    const p = await h.pair(relayOf('splice'));
+    const first = readN(p.server, 1000);
+    p.client.write(Buffer.alloc(1000, 1));
+    await first;
+    p.server.resume();
+    const serverClosed = gone(p.server);
+    p.client.resetAndDestroy();
+    const stats = await p.ended;
+    t.equal(stats.reason, 'client-error');
+    await serverClosed;
+    t.pass('upstream connection closed');
+    p.server.destroy();
+  });
+
+  t.test('RST from the upstream during a bulk download', async (t) => {
+    const p = await h.pair(relayOf('adaptive'));
+    let got = 0;
+    p.client.on('data', (c: Buffer) => (got += c.length));
+    const clientClosed = gone(p.client);
+    const chunk = Buffer.alloc(256 * 1024, 7);
+    let stop = false;
+    void (async () => {
+      while (!stop && !p.server.destroyed) {
+        if (!p.server.write(chunk)) await Promise.race([once(p.server, 'drain'), once(p.server, 'close')]);
+      }
+    })().catch(() => {});
+    await waitFor(() => got > 4 * MiB, '4 MiB downstream');
+    stop = true;
+    p.server.resetAndDestroy();
+    const stats = await p.ended;
+    t.equal(stats.reason, 'upstream-error');
+    await clientClosed;
+    t.ok(stats.bytesDown >= 4 * MiB);
+    p.client.destroy();
+  });
+
+  t.test('idle timeout is enforced natively', async (t) => {
+    const p = await h.pair(relayOf('adaptive'), { idleTimeoutMs: 150 });
+    p.server.on('data', (c: Buffer) => p.server.write(c));
+    const atClient = collect(p.client);
+    const atServer = collect(p.server);
+    p.client.write('ping');
+    const stats = await p.ended;
+    t.equal(stats.reason, 'idle-timeout');
+    t.equal((await atClient).toString(), 'ping', 'client got the echo, then a FIN');
+    t.equal((await atServer).toString(), 'ping', 'upstream got a FIN');
+    p.client.destroy();
+    p.server.destroy();
+  });
+
+  t.test('close() during traffic ends the tunnel with that reason', async (t) => {
+    const p = await h.pair(relayOf('adaptive'));
+    let got = 0;
+    p.server.on('data', (c: Buffer) => (got += c.length));
+    const ends = Promise.all([closed(p.client), closed(p.server)]);
+    p.client.on('end', () => p.client.destroy());
+    p.server.on('end', () => p.server.destroy());
+    const chunk = Buffer.alloc(64 * 1024, 3);
+    let stop = false;
+    void (async () => {
+      while (!stop && p.client.writable) {
+        if (!p.client.write(chunk)) await Promise.race([once(p.client, 'drain'), once(p.client, 'close')]);
+      }
+    })().catch(() => {});
+    await waitFor(() => got > 8 * MiB, '8 MiB upstream');
+    p.tunnel.close('shutdown');
+    p.tunnel.close('shutdown'); // idempotent
+    const stats = await p.ended;
+    stop = true;
+    t.equal(stats.reason, 'shutdown');
+    t.ok(stats.bytesUp >= 8 * MiB);
+    await ends;
+    t.pass('both peers closed');
+  });
+
+  t.test('close() before the hand-over finished', async (t) => {
+    const p = await h.pair(relayOf('adaptive'), { toClient: Buffer.from('x') });
+    p.tunnel.close('shutdown'); // synchronously after start: still flushing in JS
+    const stats = await p.ended;
+    t.equal(stats.reason, 'shutdown');
+    await Promise.all([gone(p.client), gone(p.server)]);
+    p.client.destroy();
+    p.server.destroy();
+  });
+
+  t.test('1,000 concurrent native tunnels: no leaked fds or pipes', { timeout: 60_000 }, async (t) => {
+    const relay = relayOf('splice'); // splice mode: every used direction owns a pipe
+    const before = fds();
+    const pairs: Pair[] = [];
+    for (let i = 0; i < 1000; i++) pairs.push(await h.pair(relay));
+    // Every tunnel carries bytes both ways (so its pipes exist).
+    await Promise.all(
+      pairs.map(async (p, i) => {
+        const a = readN(p.server, 5);
+        const b = readN(p.client, 5);
+        p.client.write('c' + String(i % 10000).padStart(4, '0'));
+        p.server.write('s' + String(i % 10000).padStart(4, '0'));
+        t.equal((await a).toString(), 'c' + String(i % 10000).padStart(4, '0'));
+        t.equal((await b).toString(), 's' + String(i % 10000).padStart(4, '0'));
+      }),
+    );
+    t.equal(relay.engineStats().active, 1000, '1000 live native tunnels');
+    t.equal(relay.engineStats().pipeFds, 4000, 'two pipes each');
+    // Half end naturally (FIN both ways), half by close().
+    const ends = pairs.map(async (p, i) => {
+      p.client.resume();
+      p.server.resume();
+      if (i % 2 === 0) {
+        p.client.end();
+        p.server.end();
+      } else {
+        p.tunnel.close('shutdown');
+      }
+      const s = await p.ended;
+      p.client.destroy();
+      p.server.destroy();
+      await Promise.all([closed(p.client), closed(p.server)]);
+      return s.reason;
+    });
+    const reasons = await Promise.all(ends);
+    t.equal(reasons.filter((r) => r === 'shutdown').length, 500);
+    t.equal(reasons.filter((r) => r === 'client-closed' || r === 'upstream-closed').length, 500);
+    const st = relay.engineStats();
+    t.equal(st.active, 0, 'no native tunnel left');
+    t.equal(st.pipeFds, 0, 'native holds no pipe');
+    t.equal(st.closeErrors, 0, 'no close/epoll_ctl error');
+    const after = fds();
+    t.equal(after.total, before.total, `fds back to ${before.total}`);
+    t.equal(after.pipes, before.pipes, 'no pipe fd leaked');
+  });
+}
+
+// Last: run() uses the classes above.
+if (probe.relay === null) {
+  t.plan(0, `native relay not available: ${probe.reason}`);
+} else {
+  run();
+}
