@@ -3,7 +3,7 @@
 import type { Backend, LoadGen, MarkPhase } from './gen-driver.js';
 import type { RunningPeer } from './peers/peers.js';
 import type { Plan, Scenario } from './plan.js';
-import { cpuSeconds, rssKiB } from './procfs.js';
+import { type MachineCpu, cpuSeconds, machineCpu, rssKiB } from './procfs.js';
 import type { Job, JobResult } from './protocol.js';
 import { median } from './stats.js';
 import { runWrk } from './wrk.js';
@@ -43,6 +43,7 @@ interface CpuSnap {
   proxy: number;
   backend: number;
   gen: number;
+  machine: MachineCpu;
   at: number;
 }
 
@@ -58,7 +59,7 @@ export async function measure(ctx: MeasureContext, sc: Scenario, peer: RunningPe
   const pids = peer.pids();
   const snap = (): CpuSnap => ({
     proxy: cpuSeconds(pids), backend: cpuSeconds([ctx.backend.proc.pid]), gen: cpuSeconds([ctx.gen.proc.pid]),
-    at: performance.now(),
+    machine: machineCpu(), at: performance.now(),
   });
   const values: Record<string, number> = {};
   let result: JobResult;
@@ -117,6 +118,12 @@ export async function measure(ctx: MeasureContext, sc: Scenario, peer: RunningPe
       values.proxyCpuPct = (proxyCpu / wall) * 100;
       values.backendCpuPct = ((sb.backend - sa.backend) / wall) * 100;
       values.genCpuPct = client === 'wrk' ? NaN : ((sb.gen - sa.gen) / wall) * 100;
+      // CPU other processes used in the window (with wrk: wrk itself): a high value marks a
+      // sample disturbed from outside. irq/softirq time (the loopback TCP stack) is kept apart.
+      const ours = (Number.isFinite(proxyCpu) ? proxyCpu : 0) + (sb.backend - sa.backend) + (client === 'wrk' ? 0 : sb.gen - sa.gen);
+      values.otherCpuPct = ((sb.machine.busy - sa.machine.busy - ours) / wall) * 100;
+      values.stealPct = ((sb.machine.steal - sa.machine.steal) / wall) * 100;
+      values.softirqPct = ((sb.machine.irq - sa.machine.irq) / wall) * 100;
     }
     values.rate = result.rate;
     values.p50Us = result.p50Us;

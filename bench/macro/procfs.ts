@@ -63,3 +63,21 @@ export function rssKiB(pids: readonly number[]): number {
   }
   return total;
 }
+
+export interface MachineCpu {
+  /** CPU seconds all cores spent in processes (user, nice, system): what process utime+stime can add up to. */
+  busy: number;
+  /** CPU seconds in irq + softirq (loopback TCP work lands here; no process is charged for it). */
+  irq: number;
+  /** CPU seconds stolen by the hypervisor. */
+  steal: number;
+}
+
+/** Machine-wide CPU counters from /proc/stat: tells how much of a window other processes took. */
+export function machineCpu(): MachineCpu {
+  const line = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0]!;
+  // cpu user nice system idle iowait irq softirq steal ...
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+  return { busy: (user + nice + system) / CLK_TCK, irq: (irq + softirq) / CLK_TCK, steal: steal / CLK_TCK };
+}

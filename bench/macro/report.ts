@@ -86,6 +86,7 @@ export function renderMarkdown(meta: RunMeta, rows: Row[], samples: Sample[]): s
     out.push('');
   }
 
+  out.push(disturbance(samples));
   out.push('## Summary\n');
   out.push(`> ${CORES_NOTE(meta.cores)}\n`);
   out.push(`Median over rounds, and in brackets the ratio to ${BASELINE} (peer / ${BASELINE}).\n`);
@@ -105,21 +106,22 @@ export function renderMarkdown(meta: RunMeta, rows: Row[], samples: Sample[]): s
   out.push('## Details\n');
   out.push(`> ${CORES_NOTE(meta.cores)}\n`);
   out.push('Each cell: median (min–max) over the rounds that passed their checks. ' +
-    `Ratios on medians. CPU %: share of one core used during the measured window by proxy / backend / generator.\n`);
+    `Ratios on medians. CPU %: share of one core used during the measured window by proxy / backend / generator / ' +
+    'everything else on the machine (other processes, and wrk in the HTTP rows), averaged over rounds.\n`);
   const scenarios = [...new Map(rows.map((r) => [r.scenario.id, r.scenario])).values()];
   for (const sc of scenarios) {
     const mine = rows.filter((r) => r.scenario.id === sc.id);
     const main = mine.find((r) => r.metric.headline) ?? mine[0]!;
     const shown = peers.filter((p) => main.byPeer[p]);
     const cols = [`${main.metric.label} (${main.metric.unit})`, `x ${BASELINE}`, `x ${DIRECT}`,
-      ...mine.filter((r) => r !== main).map((r) => `${r.metric.label} (${r.metric.unit})`), 'CPU % proxy/backend/gen', 'rounds ok'];
+      ...mine.filter((r) => r !== main).map((r) => `${r.metric.label} (${r.metric.unit})`), 'CPU % proxy/backend/gen/other', 'rounds ok'];
     const body = shown.map((p) => {
       const ss = samples.filter((s) => s.scenario === sc.id && s.peer === p && s.ok);
       const cpu = (k: string): string => fmt(avg(ss.map((s) => s.values[k] ?? NaN)));
       const a = main.byPeer[p]!;
       return [p, cell(main, p), fmtRatio(ratio(main, p, BASELINE)), fmtRatio(ratio(main, p, DIRECT)),
         ...mine.filter((r) => r !== main).map((r) => cell(r, p)),
-        sc.kind === 'idle' ? 'n/a' : `${cpu('proxyCpuPct')} / ${cpu('backendCpuPct')} / ${cpu('genCpuPct')}`,
+        sc.kind === 'idle' ? 'n/a' : `${cpu('proxyCpuPct')} / ${cpu('backendCpuPct')} / ${cpu('genCpuPct')} / ${cpu('otherCpuPct')}`,
         `${a.n}/${a.n + a.failed}`];
     });
     out.push(`### ${sc.title}\n`);
@@ -130,6 +132,21 @@ export function renderMarkdown(meta: RunMeta, rows: Row[], samples: Sample[]): s
   }
   out.push(notes(meta));
   return out.join('\n');
+}
+
+/** Warns when the machine was busy with something else during the measured windows. */
+function disturbance(samples: Sample[]): string {
+  const own = samples.filter((s) => s.client === 'loadgen' && Number.isFinite(s.values.otherCpuPct));
+  if (own.length === 0) return '';
+  const other = own.map((s) => s.values.otherCpuPct!).sort((a, b) => a - b);
+  const med = other[other.length >> 1]!;
+  const busy = own.filter((s) => s.values.otherCpuPct! > 25).length;
+  const steal = avg(own.map((s) => s.values.stealPct ?? NaN));
+  const line = `Outside load: median ${fmt(med)}% of a core used by other things during measured windows; ` +
+    `${busy} of ${own.length} samples above 25%; hypervisor steal ${fmt(steal)}%.`;
+  return busy > own.length / 4
+    ? `> **Warning:** ${line} The machine was not quiet (other processes running): absolute figures are low and noisy; compare ratios.\n`
+    : `${line}\n`;
 }
 
 function avg(xs: number[]): number {
