@@ -342,9 +342,17 @@ export class Connection {
   }
 
   private onUpstreamData(chunk: Buffer): void {
-    const p = this.resParser;
-    if (p === null) return;
+    if (this.resParser === null) return;
     this.timer.refresh();
+    // Head and body bytes of one chunk leave in one writev, not one write each.
+    const client = this.client;
+    client.cork();
+    this.parseResponse(chunk);
+    client.uncork();
+  }
+
+  private parseResponse(chunk: Buffer): void {
+    const p = this.resParser!;
     let pos = 0;
     let again = false; // see feed()
     while (pos < chunk.length || again) {
@@ -515,7 +523,7 @@ export class Connection {
 
   /** The response is complete. Keep the client for the next request, or close. */
   private exchangeDone(): void {
-    this.cleanupUpstream();
+    this.retireUpstream();
     if (!this.keepAlive || !this.reqDone || this.ctx.draining) {
       this.close();
       return;
@@ -640,6 +648,29 @@ export class Connection {
     if (!this.client.destroyed) this.client.end();
   }
 
+  /**
+   * The exchange is over and the upstream was asked to close (Connection: close).
+   * Let it close first: the side that closes first keeps TIME_WAIT, and a proxy
+   * that closes first runs out of ephemeral ports at a few thousand requests/s.
+   */
+  private retireUpstream(): void {
+    this.releaseResponseParser();
+    const up = this.upstream;
+    if (up === null) return;
+    this.upstream = null;
+    up.removeListener('close', this.onUpstreamClose);
+    up.removeListener('data', this.onUpstreamData);
+    up.removeListener('end', this.onUpstreamEnd);
+    up.removeListener('drain', this.onUpstreamDrain);
+    if (up.readableEnded || up.destroyed) {
+      up.destroy();
+      return;
+    }
+    up.on('end', destroySelf);
+    up.setTimeout(RETIRE_MS, destroySelf);
+    up.resume(); // a stray byte after the message must not stall the close
+  }
+
   private cleanupUpstream(): void {
     this.releaseResponseParser();
     const up = this.upstream;
@@ -667,3 +698,10 @@ export class Connection {
 }
 
 function noop(): void {}
+
+/** How long a finished upstream connection may take to close on its side. */
+const RETIRE_MS = 5_000;
+
+function destroySelf(this: Socket): void {
+  this.destroy();
+}

@@ -298,3 +298,20 @@ t.test('100 Continue is relayed before the final response', async (t) => {
   const text = (await reply).toString();
   t.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 Created\r\n/);
 });
+
+t.test('after a complete response the upstream closes first (TIME_WAIT stays off the proxy)', async (t) => {
+  let finFromProxyAt = 0;
+  let backendClosedAt = 0;
+  const backend = await rawBackend((sock, data) => {
+    if (!data.includes('\r\n\r\n')) return;
+    sock.on('end', () => (finFromProxyAt = Date.now()));
+    sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    setTimeout(() => { backendClosedAt = Date.now(); sock.end(); }, 300);
+  });
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } } });
+  t.teardown(async () => { await proxy.close(); await backend.close(); });
+  const res = parseResponse(await rawExchange(port(proxy), 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'));
+  t.equal(res.body, 'ok', 'the client had its response at once');
+  await waitFor(() => finFromProxyAt > 0, 3000, 'the proxy closes its side');
+  t.ok(backendClosedAt > 0 && finFromProxyAt >= backendClosedAt, 'the proxy closed only after the upstream did');
+});
