@@ -158,6 +158,8 @@ async function main(): Promise<void> {
     skipped,
     httpClient: useWrk ? `wrk -t1 (${versions.wrk ?? 'wrk'}), after a warm-up with the generator's own client` : "the generator's own client",
     seconds: (Date.now() - t0) / 1000,
+    idleWarmTunnels: plan.idleWarmTunnels,
+    idleWindowMs: plan.idleWindowMs,
   };
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify({ meta, plan, rows, samples }, null, 1)}\n`);

@@ -1,8 +1,7 @@
 // Idle tunnels: open N tunnels (each exchanges one 64-byte echo so the proxy's relay path is live),
 // hold them while the runner reads the proxy's RSS and idle CPU, then drop them.
 import type { Socket } from 'node:net';
-import type { Control } from './control.js';
-import { frameRing } from './control.js';
+import { type Control, frameRing } from './control.js';
 import type { IdleJob, JobResult } from './protocol.js';
 import { headerLength } from './ws-frames.js';
 import { type OpenTunnel, openTunnels } from './ws-client.js';

@@ -18,6 +18,8 @@ export interface RunMeta {
   skipped: { peer: string; reason: string }[];
   httpClient: string;
   seconds: number;
+  idleWarmTunnels: number;
+  idleWindowMs: number;
 }
 
 export const CORES_NOTE = (cores: number): string =>
@@ -165,9 +167,10 @@ function notes(meta: RunMeta): string {
 - streaming: each connection writes frames as fast as the socket accepts them; MiB/s counts payload echoed back
   (each byte crosses the proxy twice); every echoed byte is compared with what was sent, frames in order, all
   frames accounted for at the end.
-- idle: the proxy is restarted, ${meta.mode === 'full' ? 200 : 50} warm-up tunnels opened and closed, RSS (VmRSS, summed over the proxy's
-  processes) read, then N tunnels opened (each exchanges one 64-byte echo) and held; KiB/tunnel = (RSS after the
-  idle window - before) / N; idle CPU over that window. N is capped by the fd limit (the proxy needs 2 fds per tunnel).
+- idle: the proxy is restarted, ${meta.idleWarmTunnels} warm-up tunnels opened and closed, RSS (VmRSS, summed over the proxy's
+  processes) read, then N tunnels opened (each exchanges one 64-byte echo) and held for ${meta.idleWindowMs} ms; KiB/tunnel =
+  (median RSS over that window - before) / N; idle CPU over that window. N is capped by the fd limit (the proxy needs
+  2 fds per tunnel). A Node peer's fixed heap growth weighs more at small N (quick mode) than at 9-10k (full mode).
 - HTTP: keep-alive GETs of a 14-byte body, ${meta.httpClient}. nginx uses the seed's config, whose
   \`Connection: close\` upstream header (for requests without Upgrade) opens an upstream connection per request;
   http-proxy runs with its defaults (no keep-alive agent), HAProxy reuses server connections.
