@@ -315,3 +315,27 @@ t.test('after a complete response the upstream closes first (TIME_WAIT stays off
   await waitFor(() => finFromProxyAt > 0, 3000, 'the proxy closes its side');
   t.ok(backendClosedAt > 0 && finFromProxyAt >= backendClosedAt, 'the proxy closed only after the upstream did');
 });
+
+t.test('upstream connect that never completes -> 504', async (t) => {
+  // A listener that never accepts: once its backlog is full, the kernel drops SYNs and connect() hangs.
+  const { spawn } = await import('node:child_process');
+  const py = spawn('python3', ['-c', 'import socket,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => py.kill('SIGKILL'));
+  const stuck = await new Promise<number>((r) => py.stdout.once('data', (d: Buffer) => r(Number(d.toString().trim()))));
+  const fillers: import('node:net').Socket[] = [];
+  t.teardown(() => { for (const f of fillers) f.destroy(); });
+  const net = await import('node:net');
+  for (let i = 0; i < 4; i++) {
+    const f = net.connect(stuck, '127.0.0.1');
+    f.on('error', () => {});
+    fillers.push(f);
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${stuck}`] } }, timeouts: { connectMs: 300 } });
+  t.teardown(() => proxy.close());
+  const codes: string[] = [];
+  proxy.on('upstreamError', (e) => codes.push(e.code));
+  const res = parseResponse(await rawExchange(port(proxy), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', 4000));
+  t.equal(res.status, 504);
+  t.same(codes, ['WSPLICE_UPSTREAM_TIMEOUT']);
+});

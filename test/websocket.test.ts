@@ -235,3 +235,21 @@ t.test('a generic protocol on the allow-list is tunnelled', async (t) => {
   t.match(text, /pong$/);
   t.match(backend.received[0]!.toString(), /\r\nUpgrade: foo\r\n/);
 });
+
+t.test('early data over the cap closes the connection and none of it reaches the upstream', async (t) => {
+  // An upstream that takes its time to answer the upgrade.
+  const backend = await rawBackend(() => {});
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, limits: { maxEarlyDataBytes: 1024 } });
+  t.teardown(async () => { await proxy.close(); await backend.close(); });
+  const codes: string[] = [];
+  proxy.on('refused', (e) => codes.push(e.code));
+  const s = await connect(port(proxy));
+  const reply = readAll(s, 3000);
+  s.write(upgradeHead());
+  s.write(Buffer.alloc(4096, 0x61));
+  await reply;
+  t.same(codes, ['WSPLICE_EARLY_DATA_OVERFLOW']);
+  t.ok(s.destroyed || s.readableEnded, 'the client connection was closed');
+  await new Promise((r) => setTimeout(r, 200));
+  t.notMatch(backend.received.map((b) => b.toString('latin1')).join(''), /aaaa/, 'no early byte reached the upstream');
+});
