@@ -73,6 +73,7 @@ struct Side {
   // Edge-triggered readiness we believe in; cleared only on EAGAIN.
   bool readable = true;
   bool writable = true;
+  bool rdhup = false;  // the peer's FIN (or a reset) has been signalled
 };
 
 struct Dir {
@@ -247,6 +248,7 @@ class Engine {
         if (t->dead) continue;  // finished earlier in this batch; freed after it
         uint32_t e = evs[i].events;
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->readable = true;
+        if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->rdhup = true;
         if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s->writable = true;
         Service(t, (e & EPOLLERR) ? s : nullptr);
       }
@@ -446,6 +448,13 @@ class Engine {
             if (d.adaptive && n >= kBulkRead && d.len == 0) {
               d.splice = true;  // bulk: splice from now on (pipe made lazily)
               d.smallRun = 0;
+            } else if (static_cast<size_t>(n) < kScratch && !d.src->rdhup) {
+              // A short recv drained the socket: skip the EAGAIN recv (one
+              // syscall per message saved). Safe with EPOLLET: every later
+              // arrival raises a new edge; a FIN already signalled (rdhup) is
+              // not, so then we read on until EOF. (Not for splice: a short
+              // splice can also mean the pipe ran out of slots.)
+              d.src->readable = false;
             }
           } else if (n == 0) {
             d.eof = true;

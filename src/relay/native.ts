@@ -260,14 +260,21 @@ class NativeTunnel implements Tunnel {
   private readonly onClientError = (): void => this.abort('client-error');
   private readonly onUpstreamError = (): void => this.abort('upstream-error');
 
+  // Dropped at the hand-over: a native tunnel keeps no JS socket alive.
+  private client: Socket | null;
+  private upstream: Socket | null;
+
   constructor(
     private readonly relay: SpliceRelay,
     private readonly addon: Addon,
-    private readonly client: Socket,
-    private readonly upstream: Socket,
+    client: Socket,
+    upstream: Socket,
     private readonly options: RelayOptions,
     private readonly onEnd: (stats: TunnelStats) => void,
-  ) {}
+  ) {
+    this.client = client;
+    this.upstream = upstream;
+  }
 
   get bytesUp(): number {
     return this.inner !== null ? this.jsUp + this.inner.bytesUp : this.jsUp + this.counters[0]!;
@@ -280,6 +287,7 @@ class NativeTunnel implements Tunnel {
   /** Flush every byte JS holds, then hand the fds to the native thread. */
   begin(toUpstream: Buffer | null, toClient: Buffer | null): void {
     const { client, upstream } = this;
+    if (client === null || upstream === null) return;
     if (client.destroyed || fdOf(client) < 0) return this.abortSoon('client-error');
     if (upstream.destroyed || fdOf(upstream) < 0) return this.abortSoon('upstream-error');
     client.on('error', this.onClientError);
@@ -308,8 +316,8 @@ class NativeTunnel implements Tunnel {
   }
 
   private handOver(): void {
-    if (this.phase !== 'handover') return;
     const { client, upstream } = this;
+    if (this.phase !== 'handover' || client === null || upstream === null) return;
     // Invariant: nothing of this tunnel is in JS any more.
     if (client.writableLength > 0 || upstream.writableLength > 0 || client.readableLength > 0 || upstream.readableLength > 0) {
       // Cannot happen with reading stopped and our writes done; be safe anyway.
@@ -343,6 +351,7 @@ class NativeTunnel implements Tunnel {
     // sends nothing (no FIN, no RST). The JS objects and their buffers go.
     client.destroy();
     upstream.destroy();
+    this.client = this.upstream = null;
   }
 
   close(reason: TunnelCloseReason): void {
@@ -380,8 +389,8 @@ class NativeTunnel implements Tunnel {
     if (this.phase !== 'handover') return;
     this.clearTimer();
     this.detach();
-    this.client.destroy();
-    this.upstream.destroy();
+    this.client?.destroy();
+    this.upstream?.destroy();
     this.end(reason, 0, 0);
   }
 
@@ -397,13 +406,16 @@ class NativeTunnel implements Tunnel {
   }
 
   private detach(): void {
-    this.client.off('error', this.onClientError);
-    this.upstream.off('error', this.onUpstreamError);
-    this.client.off('close', this.onClientError);
-    this.upstream.off('close', this.onUpstreamError);
-    // Destroying a socket can still emit 'error' (e.g. EPIPE queued): never unhandled.
-    this.client.on('error', noop);
-    this.upstream.on('error', noop);
+    for (const [s, fn] of [
+      [this.client, this.onClientError],
+      [this.upstream, this.onUpstreamError],
+    ] as const) {
+      if (s === null) continue;
+      s.off('error', fn);
+      s.off('close', fn);
+      // Destroying a socket can still emit 'error' (e.g. EPIPE queued): never unhandled.
+      s.on('error', noop);
+    }
   }
 
   private clearTimer(): void {
