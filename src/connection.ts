@@ -583,8 +583,14 @@ export class Connection {
       return;
     }
     if (this.req !== null) {
-      // Bad framing inside a body already being forwarded: the upstream must not see the rest.
-      this.abort();
+      // Bad framing inside a body already being forwarded: the upstream is reset so it
+      // cannot take a cut request for a whole one; the client is told why if it can be.
+      if (this.resStarted) {
+        this.abort();
+        return;
+      }
+      this.resetUpstream();
+      this.refuse(new BadRequestError(`malformed request body: ${p.reason}`));
       return;
     }
     this.refuse(new BadRequestError(`malformed request: ${p.reason}`));
@@ -623,8 +629,14 @@ export class Connection {
 
   /** Something broke mid-message: no clean response is possible. Reset both ends. */
   private abort(): void {
-    this.cleanupUpstream();
+    this.resetUpstream();
     if (!this.client.destroyed) this.client.resetAndDestroy();
+  }
+
+  private resetUpstream(): void {
+    const up = this.upstream;
+    if (up !== null && !up.destroyed) up.resetAndDestroy();
+    this.cleanupUpstream();
   }
 
   /** Write a final response, half-close, and give the client a moment to read it. */
