@@ -43,10 +43,14 @@ function trimOws(s: string): string {
 }
 
 /**
- * Header strings as slices of one latin1 decode of the whole head: one call
- * into the Buffer binding per head instead of two per header.
+ * The fields every head has. Header strings are slices of one latin1 decode
+ * of the whole head: one call into the Buffer binding per head instead of two
+ * per header.
  */
-function readHeaders(p: Parser, text: string, names: string[], keys: string[], values: string[]): void {
+function readHead(p: Parser, text: string): Head {
+  const names: string[] = [];
+  const keys: string[] = [];
+  const values: string[] = [];
   const s = p.spans;
   for (let i = 0; i < p.headerCount; i++) {
     const o = i * 4;
@@ -57,42 +61,30 @@ function readHeaders(p: Parser, text: string, names: string[], keys: string[], v
     const vat = s[o + 2]!;
     values.push(trimOws(text.slice(vat, vat + s[o + 3]!)));
   }
+  return {
+    names, keys, values,
+    versionMajor: p.versionMajor,
+    versionMinor: p.versionMinor,
+    flags: p.flags,
+    contentLength: p.contentLength,
+    headBytes: p.headBytes,
+  };
 }
 
 export function readRequestHead(p: Parser): RequestHead {
-  const names: string[] = [];
-  const keys: string[] = [];
-  const values: string[] = [];
   const text = p.text(0, p.headBytes);
-  readHeaders(p, text, names, keys, values);
-  return {
-    method: p.method,
-    target: text.slice(p.urlAt, p.urlAt + p.urlLen),
-    names, keys, values,
-    versionMajor: p.versionMajor,
-    versionMinor: p.versionMinor,
-    flags: p.flags,
-    contentLength: p.contentLength,
-    headBytes: p.headBytes,
-  };
+  const h = readHead(p, text) as Head & { method: string; target: string };
+  h.method = p.method;
+  h.target = text.slice(p.urlAt, p.urlAt + p.urlLen);
+  return h;
 }
 
 export function readResponseHead(p: Parser): ResponseHead {
-  const names: string[] = [];
-  const keys: string[] = [];
-  const values: string[] = [];
   const text = p.text(0, p.headBytes);
-  readHeaders(p, text, names, keys, values);
-  return {
-    status: p.statusCode,
-    reason: text.slice(p.statusAt, p.statusAt + p.statusLen),
-    names, keys, values,
-    versionMajor: p.versionMajor,
-    versionMinor: p.versionMinor,
-    flags: p.flags,
-    contentLength: p.contentLength,
-    headBytes: p.headBytes,
-  };
+  const h = readHead(p, text) as Head & { status: number; reason: string };
+  h.status = p.statusCode;
+  h.reason = text.slice(p.statusAt, p.statusAt + p.statusLen);
+  return h;
 }
 
 /** Every value of header `key` (lower case), in order. */
