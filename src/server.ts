@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
-import { Connection, State, type ProxyContext } from './connection.js';
+import { Connection, type ProxyContext } from './connection.js';
 import { channels } from './diagnostics.js';
 import { ConfigError, type UpstreamError, type WspliceError } from './errors.js';
 import { ParserPool, TYPE_REQUEST, TYPE_RESPONSE } from './http1/llhttp.js';
@@ -212,7 +212,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       const deadline = Date.now() + this.options.timeouts.drainMs;
       while (this.live.size > 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 25));
-        for (const c of this.live) if (c.state === State.Head) c.drain();
+        for (const c of this.live) c.drain(); // connections that finished their exchange since
       }
       for (const c of this.live) c.destroy();
       while (this.live.size > 0) await new Promise((r) => setTimeout(r, 5));
