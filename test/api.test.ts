@@ -33,22 +33,19 @@ t.test('several listeners serve the same routes', async (t) => {
   }
 });
 
-t.test('IPv6 upstreams ([::1]:port)', async (t) => {
-  const server = net.createServer((s) => s.on('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6')));
-  const ok = await new Promise<boolean>((r) => {
-    server.once('error', () => r(false));
-    server.listen(0, '::1', () => r(true));
-  });
-  if (!ok) {
-    t.comment('no IPv6 loopback on this machine: skipped');
-    t.pass('skipped');
-    return;
-  }
-  const proxy = await startProxy({ upstreams: { b: { servers: [`[::1]:${(server.address() as AddressInfo).port}`] } } });
-  t.teardown(async () => { await proxy.close(); server.close(); });
+const v6 = net.createServer((s) => s.on('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nv6')));
+const hasV6 = await new Promise<boolean>((r) => {
+  v6.once('error', () => r(false));
+  v6.listen(0, '::1', () => r(true));
+});
+
+t.test('IPv6 upstreams ([::1]:port)', { skip: hasV6 ? false : 'no IPv6 loopback on this machine' }, async (t) => {
+  const proxy = await startProxy({ upstreams: { b: { servers: [`[::1]:${(v6.address() as AddressInfo).port}`] } } });
+  t.teardown(async () => { await proxy.close(); v6.close(); });
   const res = parseResponse(await rawExchange(port(proxy), 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n'));
   t.equal(res.body, 'v6');
 });
+if (!hasV6) v6.close();
 
 t.test('framing headers on a 101 are ignored: bytes after it are tunnel bytes', async (t) => {
   const backend = await rawBackend((sock, data) => {
