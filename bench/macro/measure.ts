@@ -26,7 +26,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const MIB = 2 ** 20;
 const GIB = 2 ** 30;
 
-const SETTLE_MS = 300;
+const SETTLE_MS = 200;
 const RSS_READS = 5;
 
 /** Median of RSS_READS reads of the peer's RSS spread over `spanMs`. */
