@@ -1,7 +1,7 @@
 // Macro benchmark runner (issue 3): starts the echo backend, the load generator and every peer,
 // runs each scenario round by round with the peers interleaved, writes bench/results/latest.{md,json}
 // and ratios.svg. Usage: node dist/bench/run.js [--full | --tiny] [--peers a,b] [--rounds N]
-//   [--out DIR] [--install] [--http-client auto|own|wrk] [--scenarios idPrefix,...]
+//   [--out DIR] [--install] [--keep] [--http-client auto|own|wrk] [--scenarios idPrefix,...]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
@@ -26,10 +26,12 @@ interface Args {
   httpClient: 'auto' | 'own' | 'wrk';
   /** Scenario id prefixes to keep (e.g. "handshake,pingpong-c50"); null = all of the mode's. */
   scenarios: string[] | null;
+  /** Keep the temp dir (configs, nginx/haproxy logs) for a look after the run. */
+  keep: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { mode: 'quick', peers: null, rounds: null, out: null, install: false, httpClient: 'auto', scenarios: null };
+  const a: Args = { mode: 'quick', peers: null, rounds: null, out: null, install: false, httpClient: 'auto', scenarios: null, keep: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const val = (): string => {
@@ -44,6 +46,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--rounds') a.rounds = Number(val());
     else if (arg === '--out') a.out = val();
     else if (arg === '--install') a.install = true;
+    else if (arg === '--keep') a.keep = true;
     else if (arg === '--scenarios') a.scenarios = val().split(',').map((x) => x.trim()).filter(Boolean);
     else if (arg === '--http-client') a.httpClient = val() as Args['httpClient'];
     else throw new Error(`unknown argument ${arg}`);
@@ -140,7 +143,8 @@ async function main(): Promise<void> {
   for (const { peer } of running.values()) await peer.stop();
   await gen.stop();
   killAllNow();
-  rmSync(dir, { recursive: true, force: true });
+  if (args.keep) log(`kept configs and logs in ${dir}`);
+  else rmSync(dir, { recursive: true, force: true });
 
   const peers = [...running.keys()];
   const rows = aggregate(plan.scenarios, peers, samples);
@@ -163,7 +167,10 @@ async function main(): Promise<void> {
   };
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify({ meta, plan, rows, samples }, null, 1)}\n`);
-  writeFileSync(join(outDir, 'latest.md'), renderMarkdown(meta, rows, samples));
+  const md = renderMarkdown(meta, rows, samples);
+  writeFileSync(join(outDir, 'latest.md'), md);
+  // The summary on stdout too, so a run in a terminal shows its result.
+  process.stdout.write(`${md.slice(md.indexOf('## Summary'), md.indexOf('![ratios]'))}`);
   writeFileSync(join(outDir, 'ratios.svg'), renderChart(rows, peers, `${meta.mode} mode, ${meta.date.slice(0, 10)}, ${meta.cores} cores shared by generator, backend and proxy`));
   log(`wrote ${join(outDir, 'latest.md')} (${Math.round(meta.seconds)} s)`);
 }
