@@ -164,6 +164,9 @@ function fdOf(s: Socket): number {
 
 /** Stops libuv reading into JS; returns what JS had already buffered (or null). */
 function stopReading(s: Socket): Buffer | null {
+  // The relay owns the socket now: a leftover 'data' listener would also get
+  // the bytes read below (read() emits 'data').
+  s.removeAllListeners('data');
   s.pause();
   const h = handleOf(s);
   const stop = (): void => {
