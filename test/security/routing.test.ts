@@ -2,9 +2,9 @@
 // b.test -> backend B), no combination of Host header and request target can be
 // routed one way and reach the other. Absolute-form targets are accepted as RFC
 // 9112 3.2.2 says: the target's authority replaces Host, both for routing and in
-// the Host forwarded upstream. nginx 1.22 does the same (it routes on the
-// absolute-form host and sends `Host: $host`, which is that host); HAProxy 2.6
-// in mode http forwards the absolute-form target as it is, Host unchanged.
+// the Host forwarded upstream. nginx 1.22 does the same (measured: `GET
+// http://b.test/x` + `Host: a.test` reaches the backend as `GET /x` + `Host:
+// b.test`); HAProxy 2.6 answers 400 when Host and the authority disagree.
 import t from 'tap';
 import { connBytes, parseRequests, rawExchange, RecordingBackend, startProxy } from './fixtures/harness.js';
 
