@@ -5,6 +5,9 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomFillSync } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { TLSSocket } from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { loadNativeRelay, type NativeMode, type NativeRelay } from '../src/relay/native.js';
 import type { Relay, Tunnel, TunnelStats } from '../src/relay/types.js';
 
@@ -207,6 +210,45 @@ function run(): void {
   t.test('loads, kind splice', async (t) => {
     t.equal(probe.relay!.kind, 'splice');
     t.match(probe.reason, /loaded/);
+  });
+
+  t.test('WSPLICE_NATIVE=0: the loader returns null and one line of reason', async (t) => {
+    // A fresh process (the addon is loaded once per process), with this file's loaders.
+    const mod = fileURLToPath(new URL('../src/relay/native.ts', import.meta.url));
+    const code = `import(${JSON.stringify(mod)}).then((m) => { const r = m.loadNativeRelay(); console.log(JSON.stringify({ relay: r.relay, reason: r.reason })); });`;
+    const r = spawnSync(process.execPath, [...process.execArgv, '--input-type=module', '-e', code], {
+      env: { ...process.env, WSPLICE_NATIVE: '0' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    const line = r.stdout.trim().split('\n').pop() ?? '';
+    t.same(JSON.parse(line), { relay: null, reason: 'native relay disabled by WSPLICE_NATIVE=0' }, r.stderr);
+  });
+
+  t.test('sockets it cannot splice (TLS) go to the fallback relay', async (t) => {
+    let handed: [net.Socket, net.Socket] | null = null;
+    const fallback: Relay = {
+      kind: 'js',
+      start(c, u, _up, _down, _o, onEnd) {
+        handed = [c, u];
+        setImmediate(() => onEnd({ bytesUp: 0, bytesDown: 0, durationMs: 0, reason: 'shutdown' }));
+        return { bytesUp: 0, bytesDown: 0, close() {} };
+      },
+    };
+    const relay = loadNativeRelay({ fallback }).relay!;
+    const p = await h.pair(relay, {
+      before: async (proxyClient) => {
+        // Only the type matters to the relay: a TLSSocket is ciphertext JS must decrypt.
+        Object.setPrototypeOf(proxyClient, TLSSocket.prototype);
+      },
+    });
+    t.equal((await p.ended).reason, 'shutdown');
+    t.ok(handed, 'the fallback got the tunnel');
+    t.equal(relay.engineStats().active, 0);
+    p.client.destroy();
+    p.server.destroy();
+    handed![0].destroy();
+    handed![1].destroy();
   });
 
   for (const mode of ['adaptive', 'splice', 'copy'] as const) {
