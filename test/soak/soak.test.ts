@@ -21,11 +21,12 @@ function summary(r: SoakResult): string {
 /** Known engine bugs the leak checks hit (see the final report of issue 4); null = none known. */
 const LEAK_TODO: Record<string, string | null> = {
   js:
-    'src/relay/js.ts: after one side closes (FIN then RST/close) while the other direction is paused for ' +
-    'backpressure (write to the gone socket returned false), the paused socket is never resumed or destroyed: ' +
-    'it never reads its EOF, the tunnel never ends, its socket and the connection stay registered',
+    'src/relay/js.ts: in RST/half-close tunnels one socket\'s close never comes (the tunnel sits at closed=1, ' +
+    'e.g. client destroyed after FIN+RST while the upstream direction is paused for backpressure) until the idle ' +
+    'timeout; the idle close then releases the Connection but the fds stay open (sockets already gone from ' +
+    '/proc/net/tcp, never closed by Node): ~80 fds per 13k faulty tunnels',
   splice:
-    'src/relay/native.ts: some tunnels (RST or close around the hand-over, seen with clean ones too) never call ' +
+    'src/relay/native.ts: some tunnels (mostly backend RST, a few clean ones) never call ' +
     'onEnd although the native engine reports active 0 and closed their fds: the Connection stays registered ' +
     '(stats connections/tunnels never return to 0; close() waits drainMs)',
 };
