@@ -506,6 +506,12 @@ class Engine {
     }
   }
 
+  void Reset(int fd) {
+    // SO_LINGER {on, 0}: close() sends RST and drops anything unsent.
+    linger l{1, 0};
+    if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) != 0) closeErrors++;
+  }
+
   void CloseFd(int& fd) {
     if (fd >= 0 && close(fd) != 0 && errno != EINTR) closeErrors++;
     fd = -1;
@@ -542,8 +548,12 @@ class Engine {
       if (!t->down.shut) shutdown(t->c.fd, SHUT_WR);
       if (!t->up.shut) shutdown(t->u.fd, SHUT_WR);
     }
-    Drain(t->c.fd);
-    Drain(t->u.fd);
+    // A reset is relayed as a reset (as the JS relay does): the healthy peer
+    // learns the other end is gone, not that it said goodbye.
+    if (reason == kClientError) Reset(t->u.fd);
+    else Drain(t->u.fd);
+    if (reason == kUpstreamError) Reset(t->c.fd);
+    else Drain(t->c.fd);
     Release(t);
     // Unlink from the registries (swap-remove keeps live_ dense).
     Tunnel* lastT = live_.back();

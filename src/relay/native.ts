@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { jsRelay } from './js.js';
 import type { Relay, RelayOptions, Tunnel, TunnelCloseReason, TunnelStats } from './types.js';
 
 /**
@@ -31,10 +32,10 @@ export interface NativeRelayOptions {
   pipeSize?: number;
   /**
    * Used for tunnels the addon cannot take (a TLS socket, no fd) or when the
-   * hand-over fails (e.g. out of fds). Without it such a tunnel is closed with
-   * reason 'shutdown'.
+   * hand-over fails (e.g. out of fds). Default: the JS relay. `null`: such a
+   * tunnel is closed with reason 'shutdown'.
    */
-  fallback?: Relay;
+  fallback?: Relay | null;
 }
 
 /** Counters of the native engine (process-wide), for leak checks and metrics. */
@@ -140,7 +141,7 @@ export function loadNativeRelay(options: NativeRelayOptions = {}): NativeRelayLo
   const mode = options.mode ?? 'adaptive';
   if (!(mode in MODES)) return { relay: null, reason: `unknown native relay mode '${String(mode)}'` };
   if (options.pipeSize !== undefined) b.addon.configure(options.pipeSize);
-  const relay = new SpliceRelay(b.addon, mode, options.fallback ?? null);
+  const relay = new SpliceRelay(b.addon, mode, options.fallback === undefined ? jsRelay : options.fallback);
   return { relay, reason: `native splice relay loaded (mode ${mode})` };
 }
 
