@@ -20,6 +20,7 @@ import { errorResponse, forwardRequestHead, forwardResponseHead, RESPONSE_408, R
 import type { ResolvedOptions } from './options.js';
 import type { Relay, Tunnel, TunnelStats } from './relay/types.js';
 import type { Router } from './router.js';
+import { resetOrDestroy } from './sockets.js';
 import { StateTimer } from './timeouts.js';
 import type { Backend, UpstreamGroup } from './upstream/group.js';
 import { checkClientHandshake, checkUpstreamAccept, type ClientHandshake } from './websocket/handshake.js';
@@ -83,6 +84,8 @@ export class Connection {
   private pending: Buffer | null = null;
   private tunnel: Tunnel | null = null;
   private requests = 0;
+  /** The client sent its FIN: no request after those already received. */
+  private clientEnded = false;
 
   constructor(ctx: ProxyContext, client: Socket) {
     this.ctx = ctx;
@@ -243,8 +246,9 @@ export class Connection {
   }
 
   private onClientEnd(): void {
-    // The client half-closed. A request in flight still gets its response; then we close.
-    this.keepAlive = false;
+    // The client half-closed: requests already received still get their responses
+    // (pipelined ones included, as nginx does); then the connection closes.
+    this.clientEnded = true;
     if (this.state === State.Head) {
       if (this.reqParser !== null && !this.reqParser.atMessageStart) {
         this.refuse(new BadRequestError('connection closed in the middle of a request head'));
@@ -255,11 +259,9 @@ export class Connection {
       // Gone before its upgrade completed: nothing to tunnel. Not the backend's fault.
       this.cleanupUpstream();
       this.client.destroy();
-    } else if (this.state === State.Exchange || this.state === State.Connecting) {
-      if (!this.reqDone) {
-        // The body was cut short: the upstream must not take a truncated request for a whole one.
-        this.abort();
-      }
+    } else if ((this.state === State.Exchange || this.state === State.Connecting) && !this.reqDone) {
+      // The body was cut short: the upstream must not take a truncated request for a whole one.
+      this.abort();
     }
   }
 
@@ -524,7 +526,7 @@ export class Connection {
   /** The response is complete. Keep the client for the next request, or close. */
   private exchangeDone(): void {
     this.retireUpstream();
-    if (!this.keepAlive || !this.reqDone || this.ctx.draining) {
+    if (!this.keepAlive || !this.reqDone || this.ctx.draining || (this.clientEnded && this.pending === null)) {
       this.close();
       return;
     }
@@ -542,6 +544,8 @@ export class Connection {
     if (pending === null) this.releaseRequestParser();
     this.client.resume();
     if (pending !== null) this.feed(pending, 0);
+    // Half-closed client: what is left of its bytes was not a whole request.
+    if (this.clientEnded && this.state === State.Head) this.onClientEnd();
   }
 
   private onTimeout(): void {
@@ -630,12 +634,12 @@ export class Connection {
   /** Something broke mid-message: no clean response is possible. Reset both ends. */
   private abort(): void {
     this.resetUpstream();
-    if (!this.client.destroyed) this.client.resetAndDestroy();
+    resetOrDestroy(this.client);
   }
 
   private resetUpstream(): void {
     const up = this.upstream;
-    if (up !== null && !up.destroyed) up.resetAndDestroy();
+    if (up !== null) resetOrDestroy(up);
     this.cleanupUpstream();
   }
 

@@ -339,3 +339,15 @@ t.test('upstream connect that never completes -> 504', async (t) => {
   t.equal(res.status, 504);
   t.same(codes, ['WSPLICE_UPSTREAM_TIMEOUT']);
 });
+
+t.test('pipelined requests followed by a half-close are all answered, then the connection closes', async (t) => {
+  const b = await httpBackend();
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } } });
+  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  const s = await connect(port(proxy));
+  const reply = readAll(s, 3000);
+  s.end('GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n');
+  const text = (await reply).toString();
+  t.equal(text.match(/HTTP\/1\.1 200 OK/g)?.length, 3, 'three responses');
+  t.match(text, /GET \/1 [\s\S]*GET \/2 [\s\S]*GET \/3 $/, 'in order');
+});

@@ -146,6 +146,36 @@ for (const relay of relays) {
       t.equal(upstreamSaw, 'ECONNRESET');
     });
 
+    t.test('an upstream reset after its FIN still releases both sockets', async (t) => {
+      // The upstream says goodbye (FIN, relayed as client.end()), then vanishes; the
+      // client keeps writing, the upstream's kernel answers RST. The proxy must close
+      // the client socket it already ended: Node cannot RST a socket after end().
+      const backend = await tunnelBackend((sock) => {
+        sock.end();
+        setTimeout(() => sock.destroy(), 20);
+      });
+      const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, relay, timeouts: { idleMs: 0 } });
+      await proxy.listen({ host: '127.0.0.1', port: 0 });
+      t.teardown(async () => { await proxy.close(); await backend.close(); });
+      const before = await fdCount();
+      const closed = new Promise<{ reason: string }>((r) => proxy.once('tunnelClose', r));
+      const s = await openTunnel((proxy.address() as net.AddressInfo).port);
+      s.on('error', () => {});
+      s.resume();
+      await new Promise((r) => s.once('end', r));
+      await delay(50);
+      for (let i = 0; i < 20 && !s.destroyed; i++) {
+        s.write(Buffer.alloc(1024));
+        await delay(10);
+      }
+      const ev = await Promise.race([closed, delay(3000).then(() => null)]);
+      t.ok(ev !== null, 'the tunnel ended');
+      s.destroy();
+      await waitFor(() => proxy.stats().connections === 0, 3000, 'connection released');
+      await delay(50);
+      t.ok((await fdCount()) <= before, 'no descriptor left behind');
+    });
+
     t.test('an idle tunnel is closed after the idle timeout', async (t) => {
       const backend = await tunnelBackend(() => {});
       const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, relay, timeouts: { idleMs: 300 } });

@@ -5,6 +5,7 @@
  * RST. Handlers are bound once per tunnel: nothing is allocated per chunk.
  */
 import type { Socket } from 'node:net';
+import { resetOrDestroy } from '../sockets.js';
 import type { Relay, RelayOptions, Tunnel, TunnelCloseReason, TunnelStats } from './types.js';
 
 /** The idle check runs this many times per idle period: closes within [T, 1.25 T). */
@@ -101,12 +102,12 @@ class JsTunnel implements Tunnel {
   private onClientError(): void {
     if (this.reason === null) this.reason = 'client-error';
     // Relay the reset: the upstream learns the client is gone, not that it said goodbye.
-    if (!this.upstream.destroyed) this.upstream.resetAndDestroy();
+    resetOrDestroy(this.upstream);
   }
 
   private onUpstreamError(): void {
     if (this.reason === null) this.reason = 'upstream-error';
-    if (!this.client.destroyed) this.client.resetAndDestroy();
+    resetOrDestroy(this.client);
   }
 
   private onSocketClose(): void {
