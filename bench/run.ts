@@ -16,6 +16,7 @@ import { type Mode, makePlan } from './macro/plan.js';
 import { ULIMIT_SH, freePort, killAllNow } from './macro/proc.js';
 import { type RunMeta, renderMarkdown } from './macro/report.js';
 import { fmt } from './macro/format.js';
+import { disturbed, waitQuiet } from './macro/quiet.js';
 
 interface Args {
   mode: Mode;
@@ -114,29 +115,53 @@ async function main(): Promise<void> {
   if (useWrk) versions.wrk = sh('wrk -v 2>&1 | head -1').replace(/^wrk (?:debian\/)?(\S+).*/, 'wrk $1');
 
   const samples: Sample[] = [];
+  const discarded: Sample[] = [];
   const mctx = { plan, gen, backend, useWrk };
+  const runOne = async (sc: (typeof plan.scenarios)[number], round: number, name: string, entry: { spec: PeerSpec; peer: RunningPeer }): Promise<Sample> => {
+    try {
+      // Idle: a fresh process, so earlier load does not hide (or inflate) the per-tunnel memory.
+      // A peer that died in an earlier scenario is restarted too, once per sample.
+      if ((sc.kind === 'idle' || entry.peer.pids().length === 0) && name !== 'direct') {
+        await entry.peer.stop();
+        entry.peer = await startPeer(entry.spec, ctx);
+      }
+      const m = await measure(mctx, sc, entry.peer, name === 'direct');
+      const s: Sample = { scenario: sc.id, peer: name, round, ...m };
+      s.disturbed = disturbed(s);
+      const head = sc.kind === 'stream' ? `${fmt(m.values.mibps ?? NaN)} MiB/s`
+        : sc.kind === 'idle' ? `${fmt(m.values.kibPerTunnel ?? NaN)} KiB/tunnel, idle CPU ${fmt(m.values.idleCpuPct ?? NaN)}%`
+        : `${fmt(m.values.rate ?? NaN)}/s`;
+      log(`[${sc.id} r${round}] ${name}: ${head}${m.ok ? '' : `  FAILED: ${m.error}`} (${(m.elapsedMs / 1000).toFixed(1)} s` +
+        `${s.disturbed ? `, outside load ${fmt(m.values.otherCpuPct ?? NaN)}%` : ''})`);
+      return s;
+    } catch (e) {
+      log(`[${sc.id} r${round}] ${name}: FAILED: ${(e as Error).message}`);
+      return { scenario: sc.id, peer: name, round, ok: false, error: (e as Error).message, client: 'loadgen', values: {}, result: null, elapsedMs: NaN };
+    }
+  };
+  let retrySeconds = 0;
   for (const sc of plan.scenarios) {
+    let retries = 0;
     for (let round = 1; round <= plan.rounds; round++) {
+      const roundStart = Date.now();
+      const roundSamples: Sample[] = [];
       for (const [name, entry] of running) {
         if (sc.kind === 'idle' && name === 'direct') continue; // no proxy to weigh
-        try {
-          // Idle: a fresh process, so earlier load does not hide (or inflate) the per-tunnel memory.
-          // A peer that died in an earlier scenario is restarted too, once per sample.
-          if ((sc.kind === 'idle' || entry.peer.pids().length === 0) && name !== 'direct') {
-            await entry.peer.stop();
-            entry.peer = await startPeer(entry.spec, ctx);
-          }
-          const m = await measure(mctx, sc, entry.peer, name === 'direct');
-          samples.push({ scenario: sc.id, peer: name, round, ...m });
-          const head = sc.kind === 'stream' ? `${fmt(m.values.mibps ?? NaN)} MiB/s`
-            : sc.kind === 'idle' ? `${fmt(m.values.kibPerTunnel ?? NaN)} KiB/tunnel, idle CPU ${fmt(m.values.idleCpuPct ?? NaN)}%`
-            : `${fmt(m.values.rate ?? NaN)}/s`;
-          log(`[${sc.id} r${round}] ${name}: ${head}${m.ok ? '' : `  FAILED: ${m.error}`} (${(m.elapsedMs / 1000).toFixed(1)} s)`);
-        } catch (e) {
-          samples.push({ scenario: sc.id, peer: name, round, ok: false, error: (e as Error).message, client: 'loadgen', values: {}, result: null, elapsedMs: NaN });
-          log(`[${sc.id} r${round}] ${name}: FAILED: ${(e as Error).message}`);
-        }
+        roundSamples.push(await runOne(sc, round, name, entry));
       }
+      // Other processes took CPU during this round: measure it again (bounded in count and time).
+      const roundSeconds = (Date.now() - roundStart) / 1000;
+      if (roundSamples.some((s) => s.disturbed) && retries < plan.maxRetries && retrySeconds + roundSeconds + 5 <= plan.retryBudgetS) {
+        retries++;
+        discarded.push(...roundSamples);
+        log(`[${sc.id} r${round}] outside load during the round: measuring it again (${retries}/${plan.maxRetries})`);
+        const w0 = Date.now();
+        await waitQuiet(5000);
+        retrySeconds += roundSeconds + (Date.now() - w0) / 1000;
+        round--;
+        continue;
+      }
+      samples.push(...roundSamples);
     }
   }
 
@@ -164,9 +189,10 @@ async function main(): Promise<void> {
     seconds: (Date.now() - t0) / 1000,
     idleWarmTunnels: plan.idleWarmTunnels,
     idleWindowMs: plan.idleWindowMs,
+    repeatedRounds: discarded.length ? new Set(discarded.map((d) => `${d.scenario} r${d.round}`)).size : 0,
   };
   mkdirSync(outDir, { recursive: true });
-  writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify({ meta, plan, rows, samples }, null, 1)}\n`);
+  writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify({ meta, plan, rows, samples, discarded }, null, 1)}\n`);
   const md = renderMarkdown(meta, rows, samples);
   writeFileSync(join(outDir, 'latest.md'), md);
   // The summary on stdout too, so a run in a terminal shows its result.

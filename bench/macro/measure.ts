@@ -17,6 +17,8 @@ export interface Sample {
   client: 'loadgen' | 'wrk';
   /** Wall time the whole sample took (setup, warm-up, drain included). */
   elapsedMs: number;
+  /** Other processes were busy during it (see quiet.ts); set by the runner. */
+  disturbed?: boolean;
   /** Metric values (see plan.metricsFor) plus CPU use (% of one core) of proxy, backend and generator. */
   values: Record<string, number>;
   result: JobResult | null;

@@ -3,6 +3,7 @@ import { BASELINE, DIRECT, type Row, advantage, ratio } from './aggregate.js';
 import { fmt, fmtRatio } from './format.js';
 import type { Sample } from './measure.js';
 import { type Scenario, metricsFor } from './plan.js';
+import { DISTURBED_PCT } from './quiet.js';
 
 export interface RunMeta {
   date: string;
@@ -20,6 +21,8 @@ export interface RunMeta {
   seconds: number;
   idleWarmTunnels: number;
   idleWindowMs: number;
+  /** Rounds measured again because other processes were busy during them. */
+  repeatedRounds: number;
 }
 
 export const CORES_NOTE = (cores: number): string =>
@@ -88,7 +91,7 @@ export function renderMarkdown(meta: RunMeta, rows: Row[], samples: Sample[]): s
     out.push('');
   }
 
-  out.push(disturbance(samples));
+  out.push(disturbance(samples, meta.repeatedRounds));
   out.push('## Summary\n');
   out.push(`> ${CORES_NOTE(meta.cores)}\n`);
   out.push(`Median over rounds, and in brackets the ratio to ${BASELINE} (peer / ${BASELINE}).\n`);
@@ -137,15 +140,16 @@ export function renderMarkdown(meta: RunMeta, rows: Row[], samples: Sample[]): s
 }
 
 /** Warns when the machine was busy with something else during the measured windows. */
-function disturbance(samples: Sample[]): string {
+function disturbance(samples: Sample[], repeated: number): string {
   const own = samples.filter((s) => s.client === 'loadgen' && Number.isFinite(s.values.otherCpuPct));
   if (own.length === 0) return '';
   const other = own.map((s) => s.values.otherCpuPct!).sort((a, b) => a - b);
   const med = other[other.length >> 1]!;
-  const busy = own.filter((s) => s.values.otherCpuPct! > 25).length;
+  const busy = own.filter((s) => s.values.otherCpuPct! > DISTURBED_PCT).length;
   const steal = avg(own.map((s) => s.values.stealPct ?? NaN));
-  const line = `Outside load: median ${fmt(med)}% of a core used by other things during measured windows; ` +
-    `${busy} of ${own.length} samples above 25%; hypervisor steal ${fmt(steal)}%.`;
+  const line = `Outside load (other processes on this shared machine): median ${fmt(med)}% of a core during the kept ` +
+    `measured windows; ${busy} of ${own.length} kept samples above ${DISTURBED_PCT}%; hypervisor steal ${fmt(steal)}%; ` +
+    `${repeated} round(s) measured again because of it (the discarded ones are in latest.json).`;
   return busy > own.length / 4
     ? `> **Warning:** ${line} The machine was not quiet (other processes running): absolute figures are low and noisy; compare ratios.\n`
     : `${line}\n`;
