@@ -20,11 +20,7 @@ function summary(r: SoakResult): string {
 
 /** Known engine bugs the leak checks hit (see the final report of issue 4); null = none known. */
 const LEAK_TODO: Record<string, string | null> = {
-  js:
-    'src/relay/js.ts: in RST/half-close tunnels one socket\'s close never comes (the tunnel sits at closed=1, ' +
-    'e.g. client destroyed after FIN+RST while the upstream direction is paused for backpressure) until the idle ' +
-    'timeout; the idle close then releases the Connection but the fds stay open (sockets already gone from ' +
-    '/proc/net/tcp, never closed by Node): ~80 fds per 13k faulty tunnels',
+  js: null, // fixed: src/sockets.ts resetOrDestroy (Node cannot RST a socket whose shutdown is in flight)
   splice:
     'src/relay/native.ts: some tunnels (mostly backend RST, a few clean ones) never call ' +
     'onEnd although the native engine reports active 0 and closed their fds: the Connection stays registered ' +
