@@ -84,6 +84,8 @@ export class Connection {
   private pending: Buffer | null = null;
   private tunnel: Tunnel | null = null;
   private requests = 0;
+  /** Backends tried for this request (connect failures move on to the next). */
+  private tries = 0;
   /** The client sent its FIN: no request after those already received. */
   private clientEnded = false;
 
@@ -239,6 +241,7 @@ export class Connection {
       return false;
     }
     this.group = group;
+    this.tries = 0;
     this.keepAlive = info.keepAlive && info.kind === 'plain' && !this.ctx.draining;
     this.reqDone = info.kind !== 'plain' || !info.hasBody;
     this.connect(group);
@@ -626,6 +629,11 @@ export class Connection {
     this.cleanupUpstream();
     if (this.resStarted) {
       this.client.destroy();
+      return;
+    }
+    // Nothing was sent yet: try the next backend (nginx's proxy_next_upstream error timeout).
+    if (this.state === State.Connecting && ++this.tries < this.group!.backends.length) {
+      this.connect(this.group!);
       return;
     }
     this.endWith(errorResponse(status, status === 504 ? 'upstream timed out' : 'upstream failed'));

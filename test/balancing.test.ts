@@ -60,7 +60,7 @@ t.test('WebSocket connections are spread over several upstreams in weighted roun
   t.equal(names.join(''), 'ABCAABCA', 'weights 2:1:1, smooth order');
 });
 
-t.test('a dead backend yields one 502, then traffic goes to the live one', async (t) => {
+t.test('a dead backend is passed over: the request is retried on the next one, and the dead one is skipped after', async (t) => {
   const live = await rawBackend((sock, data) => {
     if (data.includes('\r\n\r\n')) sock.end('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlive');
   });
@@ -69,11 +69,15 @@ t.test('a dead backend yields one 502, then traffic goes to the live one', async
   await tmp.close();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${dead}`, `127.0.0.1:${live.port}`] } } });
   t.teardown(async () => { await proxy.close(); await live.close(); });
+  const errors: string[] = [];
+  proxy.on('upstreamError', (e) => errors.push(e.code));
   const statuses: number[] = [];
   for (let i = 0; i < 5; i++) {
     statuses.push(parseResponse(await rawExchange(port(proxy), 'GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n')).status);
   }
-  t.same(statuses, [502, 200, 200, 200, 200]);
+  t.same(statuses, [200, 200, 200, 200, 200]);
+  t.same(errors, ['WSPLICE_UPSTREAM_CONNECT'], 'one failed connect, then the dead backend is skipped');
+  t.equal(live.received.length, 5);
 });
 
 t.test('unix socket backends', async (t) => {
