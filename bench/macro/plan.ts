@@ -122,7 +122,7 @@ export function makePlan(mode: Mode, maxFds: number): Plan {
     const d = 500;
     const w = 150;
     return {
-      mode, rounds: 3, idleWindowMs: 300, idleWarmTunnels: 50, maxRetries: 2, retryBudgetS: 30,
+      mode, rounds: 3, idleWindowMs: 300, idleWarmTunnels: 50, maxRetries: 2, retryBudgetS: 20,
       scenarios: [
         scenario('handshake', 50, 0, d, w),
         scenario('pingpong', 50, 64, d, w),
