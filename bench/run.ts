@@ -1,7 +1,7 @@
 // Macro benchmark runner (issue 3): starts the echo backend, the load generator and every peer,
 // runs each scenario round by round with the peers interleaved, writes bench/results/latest.{md,json}
 // and ratios.svg. Usage: node dist/bench/run.js [--full | --tiny] [--peers a,b] [--rounds N]
-//   [--out DIR] [--install] [--keep] [--http-client auto|own|wrk] [--scenarios idPrefix,...]
+//   [--out DIR] [--install] [--keep] [--wait-quiet S] [--http-client auto|own|wrk] [--scenarios idPrefix,...]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
@@ -29,10 +29,12 @@ interface Args {
   scenarios: string[] | null;
   /** Keep the temp dir (configs, nginx/haproxy logs) for a look after the run. */
   keep: boolean;
+  /** Wait up to this many seconds for the machine to be quiet before starting (shared machines). */
+  waitQuietS: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { mode: 'quick', peers: null, rounds: null, out: null, install: false, httpClient: 'auto', scenarios: null, keep: false };
+  const a: Args = { mode: 'quick', peers: null, rounds: null, out: null, install: false, httpClient: 'auto', scenarios: null, keep: false, waitQuietS: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const val = (): string => {
@@ -48,6 +50,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--out') a.out = val();
     else if (arg === '--install') a.install = true;
     else if (arg === '--keep') a.keep = true;
+    else if (arg === '--wait-quiet') a.waitQuietS = Number(val());
     else if (arg === '--scenarios') a.scenarios = val().split(',').map((x) => x.trim()).filter(Boolean);
     else if (arg === '--http-client') a.httpClient = val() as Args['httpClient'];
     else throw new Error(`unknown argument ${arg}`);
@@ -77,6 +80,10 @@ async function main(): Promise<void> {
   const distMacro = join(root, 'dist/bench/macro');
   if (args.install) execFileSync('bash', [join(root, 'bench/peers/install.sh')], { stdio: 'inherit' });
 
+  if (args.waitQuietS > 0) {
+    log(`waiting up to ${args.waitQuietS} s for the machine to be quiet...`);
+    log((await waitQuiet(args.waitQuietS * 1000, 10)) ? 'quiet' : 'still busy: starting anyway');
+  }
   const maxFds = Number(sh(`${ULIMIT_SH}; ulimit -n`)) || 1024;
   const plan = makePlan(args.mode, maxFds);
   if (args.rounds) plan.rounds = args.rounds;
