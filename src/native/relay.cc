@@ -70,9 +70,10 @@ struct Side {
   Tunnel* t = nullptr;
   int fd = -1;
   bool client = false;
-  // Edge-triggered readiness we believe in; cleared only on EAGAIN.
-  bool readable = true;
-  bool writable = true;
+  // Edge-triggered readiness we believe in: set by events (EPOLL_CTL_ADD
+  // reports the initial state as an event), cleared on EAGAIN.
+  bool readable = false;
+  bool writable = false;
   bool rdhup = false;  // the peer's FIN (or a reset) has been signalled
 };
 
@@ -321,8 +322,9 @@ class Engine {
     }
     t->registered = true;
     if (t->idleMs > 0 && t->last + t->idleMs < nextDeadline_) nextDeadline_ = t->last + t->idleMs;
-    // Bytes may already be waiting (the peer sent during the hand-over): try now.
-    Service(t, nullptr);
+    // No service here: ADD on an edge-triggered fd that is already readable
+    // (bytes sent during the hand-over) or writable queues an event for it,
+    // so the next epoll_wait services the tunnel without probing syscalls.
   }
 
   void Service(Tunnel* t, Side* errSide) {
@@ -550,10 +552,11 @@ class Engine {
     }
     // A reset is relayed as a reset (as the JS relay does): the healthy peer
     // learns the other end is gone, not that it said goodbye.
+    // (A side whose EOF was read has nothing unread: no drain needed.)
     if (reason == kClientError) Reset(t->u.fd);
-    else Drain(t->u.fd);
+    else if (!t->down.eof) Drain(t->u.fd);
     if (reason == kUpstreamError) Reset(t->c.fd);
-    else Drain(t->c.fd);
+    else if (!t->up.eof) Drain(t->c.fd);
     Release(t);
     // Unlink from the registries (swap-remove keeps live_ dense).
     Tunnel* lastT = live_.back();
