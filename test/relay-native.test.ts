@@ -495,7 +495,8 @@ function run(): void {
       }),
     );
     t.equal(relay.engineStats().active, 1000, '1000 live native tunnels');
-    t.equal(relay.engineStats().pipeFds, 4000, 'two pipes each');
+    // (Root is not bound by fs.pipe-user-pages-soft; others may get copy mode for some.)
+    if (process.getuid?.() === 0) t.equal(relay.engineStats().pipeFds, 4000, 'two pipes each');
     // Half end naturally (FIN both ways), half by close().
     const ends = pairs.map(async (p, i) => {
       p.client.resume();

@@ -50,6 +50,7 @@ constexpr int kSmallRun = 8;                 // ...this many in a row with an em
 constexpr size_t kByteBudget = 4u << 20;     // per direction per wake-up, then yield (fairness)
 constexpr int kOpBudget = 64;                // same, in loop turns (small-message floods)
 constexpr int kMaxEvents = 256;
+constexpr int kMinPipe = 64 * 1024;          // smaller pipes: copy mode instead
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 
 int64_t NowMs() {
@@ -82,6 +83,7 @@ struct Dir {
   Side* dst = nullptr;
   bool splice = true;       // current mechanism
   bool adaptive = false;
+  bool noSplice = false;    // a pipe could not be had (or only a tiny one): copy for good
   bool eof = false;         // src read EOF
   bool shut = false;        // shutdown(dst, SHUT_WR) done
   uint8_t smallRun = 0;
@@ -353,7 +355,14 @@ class Engine {
     int want = pipeSize.load(std::memory_order_relaxed);
     int got = fcntl(d.pw, F_SETPIPE_SZ, want);
     if (got < 0) got = fcntl(d.pw, F_GETPIPE_SZ);  // over the per-user limit: keep the default
-    d.cap = got > 0 ? static_cast<size_t>(got) : 65536;
+    if (got < kMinPipe) {
+      // Past fs.pipe-user-pages-soft an unprivileged user's pipes get 2 slots:
+      // splicing 8 KiB at a time costs more than copying. Copy instead.
+      ClosePipeFds(d);
+      d.noSplice = true;
+      return false;
+    }
+    d.cap = static_cast<size_t>(got);
     return true;
   }
 
@@ -365,8 +374,15 @@ class Engine {
     bool any = false;
     for (int turn = 0; turn < kOpBudget; turn++) {
       bool progress = false;
-      if (d.splice && d.pr < 0 && !EnsurePipe(d)) d.splice = false;  // no pipe (EMFILE): copy instead
-      if (d.splice) {
+      // Pipes are made when there is something to read: a direction that
+      // never carries data costs no fds and no pipe quota.
+      if (d.splice && d.pr < 0 && d.src->readable && !d.eof && (d.noSplice || !EnsurePipe(d))) {
+        d.splice = false;  // no usable pipe (EMFILE, tiny): copy instead
+        d.noSplice = true;
+      }
+      if (d.splice && d.pr < 0) {
+        // nothing to read yet, and nothing in a pipe
+      } else if (d.splice) {
         if (d.inPipe > 0 && d.dst->writable) {
           ssize_t n = splice(d.pr, nullptr, d.dst->fd, nullptr, d.inPipe, kSpliceFlags);
           if (n > 0) {
@@ -447,7 +463,7 @@ class Engine {
               d.off = 0;
               d.len = static_cast<uint32_t>(n - m);
             }
-            if (d.adaptive && n >= kBulkRead && d.len == 0) {
+            if (d.adaptive && n >= kBulkRead && d.len == 0 && !d.noSplice) {
               d.splice = true;  // bulk: splice from now on (pipe made lazily)
               d.smallRun = 0;
             } else if (static_cast<size_t>(n) < kScratch && !d.src->rdhup) {
@@ -519,12 +535,16 @@ class Engine {
     fd = -1;
   }
 
-  void ClosePipe(Dir& d) {
+  void ClosePipeFds(Dir& d) {
     if (d.pr >= 0) {
       CloseFd(d.pr);
       CloseFd(d.pw);
       pipes -= 2;
     }
+  }
+
+  void ClosePipe(Dir& d) {
+    ClosePipeFds(d);
     free(d.buf);
     d.buf = nullptr;
   }
@@ -768,7 +788,7 @@ class Addon : public Napi::Addon<Addon> {
     Napi::Env env = info.Env();
     if (engine_ != nullptr && info.Length() >= 1 && info[0].IsNumber()) {
       int v = info[0].As<Napi::Number>().Int32Value();
-      if (v >= 4096) engine_->pipeSize = v;
+      if (v > 0) engine_->pipeSize = v < kMinPipe ? kMinPipe : v;
     }
     return env.Undefined();
   }

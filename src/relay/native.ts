@@ -28,7 +28,11 @@ export type NativeMode = 'splice' | 'copy' | 'adaptive';
 export interface NativeRelayOptions {
   /** Default 'adaptive'. */
   mode?: NativeMode;
-  /** Pipe capacity per direction (F_SETPIPE_SZ), bytes. Default 1 MiB. Process-wide. */
+  /**
+   * Pipe capacity per direction (F_SETPIPE_SZ), bytes; at least 64 KiB. Default 1 MiB.
+   * Process-wide. A direction that cannot get a pipe of 64 KiB (fds exhausted, or an
+   * unprivileged user past fs.pipe-user-pages-soft) copies instead.
+   */
   pipeSize?: number;
   /**
    * Used for tunnels the addon cannot take (a TLS socket, no fd) or when the
