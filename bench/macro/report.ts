@@ -60,7 +60,7 @@ function targets(rows: Row[], peer: string): string {
       const r = ratio(row, peer, BASELINE);
       const better = row.metric.better === 'higher';
       const met = Number.isFinite(r) && (better ? r >= t.need : r <= t.need);
-      body.push([`${t.label}: ${row.scenario.title}`, `${better ? '>=' : '<='} ${t.need.toFixed(1)}`, fmtRatio(r), met ? 'met' : 'NOT met']);
+      body.push([`${t.label}: ${row.scenario.title}`, `${better ? '>=' : '<='} ${t.need.toFixed(1)}`, Number.isFinite(r) ? r.toFixed(3) : 'n/a', met ? 'met' : 'NOT met']);
     }
   }
   const behind: string[] = [];
