@@ -111,8 +111,8 @@ export function renderMarkdown(meta: RunMeta, rows: Row[], samples: Sample[]): s
   out.push('## Details\n');
   out.push(`> ${CORES_NOTE(meta.cores)}\n`);
   out.push('Each cell: median (min–max) over the rounds that passed their checks. ' +
-    `Ratios on medians. CPU %: share of one core used during the measured window by proxy / backend / generator / ' +
-    'everything else on the machine (other processes, and wrk in the HTTP rows), averaged over rounds.\n`);
+    `Ratios on medians. CPU %: share of one core used during the measured window by proxy / backend / generator / ` +
+    'everything else on the machine (other processes, and wrk in the HTTP rows), averaged over rounds.\n');
   const scenarios = [...new Map(rows.map((r) => [r.scenario.id, r.scenario])).values()];
   for (const sc of scenarios) {
     const mine = rows.filter((r) => r.scenario.id === sc.id);
@@ -122,7 +122,8 @@ export function renderMarkdown(meta: RunMeta, rows: Row[], samples: Sample[]): s
       ...mine.filter((r) => r !== main).map((r) => `${r.metric.label} (${r.metric.unit})`), 'CPU % proxy/backend/gen/other', 'rounds ok'];
     const body = shown.map((p) => {
       const ss = samples.filter((s) => s.scenario === sc.id && s.peer === p && s.ok);
-      const cpu = (k: string): string => fmt(avg(ss.map((s) => s.values[k] ?? NaN)));
+      // Clamped at 0: "other" is a difference of counters and can dip a hair below zero.
+      const cpu = (k: string): string => fmt(Math.max(0, avg(ss.map((s) => s.values[k] ?? NaN))));
       const a = main.byPeer[p]!;
       return [p, cell(main, p), fmtRatio(ratio(main, p, BASELINE)), fmtRatio(ratio(main, p, DIRECT)),
         ...mine.filter((r) => r !== main).map((r) => cell(r, p)),
