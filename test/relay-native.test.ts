@@ -4,7 +4,9 @@ import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomFillSync } from 'node:crypto';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
@@ -385,6 +387,42 @@ function run(): void {
       }),
     );
   });
+
+  for (const mode of ['splice', 'copy'] as const) {
+    t.test(`${mode}: IPv6 client, Unix-socket upstream, 16 MiB each way`, async (t) => {
+      const dir = mkdtempSync(join(tmpdir(), 'wsplice-'));
+      const path = join(dir, 'up.sock');
+      const back = net.createServer({ allowHalfOpen: true });
+      const front = net.createServer({ allowHalfOpen: true });
+      back.listen(path);
+      front.listen(0, '::1');
+      await Promise.all([once(back, 'listening'), once(front, 'listening')]);
+      const client = net.connect({ port: (front.address() as net.AddressInfo).port, host: '::1', allowHalfOpen: true });
+      const [proxyClient] = (await once(front, 'connection')) as [net.Socket];
+      const proxyUpstream = net.connect({ path, allowHalfOpen: true });
+      const [server] = (await once(back, 'connection')) as [net.Socket];
+      await once(proxyUpstream, 'connect');
+      const ended = new Promise<TunnelStats>((resolve) =>
+        relayOf(mode).start(proxyClient, proxyUpstream, null, null, { idleTimeoutMs: 0 }, resolve),
+      );
+      const size = 16 * MiB;
+      const atServer = sink(server);
+      const atClient = sink(client);
+      const [up, down] = await Promise.all([pump(client, size), pump(server, size)]);
+      t.equal(relayOf(mode).engineStats().active, 1, 'spliced natively, not handed to the fallback');
+      client.end();
+      server.end();
+      const [sv, cl] = await Promise.all([atServer, atClient]);
+      t.same([sv.bytes, sv.sha, cl.bytes, cl.sha], [size, up, size, down]);
+      const stats = await ended;
+      t.equal(stats.bytesUp, size);
+      client.destroy();
+      server.destroy();
+      back.close();
+      front.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+  }
 
   t.test('RST from the client mid-stream', async (t) => {
     const p = await h.pair(relayOf('splice'));
