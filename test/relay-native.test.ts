@@ -516,6 +516,31 @@ function run(): void {
     p.server.destroy();
   });
 
+  t.test('1,000 tunnels that end the instant they are handed over: every onEnd arrives, once', { timeout: 60_000 }, async (t) => {
+    // Both peers have sent FIN before start(): the relay thread ends each tunnel
+    // as soon as it registers it, racing the JS thread that is still in open().
+    const relay = relayOf('adaptive');
+    const pairs: Pair[] = [];
+    for (let i = 0; i < 1000; i++) {
+      pairs.push(
+        await h.pair(relay, {
+          before: async (_pc, _pu, client, server) => {
+            client.end();
+            server.end();
+          },
+        }),
+      );
+    }
+    const stats = await Promise.all(pairs.map((p) => p.ended));
+    t.equal(stats.length, 1000);
+    t.equal(stats.filter((s) => s.reason === 'client-closed' || s.reason === 'upstream-closed').length, 1000);
+    t.equal(relay.engineStats().active, 0);
+    for (const p of pairs) {
+      p.client.destroy();
+      p.server.destroy();
+    }
+  });
+
   t.test('1,000 concurrent native tunnels: no leaked fds or pipes', { timeout: 60_000 }, async (t) => {
     const relay = relayOf('splice'); // splice mode: every used direction owns a pipe
     const before = fds();

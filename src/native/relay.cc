@@ -749,8 +749,11 @@ class Addon : public Napi::Addon<Addon> {
     t->idleMs = idle > 0 ? static_cast<int64_t>(idle) : 0;
     t->counters = reinterpret_cast<double*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
     if (engine_->active++ == 0) engine_->tsfn().Ref(env);
-    engine_->Push(Cmd{Cmd::kOpen, t, t->id, 0});
-    return Napi::Number::New(env, static_cast<double>(t->id));
+    // Once pushed, the tunnel belongs to the relay thread, which may finish and
+    // free it before Push returns: never touch `t` after this line.
+    const uint64_t id = t->id;
+    engine_->Push(Cmd{Cmd::kOpen, t, id, 0});
+    return Napi::Number::New(env, static_cast<double>(id));
   }
 
   static bool CheckStream(int fd, const char* which, std::string* err) {
