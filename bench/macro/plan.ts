@@ -134,7 +134,7 @@ export function makePlan(mode: Mode, maxFds: number): Plan {
       ],
     };
   }
-  // About 25 minutes with 7 peers: 3 s windows, 5 rounds, all levels, 10,000 idle tunnels (fd limit permitting).
+  // 30-40 minutes with 7 peers: 3 s windows, 5 rounds, all levels, 10,000 idle tunnels (fd limit permitting).
   const d = 3000;
   const w = 500;
   return {
