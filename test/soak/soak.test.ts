@@ -21,10 +21,7 @@ function summary(r: SoakResult): string {
 /** Known engine bugs the leak checks hit (see the final report of issue 4); null = none known. */
 const LEAK_TODO: Record<string, string | null> = {
   js: null, // fixed: src/sockets.ts resetOrDestroy (Node cannot RST a socket whose shutdown is in flight)
-  splice:
-    'src/relay/native.ts: some tunnels (mostly backend RST, a few clean ones) never call ' +
-    'onEnd although the native engine reports active 0 and closed their fds: the Connection stays registered ' +
-    '(stats connections/tunnels never return to 0; close() waits drainMs)',
+  splice: null, // fixed in src/native/relay.cc (tunnel id read after hand-over)
 };
 
 for (const relay of ['auto', 'js'] as const) {
