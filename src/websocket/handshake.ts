@@ -3,16 +3,16 @@
  * refusal: the client's request is checked before any upstream is touched, the
  * upstream's 101 before any byte is tunnelled.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { HandshakeError } from '../errors.js';
 import { count, getOne, tokens, type RequestHead, type ResponseHead } from '../http1/head.js';
 import { F_CHUNKED, F_CONTENT_LENGTH } from '../http1/llhttp.js';
 
 export const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
-/** base64(SHA-1(key + GUID)) */
+/** base64(SHA-1(key + GUID)); crypto.hash is the one-shot form, without a Hash object per handshake. */
 export function acceptFor(key: string): string {
-  return createHash('sha1').update(key + WS_GUID).digest('base64');
+  return hash('sha1', key + WS_GUID, 'base64');
 }
 
 const KEY_RE = /^[A-Za-z0-9+/]{22}==$/;
