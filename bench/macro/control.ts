@@ -7,6 +7,9 @@ export interface Control {
   mark(phase: Extract<GenEvent, { event: 'mark' }>['phase']): Promise<void>;
 }
 
+/** Hard cap on operations (messages, frames, handshakes, requests) per job, beside the time bound. */
+export const MAX_OPS = 50_000_000;
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** How many distinct frames cycle: a lost, repeated or reordered frame then fails the byte check. */

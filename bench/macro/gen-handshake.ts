@@ -1,7 +1,7 @@
 // Handshake rate: C workers each loop connect -> upgrade -> close frame -> wait for the server's
 // close frame and FIN. The server side closes first, so TIME_WAIT never eats the generator's ports.
 import type { Socket } from 'node:net';
-import { type Control, sleep } from './control.js';
+import { type Control, MAX_OPS, sleep } from './control.js';
 import type { HandshakeJob, JobResult } from './protocol.js';
 import { LatencyRecorder } from './stats.js';
 import { buildCloseFrame } from './ws-frames.js';
@@ -36,8 +36,9 @@ export async function runHandshake(job: HandshakeJob, ctl: Control): Promise<Job
   let errors = 0;
   let firstError: string | null = null;
 
+  let total = 0;
   const worker = async (): Promise<void> => {
-    while (running) {
+    while (running && total++ < MAX_OPS) {
       const t0 = performance.now();
       try {
         const { socket, rest } = await openTunnel(job.port);

@@ -1,6 +1,6 @@
 // Plain HTTP/1.1 keep-alive GETs: C connections, one request in flight each (no pipelining).
 import { connect, type Socket } from 'node:net';
-import { type Control, sleep } from './control.js';
+import { type Control, MAX_OPS, sleep } from './control.js';
 import { ResponseReader, type ResponseSink } from './http-response-reader.js';
 import type { HttpJob, JobResult } from './protocol.js';
 import { LatencyRecorder } from './stats.js';
@@ -12,6 +12,8 @@ interface Shared {
   running: boolean;
   measuring: boolean;
   count: number;
+  /** All requests, warm-up included (for MAX_OPS). */
+  total: number;
   errors: number;
   firstError: string | null;
 }
@@ -54,11 +56,9 @@ class HttpConn implements ResponseSink {
       this.s.count++;
       this.s.lat.record(performance.now() - this.sentAt);
     }
-    if (close) this.socket.destroy(); // 'close' reconnects
-    else if (this.s.running) this.send();
-    else {
-      this.socket.destroy();
-    }
+    if (++this.s.total >= MAX_OPS) this.s.running = false;
+    if (close || !this.s.running) this.socket.destroy(); // 'close' reconnects while running, else finishes
+    else this.send();
   }
 
   protocolError(reason: string): void {
@@ -76,7 +76,7 @@ class HttpConn implements ResponseSink {
 export async function runHttp(job: HttpJob, ctl: Control): Promise<JobResult> {
   const s: Shared = {
     port: job.port, request: Buffer.from(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${job.port}\r\n\r\n`, 'latin1'),
-    lat: new LatencyRecorder(), running: true, measuring: false, count: 0, errors: 0, firstError: null,
+    lat: new LatencyRecorder(), running: true, measuring: false, count: 0, total: 0, errors: 0, firstError: null,
   };
   const conns = Array.from({ length: job.connections }, () => new HttpConn(s));
   await sleep(job.warmupMs);

@@ -1,6 +1,6 @@
 // Ping-pong: each connection sends one frame and waits for its echo before sending the next.
 import type { Socket } from 'node:net';
-import { type Control, type FrameRing, RING, frameRing, sleep, waitUntil } from './control.js';
+import { type Control, type FrameRing, MAX_OPS, RING, frameRing, sleep, waitUntil } from './control.js';
 import { FrameReader, type FrameSink } from './frame-reader.js';
 import type { JobResult, PingPongJob } from './protocol.js';
 import { LatencyRecorder } from './stats.js';
@@ -13,6 +13,8 @@ interface Shared {
   running: boolean;
   measuring: boolean;
   count: number;
+  /** All round trips, warm-up included (for MAX_OPS). */
+  total: number;
   errors: number;
   firstError: string | null;
   checksumOk: boolean;
@@ -59,7 +61,7 @@ class PingConn implements FrameSink {
       this.s.count++;
       this.s.lat.record(now - this.sentAt);
     }
-    if (this.s.running) this.send();
+    if (this.s.running && ++this.s.total < MAX_OPS) this.send();
   }
 
   protocolError(reason: string): void {
@@ -78,7 +80,7 @@ export async function runPingPong(job: PingPongJob, ctl: Control): Promise<JobRe
   const tunnels = await openTunnels(job.port, job.connections, 64);
   const s: Shared = {
     ring: frameRing(job.size), lat: new LatencyRecorder(), running: true, measuring: false,
-    count: 0, errors: 0, firstError: null, checksumOk: true,
+    count: 0, total: 0, errors: 0, firstError: null, checksumOk: true,
   };
   const conns = tunnels.map((t) => {
     const c = new PingConn(t.socket, s);

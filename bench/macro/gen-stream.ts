@@ -1,7 +1,7 @@
 // Streaming: each connection pushes frames as fast as the socket takes them and reads the echoes;
 // every echoed byte is compared with what was sent (frame order included).
 import type { Socket } from 'node:net';
-import { type Control, type FrameRing, RING, frameRing, sleep, waitUntil } from './control.js';
+import { type Control, type FrameRing, MAX_OPS, RING, frameRing, sleep, waitUntil } from './control.js';
 import { FrameReader, type FrameSink } from './frame-reader.js';
 import type { JobResult, StreamJob } from './protocol.js';
 import { OP_BINARY } from './ws-frames.js';
@@ -42,7 +42,7 @@ class StreamConn implements FrameSink {
   /** Writes bursts until the socket asks us to wait ('drain') or the run stops. */
   pump(): void {
     const frames = this.s.ring.frames;
-    while (this.s.running && !this.socket.destroyed) {
+    while (this.s.running && !this.socket.destroyed && this.sentFrames < MAX_OPS) {
       this.socket.cork();
       let more = true;
       for (let i = 0; i < this.burst; i++) {
