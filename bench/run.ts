@@ -1,9 +1,9 @@
 // Macro benchmark runner (issue 3): starts the echo backend, the load generator and every peer,
 // runs each scenario round by round with the peers interleaved, writes bench/results/latest.{md,json}
 // and ratios.svg. Usage: node dist/bench/run.js [--full | --tiny] [--peers a,b] [--rounds N]
-//   [--out DIR] [--install] [--keep] [--wait-quiet S] [--http-client auto|own|wrk] [--scenarios idPrefix,...]
+//   [--out DIR] [--install] [--keep] [--wait-quiet S] [--rerender latest.json] [--http-client auto|own|wrk] [--scenarios idPrefix,...]
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +12,7 @@ import { renderChart } from './macro/chart.js';
 import { type Backend, LoadGen, startBackend } from './macro/gen-driver.js';
 import { type Sample, measure } from './macro/measure.js';
 import { ALL_PEERS, type PeerContext, type PeerSpec, type RunningPeer } from './macro/peers/peers.js';
-import { type Mode, makePlan } from './macro/plan.js';
+import { type Mode, type Plan, makePlan } from './macro/plan.js';
 import { ULIMIT_SH, freePort, killAllNow } from './macro/proc.js';
 import { type RunMeta, renderMarkdown } from './macro/report.js';
 import { fmt } from './macro/format.js';
@@ -31,10 +31,12 @@ interface Args {
   keep: boolean;
   /** Wait up to this many seconds for the machine to be quiet before starting (shared machines). */
   waitQuietS: number;
+  /** Only re-render latest.md and ratios.svg from this latest.json (no measuring). */
+  rerender: string | null;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { mode: 'quick', peers: null, rounds: null, out: null, install: false, httpClient: 'auto', scenarios: null, keep: false, waitQuietS: 0 };
+  const a: Args = { mode: 'quick', peers: null, rounds: null, out: null, install: false, httpClient: 'auto', scenarios: null, keep: false, waitQuietS: 0, rerender: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const val = (): string => {
@@ -51,6 +53,7 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--install') a.install = true;
     else if (arg === '--keep') a.keep = true;
     else if (arg === '--wait-quiet') a.waitQuietS = Number(val());
+    else if (arg === '--rerender') a.rerender = val();
     else if (arg === '--scenarios') a.scenarios = val().split(',').map((x) => x.trim()).filter(Boolean);
     else if (arg === '--http-client') a.httpClient = val() as Args['httpClient'];
     else throw new Error(`unknown argument ${arg}`);
@@ -75,6 +78,7 @@ async function startPeer(spec: PeerSpec, ctx: PeerContext): Promise<RunningPeer>
 async function main(): Promise<void> {
   const t0 = Date.now();
   const args = parseArgs(process.argv.slice(2));
+  if (args.rerender) return rerender(args.rerender, args.out);
   // dist/bench/run.js -> repository root
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
   const distMacro = join(root, 'dist/bench/macro');
@@ -179,7 +183,6 @@ async function main(): Promise<void> {
   else rmSync(dir, { recursive: true, force: true });
 
   const peers = [...running.keys()];
-  const rows = aggregate(plan.scenarios, peers, samples);
   const meta: RunMeta = {
     date: new Date().toISOString(),
     mode: args.mode,
@@ -198,14 +201,26 @@ async function main(): Promise<void> {
     idleWindowMs: plan.idleWindowMs,
     repeatedRounds: discarded.length ? new Set(discarded.map((d) => `${d.scenario} r${d.round}`)).size : 0,
   };
+  writeResults(outDir, meta, plan, samples, discarded);
+}
+
+/** latest.json (everything), latest.md and ratios.svg (rendered from it), summary on stdout. */
+function writeResults(outDir: string, meta: RunMeta, plan: Plan, samples: Sample[], discarded: Sample[]): void {
+  const rows = aggregate(plan.scenarios, meta.peers, samples);
   mkdirSync(outDir, { recursive: true });
   writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify({ meta, plan, rows, samples, discarded }, null, 1)}\n`);
   const md = renderMarkdown(meta, rows, samples);
   writeFileSync(join(outDir, 'latest.md'), md);
+  writeFileSync(join(outDir, 'ratios.svg'), renderChart(rows, meta.peers, `${meta.mode} mode, ${meta.date.slice(0, 10)}, ${meta.cores} cores shared by generator, backend and proxy`));
   // The summary on stdout too, so a run in a terminal shows its result.
   process.stdout.write(`${md.slice(md.indexOf('## Summary'), md.indexOf('![ratios]'))}`);
-  writeFileSync(join(outDir, 'ratios.svg'), renderChart(rows, peers, `${meta.mode} mode, ${meta.date.slice(0, 10)}, ${meta.cores} cores shared by generator, backend and proxy`));
   log(`wrote ${join(outDir, 'latest.md')} (${Math.round(meta.seconds)} s)`);
+}
+
+/** --rerender: the report again from a saved latest.json (e.g. after a change to the report's layout). */
+function rerender(file: string, out: string | null): void {
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { meta: RunMeta; plan: Plan; samples: Sample[]; discarded?: Sample[] };
+  writeResults(out ? resolve(out) : dirname(resolve(file)), saved.meta, saved.plan, saved.samples, saved.discarded ?? []);
 }
 
 main().then(

@@ -145,7 +145,7 @@ function disturbance(samples: Sample[], repeated: number): string {
   const own = samples.filter((s) => s.client === 'loadgen' && Number.isFinite(s.values.otherCpuPct));
   if (own.length === 0) return '';
   const other = own.map((s) => s.values.otherCpuPct!).sort((a, b) => a - b);
-  const med = other[other.length >> 1]!;
+  const med = Math.max(0, other[other.length >> 1]!); // a difference of counters: may dip below 0
   const busy = own.filter((s) => s.values.otherCpuPct! > DISTURBED_PCT).length;
   const steal = avg(own.map((s) => s.values.stealPct ?? NaN));
   const line = `Outside load (other processes on this shared machine): median ${fmt(med)}% of a core during the kept ` +
