@@ -37,3 +37,25 @@ export async function waitUntil(done: () => boolean, maxMs: number): Promise<boo
   }
   return true;
 }
+
+/**
+ * The measured window every scenario shares: warm up, mark 'start', count for
+ * `durationMs`, mark 'end', then stop the senders. Returns the window in seconds.
+ */
+export async function measureWindow(
+  ctl: Control,
+  s: { measuring: boolean; running: boolean },
+  warmupMs: number,
+  durationMs: number,
+): Promise<number> {
+  await sleep(warmupMs);
+  await ctl.mark('start');
+  s.measuring = true;
+  const t0 = performance.now();
+  await sleep(durationMs);
+  s.measuring = false;
+  const seconds = (performance.now() - t0) / 1000;
+  await ctl.mark('end');
+  s.running = false;
+  return seconds;
+}

@@ -1,6 +1,6 @@
 // Plain HTTP/1.1 keep-alive GETs: C connections, one request in flight each (no pipelining).
 import { connect, type Socket } from 'node:net';
-import { type Control, MAX_OPS, sleep } from './control.js';
+import { type Control, MAX_OPS, measureWindow, sleep } from './control.js';
 import { ResponseReader, type ResponseSink } from './http-response-reader.js';
 import type { HttpJob, JobResult } from './protocol.js';
 import { LatencyRecorder } from './stats.js';
@@ -79,15 +79,7 @@ export async function runHttp(job: HttpJob, ctl: Control): Promise<JobResult> {
     lat: new LatencyRecorder(), running: true, measuring: false, count: 0, total: 0, errors: 0, firstError: null,
   };
   const conns = Array.from({ length: job.connections }, () => new HttpConn(s));
-  await sleep(job.warmupMs);
-  await ctl.mark('start');
-  s.measuring = true;
-  const t0 = performance.now();
-  await sleep(job.durationMs);
-  s.measuring = false;
-  const seconds = (performance.now() - t0) / 1000;
-  await ctl.mark('end');
-  s.running = false;
+  const seconds = await measureWindow(ctl, s, job.warmupMs, job.durationMs);
   await Promise.race([Promise.all(conns.map((c) => c.done)), sleep(10_000)]);
   const [p50, p99] = s.lat.percentilesUs([50, 99]);
   return {

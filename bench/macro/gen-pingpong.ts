@@ -1,6 +1,6 @@
 // Ping-pong: each connection sends one frame and waits for its echo before sending the next.
 import type { Socket } from 'node:net';
-import { type Control, type FrameRing, MAX_OPS, RING, frameRing, sleep, waitUntil } from './control.js';
+import { type Control, type FrameRing, MAX_OPS, RING, frameRing, measureWindow, waitUntil } from './control.js';
 import { FrameReader, type FrameSink } from './frame-reader.js';
 import type { JobResult, PingPongJob } from './protocol.js';
 import { LatencyRecorder } from './stats.js';
@@ -88,15 +88,7 @@ export async function runPingPong(job: PingPongJob, ctl: Control): Promise<JobRe
     return c;
   });
   for (const c of conns) c.send();
-  await sleep(job.warmupMs);
-  await ctl.mark('start');
-  s.measuring = true;
-  const t0 = performance.now();
-  await sleep(job.durationMs);
-  s.measuring = false;
-  const seconds = (performance.now() - t0) / 1000;
-  await ctl.mark('end');
-  s.running = false;
+  const seconds = await measureWindow(ctl, s, job.warmupMs, job.durationMs);
   // Let the last frames come back so the byte check covers every frame sent.
   const drained = await waitUntil(() => conns.every((c) => !c.outstanding), 5000);
   for (const t of tunnels) t.socket.destroy();

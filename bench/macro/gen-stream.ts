@@ -1,7 +1,7 @@
 // Streaming: each connection pushes frames as fast as the socket takes them and reads the echoes;
 // every echoed byte is compared with what was sent (frame order included).
 import type { Socket } from 'node:net';
-import { type Control, type FrameRing, MAX_OPS, RING, frameRing, sleep, waitUntil } from './control.js';
+import { type Control, type FrameRing, MAX_OPS, RING, frameRing, measureWindow, waitUntil } from './control.js';
 import { FrameReader, type FrameSink } from './frame-reader.js';
 import type { JobResult, StreamJob } from './protocol.js';
 import { OP_BINARY } from './ws-frames.js';
@@ -98,15 +98,7 @@ export async function runStream(job: StreamJob, ctl: Control): Promise<JobResult
     return c;
   });
   for (const c of conns) c.pump();
-  await sleep(job.warmupMs);
-  await ctl.mark('start');
-  s.measuring = true;
-  const t0 = performance.now();
-  await sleep(job.durationMs);
-  s.measuring = false;
-  const seconds = (performance.now() - t0) / 1000;
-  await ctl.mark('end');
-  s.running = false;
+  const seconds = await measureWindow(ctl, s, job.warmupMs, job.durationMs);
   // Every frame sent must come back: this closes the end-to-end check.
   const drained = await waitUntil(() => s.errors > 0 || conns.every((c) => c.recvFrames === c.sentFrames), 10_000);
   for (const t of tunnels) t.socket.destroy();
