@@ -72,6 +72,8 @@ export interface LimitConfig {
   maxUriBytes?: number;
   /** Bytes a client may pipeline behind an upgrade before the 101 (then the connection is closed). Default 65 536. */
   maxEarlyDataBytes?: number;
+  /** Client connections open at once, tunnels included (nginx worker_connections); past it new ones are closed at accept. 0 = no limit. Default 0. */
+  maxConnections?: number;
 }
 
 export interface ProxyOptions {
@@ -104,7 +106,7 @@ export const DEFAULT_TIMEOUTS: Readonly<Required<TimeoutConfig>> = {
 };
 
 export const DEFAULT_LIMITS: Readonly<Required<LimitConfig>> = {
-  maxHeadBytes: 16 * 1024, maxHeaders: 100, maxUriBytes: 8 * 1024, maxEarlyDataBytes: 64 * 1024,
+  maxHeadBytes: 16 * 1024, maxHeaders: 100, maxUriBytes: 8 * 1024, maxEarlyDataBytes: 64 * 1024, maxConnections: 0,
 };
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -228,7 +230,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   checkKeys(li, 'limits', Object.keys(DEFAULT_LIMITS));
   const limits = { ...DEFAULT_LIMITS };
   for (const k of Object.keys(DEFAULT_LIMITS) as Array<keyof LimitConfig>) {
-    limits[k] = nonNegInt(li[k], `limits.${k}`, DEFAULT_LIMITS[k], 1);
+    limits[k] = nonNegInt(li[k], `limits.${k}`, DEFAULT_LIMITS[k], k === 'maxConnections' ? 0 : 1);
   }
   if (limits.maxHeadBytes < 1024) throw new ConfigError('limits.maxHeadBytes', 'must be at least 1024');
 

@@ -148,8 +148,11 @@ export class Proxy extends EventEmitter<ProxyEvents> {
    * The socket should have been created with allowHalfOpen so a FIN is relayed.
    */
   handleConnection(socket: Socket): void {
-    if (this.ctx.draining) {
+    const max = this.options.limits.maxConnections;
+    if (this.ctx.draining || (max > 0 && this.live.size >= max)) {
+      // Over the limit: closed at once, before a byte is read (nginx does the same past worker_connections).
       socket.destroy();
+      if (!this.ctx.draining) this.counters.refused++;
       return;
     }
     const c = new Connection(this.ctx, socket);

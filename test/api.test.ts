@@ -115,3 +115,25 @@ t.test('events are published on diagnostics_channel', async (t) => {
   await rawExchange(port(proxy), upgradeHead('/', '', 'short'));
   t.same(seen, ['wsplice:connection', 'wsplice:request', 'wsplice:tunnel-open', 'wsplice:tunnel-close', 'wsplice:connection', 'wsplice:refused']);
 });
+
+t.test('limits.maxConnections closes connections past the limit at accept', async (t) => {
+  const wss = await wsEcho();
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${port(wss)}`] } }, limits: { maxConnections: 2 } });
+  t.teardown(async () => { await proxy.close(); await closeWss(wss); });
+  const open: WebSocket[] = [];
+  for (let i = 0; i < 2; i++) {
+    const ws = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
+    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+    open.push(ws);
+  }
+  const third = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
+  const outcome = await new Promise<string>((r) => { third.once('open', () => r('open')); third.once('error', () => r('refused')); });
+  t.equal(outcome, 'refused', 'the third is closed');
+  t.equal(proxy.stats().tunnels, 2);
+  open[0]!.close();
+  await new Promise((r) => proxy.once('tunnelClose', r));
+  const fourth = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
+  await new Promise((r, j) => { fourth.once('open', r); fourth.once('error', j); });
+  t.pass('a slot freed: the next one is served');
+  for (const ws of [open[1]!, fourth]) ws.terminate();
+});
