@@ -22,17 +22,12 @@ export const UNDICI_EXPECTED_MAJOR = 7;
 export const HPE_OK = 0;
 export const HPE_PAUSED = 21;
 export const HPE_PAUSED_UPGRADE = 22;
-export const HPE_USER = 24;
 
 export const TYPE_REQUEST = 1;
 export const TYPE_RESPONSE = 2;
 
-// llhttp_flags
-export const F_CONNECTION_KEEP_ALIVE = 1 << 0;
-export const F_CONNECTION_CLOSE = 1 << 1;
-export const F_CONNECTION_UPGRADE = 1 << 2;
+// llhttp_flags used here
 export const F_CHUNKED = 1 << 3;
-export const F_UPGRADE = 1 << 4;
 export const F_CONTENT_LENGTH = 1 << 5;
 export const F_SKIPBODY = 1 << 6;
 export const F_TRANSFER_ENCODING = 1 << 9;
