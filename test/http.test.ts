@@ -351,3 +351,26 @@ t.test('pipelined requests followed by a half-close are all answered, then the c
   t.equal(text.match(/HTTP\/1\.1 200 OK/g)?.length, 3, 'three responses');
   t.match(text, /GET \/1 [\s\S]*GET \/2 [\s\S]*GET \/3 $/, 'in order');
 });
+
+t.test('ambiguous or malformed upstream responses are refused with 502, never relayed', async (t) => {
+  const bad: Array<[string, string]> = [
+    ['CL and TE', 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+    ['obs-fold', 'HTTP/1.1 200 OK\r\nX-A: a\r\n folded\r\nContent-Length: 0\r\n\r\n'],
+    ['bare LF', 'HTTP/1.1 200 OK\nContent-Length: 0\n\n'],
+    ['space before colon', 'HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n'],
+    ['NUL in a value', 'HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n'],
+    ['HTTP/2.0 status line', 'HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n'],
+    ['101 to a plain request', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n'],
+  ];
+  for (const [name, response] of bad) {
+    const backend = await rawBackend(respondOnce(response));
+    const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } } });
+    const codes: string[] = [];
+    proxy.on('upstreamError', (e) => codes.push(e.code));
+    const res = parseResponse(await rawExchange(port(proxy), 'GET / HTTP/1.1\r\nHost: h\r\n\r\n', 3000));
+    t.equal(res.status, 502, `${name} -> 502`);
+    t.same(codes, ['WSPLICE_UPSTREAM_PROTOCOL'], `${name}: counted as a protocol error`);
+    await proxy.close();
+    await backend.close();
+  }
+});
