@@ -476,6 +476,12 @@ export class Connection {
         this.ctx.connectionClosed(this);
       },
     );
+    // A tunnel may live for hours: keep nothing of the handshake it no longer needs.
+    this.req = null;
+    this.info = null;
+    this.handshake = null;
+    this.group = null;
+    this.backend = null;
   }
 
   private checkGenericUpgrade(res: ResponseHead): string | null {
