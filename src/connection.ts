@@ -378,7 +378,7 @@ export class Connection {
         const res = readResponseHead(p);
         pos = p.offset;
         if (res.status === 101 && this.state === State.AwaitUpgrade) {
-          this.openTunnel(res, p, chunk.subarray(pos));
+          this.openTunnel(res, p, chunk, pos);
           return;
         }
         if (!this.onResponseHead(res, p)) return;
@@ -429,7 +429,8 @@ export class Connection {
     return true;
   }
 
-  private openTunnel(res: ResponseHead, p: Parser, rest: Buffer): void {
+  /** `chunk[pos..]` are tunnel bytes the upstream sent right behind its 101. */
+  private openTunnel(res: ResponseHead, p: Parser, chunk: Buffer, pos: number): void {
     const why = this.handshake !== null ? checkUpstreamAccept(res, this.handshake) : this.checkGenericUpgrade(res);
     if (why !== null) {
       this.upstreamFail('WSPLICE_UPSTREAM_PROTOCOL', `upgrade refused: ${why}`);
@@ -437,8 +438,10 @@ export class Connection {
     }
     const up = this.upstream!;
     const client = this.client;
-    // The 101 goes to the client exactly as the upstream sent it.
-    client.write(p.copyHead());
+    // The 101 goes to the client exactly as the upstream sent it: straight from the
+    // chunk when the whole head is in it, else from the parser's copy.
+    client.write(p.headBytes === pos ? chunk.subarray(0, pos) : p.copyHead());
+    const rest = chunk.subarray(pos);
     this.releaseResponseParser();
     this.timer.clear();
     up.removeListener('connect', this.onUpstreamConnect);

@@ -137,3 +137,24 @@ t.test('limits.maxConnections closes connections past the limit at accept', asyn
   t.pass('a slot freed: the next one is served');
   for (const ws of [open[1]!, fourth]) ws.terminate();
 });
+
+t.test('a 101 head that arrives in pieces reaches the client whole and unchanged', async (t) => {
+  let head = '';
+  const backend = await rawBackend((sock, data) => {
+    const s = sock as net.Socket & { done?: boolean };
+    if (s.done || !data.includes('\r\n\r\n')) return;
+    s.done = true;
+    const key = /sec-websocket-key: (\S+)/i.exec(data.toString('latin1'))![1]!;
+    head = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Split: yes\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`;
+    sock.write(head.slice(0, 40));
+    setTimeout(() => sock.write(head.slice(40)), 50);
+  });
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } } });
+  t.teardown(async () => { await proxy.close(); await backend.close(); });
+  const s = await connect(port(proxy));
+  const reply = readAll(s, 500);
+  s.write(upgradeHead());
+  const text = (await reply).toString('latin1');
+  s.destroy();
+  t.equal(text, head);
+});
