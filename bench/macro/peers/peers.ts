@@ -116,6 +116,20 @@ const httpProxy: PeerSpec = {
   },
 };
 
+/** The Node floor: a TCP relay with no HTTP (node-pipe-peer.ts). A reference line, like direct. */
+const nodePipe: PeerSpec = {
+  name: 'node-pipe',
+  unavailable: () => null,
+  version: () => `node ${process.version} net + pipe`,
+  async start(ctx, port) {
+    const conf = join(ctx.dir, `node-pipe-${port}.json`);
+    writeFileSync(conf, JSON.stringify({ listen: port, upstream: ctx.backendPort }));
+    const script = join(ctx.root, 'dist/bench/macro/peers/node-pipe-peer.js');
+    const m = spawnManaged(process.execPath, [script, conf], { cwd: ctx.root, stdin: 'ignore' });
+    return ready(m, port, /^node-pipe listening on /, 'node-pipe');
+  },
+};
+
 const WSPLICE_CLI = 'dist/src/cli/main.js';
 
 function wspliceVersion(ctx: PeerContext): string {
@@ -151,5 +165,5 @@ function wsplice(relay: 'js' | 'splice'): PeerSpec {
 }
 
 export const ALL_PEERS: readonly PeerSpec[] = [
-  direct, nginx('1'), nginx('auto'), haproxy, httpProxy, wsplice('js'), wsplice('splice'),
+  direct, nginx('1'), nginx('auto'), haproxy, httpProxy, nodePipe, wsplice('js'), wsplice('splice'),
 ];
