@@ -107,27 +107,24 @@ const httpProxy: PeerSpec = {
       return 'http-proxy ?';
     }
   },
-  async start(ctx, port) {
-    const conf = join(ctx.dir, `http-proxy-${port}.json`);
-    writeFileSync(conf, JSON.stringify({ listen: port, upstream: ctx.backendPort }));
-    const script = join(ctx.root, 'dist/bench/macro/peers/http-proxy-peer.js');
-    const m = spawnManaged(process.execPath, [script, conf], { cwd: ctx.root, stdin: 'ignore' });
-    return ready(m, port, /^http-proxy listening on /, 'http-proxy');
-  },
+  start: (ctx, port) => startNodePeer(ctx, port, 'http-proxy'),
 };
+
+/** Start a Node peer script `dist/bench/macro/peers/NAME-peer.js` with {listen, upstream}; it prints "NAME listening on". */
+function startNodePeer(ctx: PeerContext, port: number, name: string): ReturnType<PeerSpec['start']> {
+  const conf = join(ctx.dir, `${name}-${port}.json`);
+  writeFileSync(conf, JSON.stringify({ listen: port, upstream: ctx.backendPort }));
+  const script = join(ctx.root, `dist/bench/macro/peers/${name}-peer.js`);
+  const m = spawnManaged(process.execPath, [script, conf], { cwd: ctx.root, stdin: 'ignore' });
+  return ready(m, port, new RegExp(`^${name} listening on `), name);
+}
 
 /** The Node floor: a TCP relay with no HTTP (node-pipe-peer.ts). A reference line, like direct. */
 const nodePipe: PeerSpec = {
   name: 'node-pipe',
   unavailable: () => null,
   version: () => `node ${process.version} net + pipe`,
-  async start(ctx, port) {
-    const conf = join(ctx.dir, `node-pipe-${port}.json`);
-    writeFileSync(conf, JSON.stringify({ listen: port, upstream: ctx.backendPort }));
-    const script = join(ctx.root, 'dist/bench/macro/peers/node-pipe-peer.js');
-    const m = spawnManaged(process.execPath, [script, conf], { cwd: ctx.root, stdin: 'ignore' });
-    return ready(m, port, /^node-pipe listening on /, 'node-pipe');
-  },
+  start: (ctx, port) => startNodePeer(ctx, port, 'node-pipe'),
 };
 
 const WSPLICE_CLI = 'dist/src/cli/main.js';
