@@ -120,7 +120,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         self.counters.tunnels--;
         self.counters.bytesUp += stats.bytesUp;
         self.counters.bytesDown += stats.bytesDown;
-        const ev: TunnelCloseEvent = { id: c.id, backend: backend.label, ...stats };
+        const ev: TunnelCloseEvent = { id: c.id, backend: backend.label, ...stats, relay: stats.relay ?? relay.kind };
         if (channels.tunnelClose.hasSubscribers) channels.tunnelClose.publish(ev);
         if (self.listenerCount('tunnelClose') > 0) self.emit('tunnelClose', ev);
       },

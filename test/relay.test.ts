@@ -8,10 +8,11 @@ import t from 'tap';
 import { acceptFor, createProxy } from '../src/index.js';
 import { connect, delay, fdCount, rawBackend, readAll, upgradeHead, waitFor, type RawBackend } from './helpers.js';
 
-const relays: Array<'js' | 'splice'> = ['js'];
+// 'auto' (with the addon built) starts tunnels on JS and moves long or busy ones to splice.
+const relays: Array<'js' | 'splice' | 'auto'> = ['js'];
 try {
   createProxy({ upstreams: { b: { servers: ['127.0.0.1:1'] } }, relay: 'splice' });
-  relays.push('splice');
+  relays.push('splice', 'auto');
 } catch (err) {
   t.comment(`splice relay not tested: ${(err as Error).message}`);
 }
@@ -63,6 +64,7 @@ for (const relay of relays) {
       const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, relay });
       await proxy.listen({ host: '127.0.0.1', port: 0 });
       t.teardown(async () => { await proxy.close(); await backend.close(); });
+      const ended = new Promise<{ relay?: string; bytesUp: number }>((r) => proxy.once('tunnelClose', r));
       const s = await openTunnel((proxy.address() as net.AddressInfo).port);
       const total = 16 * 1024 * 1024;
       const sent = createHash('sha256');
@@ -84,6 +86,31 @@ for (const relay of relays) {
       t.equal(received, total);
       t.equal(got.digest('hex'), sent.digest('hex'));
       s.destroy();
+      const stats = await ended;
+      t.equal(stats.relay, relay === 'auto' ? 'splice' : relay, 'the relay that carried it to the end');
+      t.ok(stats.bytesUp >= total, 'bytes counted across a hand-over too');
+    });
+
+    t.test('a quiet tunnel moves relays after its time threshold and keeps working', { skip: relay === 'auto' ? false : 'auto only' }, async (t) => {
+      const backend = await tunnelBackend((sock) => sock.pipe(sock));
+      const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, relay });
+      await proxy.listen({ host: '127.0.0.1', port: 0 });
+      t.teardown(async () => { await proxy.close(); await backend.close(); });
+      const ended = new Promise<{ relay?: string; bytesUp: number; bytesDown: number }>((r) => proxy.once('tunnelClose', r));
+      const s = await openTunnel((proxy.address() as net.AddressInfo).port);
+      let echoed = '';
+      s.on('data', (d: Buffer) => (echoed += d.toString()));
+      s.resume();
+      s.write('before');
+      await waitFor(() => echoed === 'before', 2000, 'first echo');
+      await delay(1300); // past the 1 s threshold: handed over
+      s.write('after');
+      await waitFor(() => echoed === 'beforeafter', 2000, 'echo after the hand-over');
+      s.end();
+      const stats = await ended;
+      t.equal(stats.relay, 'splice');
+      t.equal(stats.bytesUp, 11);
+      t.equal(stats.bytesDown, 11);
     });
 
     t.test('half-close from the client is relayed as a FIN and the upstream may still answer', async (t) => {

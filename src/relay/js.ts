@@ -11,7 +11,18 @@ import type { Relay, RelayOptions, Tunnel, TunnelCloseReason, TunnelStats } from
 /** The idle check runs this many times per idle period: closes within [T, 1.25 T). */
 const IDLE_SLICES = 4;
 
-class JsTunnel implements Tunnel {
+/**
+ * When to offer a JS tunnel to a faster relay (see promote.ts): once it has
+ * moved `afterBytes`, or lived `afterMs`. Short tunnels never pay the hand-over.
+ */
+export interface PromoteWhen {
+  afterBytes: number;
+  afterMs: number;
+  /** Called once, from a fresh turn of the event loop, never inside a socket callback. */
+  offer(): void;
+}
+
+export class JsTunnel implements Tunnel {
   bytesUp = 0;
   bytesDown = 0;
   private readonly started = Date.now();
@@ -21,6 +32,10 @@ class JsTunnel implements Tunnel {
   private timer: NodeJS.Timeout | null = null;
   private lastTotal = -1;
   private quiet = 0;
+  /** Total bytes at which to offer promotion (0: never, or already offered). */
+  private promoteAt = 0;
+  private promoteTimer: NodeJS.Timeout | null = null;
+  private readonly promote: PromoteWhen | null;
 
   constructor(
     private readonly client: Socket,
@@ -29,7 +44,9 @@ class JsTunnel implements Tunnel {
     toClient: Buffer | null,
     options: RelayOptions,
     private readonly onEnd: (stats: TunnelStats) => void,
+    promote: PromoteWhen | null = null,
   ) {
+    this.promote = promote;
     this.onClientData = this.onClientData.bind(this);
     this.onUpstreamData = this.onUpstreamData.bind(this);
     this.onClientDrain = this.onClientDrain.bind(this);
@@ -66,19 +83,67 @@ class JsTunnel implements Tunnel {
       this.timer = setTimeout(this.onIdleCheck.bind(this), Math.max(1, Math.floor(options.idleTimeoutMs / IDLE_SLICES)));
       this.timer.unref();
     }
+    if (promote !== null) {
+      this.offerPromotion = this.offerPromotion.bind(this);
+      this.promoteAt = promote.afterBytes;
+      this.promoteTimer = setTimeout(this.offerPromotion, promote.afterMs);
+      this.promoteTimer.unref();
+    }
     // A socket may already be gone by the time the handshake finished.
     if (client.closed) this.onSocketClose();
     if (upstream.closed) this.onSocketClose();
   }
 
+  private offerPromotion(): void {
+    this.promoteAt = 0;
+    if (this.promoteTimer !== null) {
+      clearTimeout(this.promoteTimer);
+      this.promoteTimer = null;
+    }
+    if (!this.done) setImmediate(this.promote!.offer);
+  }
+
+  /**
+   * Hand both sockets back, still open, to move the tunnel to another relay.
+   * Refused (null) once either side has ended, errored or closed: a FIN that
+   * JS has already read could not be seen by the next relay.
+   */
+  release(): { bytesUp: number; bytesDown: number } | null {
+    const c = this.client;
+    const u = this.upstream;
+    if (this.done || this.reason !== null || c.destroyed || u.destroyed) return null;
+    if (c.readableEnded || u.readableEnded || c.writableEnded || u.writableEnded) return null;
+    this.done = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    if (this.promoteTimer !== null) clearTimeout(this.promoteTimer);
+    c.removeListener('data', this.onClientData);
+    u.removeListener('data', this.onUpstreamData);
+    c.removeListener('drain', this.onClientDrain);
+    u.removeListener('drain', this.onUpstreamDrain);
+    c.removeListener('end', this.onClientEnd);
+    u.removeListener('end', this.onUpstreamEnd);
+    c.removeListener('close', this.onSocketClose);
+    u.removeListener('close', this.onSocketClose);
+    // Until the next relay owns them, an error must not go unheard (it would throw).
+    c.removeListener('error', this.onClientError);
+    u.removeListener('error', this.onUpstreamError);
+    c.on('error', noop);
+    u.on('error', noop);
+    c.pause();
+    u.pause();
+    return { bytesUp: this.bytesUp, bytesDown: this.bytesDown };
+  }
+
   private onClientData(chunk: Buffer): void {
     this.bytesUp += chunk.length;
     if (!this.upstream.write(chunk)) this.client.pause();
+    if (this.promoteAt !== 0 && this.bytesUp + this.bytesDown >= this.promoteAt) this.offerPromotion();
   }
 
   private onUpstreamData(chunk: Buffer): void {
     this.bytesDown += chunk.length;
     if (!this.client.write(chunk)) this.upstream.pause();
+    if (this.promoteAt !== 0 && this.bytesUp + this.bytesDown >= this.promoteAt) this.offerPromotion();
   }
 
   private onUpstreamDrain(): void {
@@ -149,6 +214,7 @@ class JsTunnel implements Tunnel {
     if (this.done) return;
     this.done = true;
     if (this.timer !== null) clearTimeout(this.timer);
+    if (this.promoteTimer !== null) clearTimeout(this.promoteTimer);
     if (!this.client.destroyed) this.client.destroy();
     if (!this.upstream.destroyed) this.upstream.destroy();
     this.onEnd({
@@ -156,9 +222,12 @@ class JsTunnel implements Tunnel {
       bytesDown: this.bytesDown,
       durationMs: Date.now() - this.started,
       reason: this.reason ?? 'client-closed',
+      relay: 'js',
     });
   }
 }
+
+function noop(): void {}
 
 export const jsRelay: Relay = {
   kind: 'js',

@@ -16,6 +16,8 @@ export interface TunnelStats {
   bytesDown: number;
   durationMs: number;
   reason: TunnelCloseReason;
+  /** The relay that ended the tunnel (with 'auto', a long tunnel moves from 'js' to 'splice'). */
+  relay?: 'js' | 'splice';
 }
 
 export interface RelayOptions {
