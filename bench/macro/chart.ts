@@ -3,7 +3,7 @@
 import { BASELINE, type Row, advantage } from './aggregate.js';
 import { escapeXml, fmtRatio } from './format.js';
 
-const COLORS = ['#8c8c8c', '#2e7d32', '#66bb6a', '#1565c0', '#ef6c00', '#c62828', '#6a1b9a', '#00838f'];
+const COLORS = ['#8c8c8c', '#2e7d32', '#66bb6a', '#1565c0', '#ef6c00', '#00838f', '#c62828', '#6a1b9a', '#ad1457'];
 const W = 920;
 const LABEL_W = 300;
 const BAR_H = 13;

@@ -134,12 +134,12 @@ function wspliceVersion(ctx: PeerContext): string {
   return versionOf(process.execPath, [join(ctx.root, WSPLICE_CLI), '--version']);
 }
 
-function wsplice(relay: 'js' | 'splice'): PeerSpec {
+function wsplice(relay: 'js' | 'splice' | 'auto'): PeerSpec {
   return {
     name: `wsplice-${relay}`,
     unavailable(ctx) {
       if (!existsSync(join(ctx.root, WSPLICE_CLI))) return `${WSPLICE_CLI} not built yet`;
-      if (relay === 'splice') {
+      if (relay !== 'js') {
         let v = '';
         try {
           v = execFileSync(process.execPath, [join(ctx.root, WSPLICE_CLI), '--version'], { encoding: 'utf8', timeout: 10_000 });
@@ -162,5 +162,5 @@ function wsplice(relay: 'js' | 'splice'): PeerSpec {
 }
 
 export const ALL_PEERS: readonly PeerSpec[] = [
-  direct, nginx('1'), nginx('auto'), haproxy, httpProxy, nodePipe, wsplice('js'), wsplice('splice'),
+  direct, nginx('1'), nginx('auto'), haproxy, httpProxy, nodePipe, wsplice('js'), wsplice('splice'), wsplice('auto'),
 ];
