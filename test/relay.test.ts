@@ -103,7 +103,7 @@ for (const relay of relays) {
       s.resume();
       s.write('before');
       await waitFor(() => echoed === 'before', 2000, 'first echo');
-      await delay(1300); // past the 1 s threshold: handed over
+      await delay(600); // past the 250 ms threshold: handed over
       s.write('after');
       await waitFor(() => echoed === 'beforeafter', 2000, 'echo after the hand-over');
       s.end();

@@ -40,7 +40,7 @@ export function selectRelay(choice: 'auto' | 'js' | 'splice'): { relay: Relay; n
     if (choice === 'splice') return { relay: n.relay, note: 'relay: splice' };
     // auto: short tunnels stay on JS (no hand-over cost), long or busy ones move to splice.
     if (promoting === null) promoting = promotingRelay(n.relay);
-    return { relay: promoting, note: 'relay: splice (auto: tunnels move to it after 1 s or 256 KiB)' };
+    return { relay: promoting, note: 'relay: splice (auto: tunnels move to it after 250 ms or 256 KiB)' };
   }
   if (choice === 'splice') throw new Error(`relay 'splice' requested but ${n.reason}`);
   return { relay: jsRelay, note: `relay: js (${n.reason})` };
