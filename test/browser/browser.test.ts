@@ -110,7 +110,7 @@ function cdp(url: string): Promise<Cdp> {
   });
 }
 
-async function launchChromium(t: { teardown: (f: () => unknown) => void }): Promise<{ proc: ChildProcess; endpoint: string }> {
+async function launchChromium(t: { teardown: (f: () => unknown) => void; comment?: (msg: string) => void }): Promise<{ proc: ChildProcess; endpoint: string }> {
   const profile = mkdtempSync(join(tmpdir(), 'wsplice-chromium-'));
   const proc = spawn(
     CHROMIUM,
@@ -119,16 +119,30 @@ async function launchChromium(t: { teardown: (f: () => unknown) => void }): Prom
       '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', `--user-data-dir=${profile}`,
       '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0', 'about:blank',
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    // Its own process group, so the renderer and helper processes go with it.
+    { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
   );
+  const killGroup = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(-proc.pid!, sig);
+    } catch {
+      // already gone
+    }
+  };
   t.teardown(async () => {
     if (proc.exitCode === null) {
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 3000);
+      killGroup('SIGTERM');
+      const timer = setTimeout(() => killGroup('SIGKILL'), 3000);
       await once(proc, 'exit');
       clearTimeout(timer);
     }
-    rmSync(profile, { recursive: true, force: true });
+    killGroup('SIGKILL'); // helpers that outlive the browser process
+    // Chromium's helpers may still be writing the profile for a moment: retry, and never fail the test on it.
+    try {
+      rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    } catch (err) {
+      t.comment?.(`could not remove ${profile}: ${(err as Error).message}`);
+    }
   });
   let stderr = '';
   const endpoint = await new Promise<string>((resolve, reject) => {
