@@ -59,3 +59,16 @@ export async function measureWindow(
   s.running = false;
   return seconds;
 }
+
+/** What every generator counts of its failures. */
+export interface ErrorCounts {
+  errors: number;
+  firstError: string | null;
+}
+
+/** Count a connection's failure (keeping the first message) and drop the connection. */
+export function failConnection(s: ErrorCounts, socket: { destroy(): void }, msg: string): void {
+  s.errors++;
+  s.firstError ??= msg;
+  socket.destroy();
+}

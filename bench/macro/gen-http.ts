@@ -1,6 +1,6 @@
 // Plain HTTP/1.1 keep-alive GETs: C connections, one request in flight each (no pipelining).
 import { connect, type Socket } from 'node:net';
-import { type Control, MAX_OPS, measureWindow, sleep } from './control.js';
+import { type Control, MAX_OPS, failConnection, measureWindow, sleep } from './control.js';
 import { ResponseReader, type ResponseSink } from './http-response-reader.js';
 import type { HttpJob, JobResult } from './protocol.js';
 import { LatencyRecorder } from './stats.js';
@@ -66,10 +66,8 @@ class HttpConn implements ResponseSink {
   }
 
   private error(msg: string): void {
-    this.s.errors++;
-    this.s.firstError ??= msg;
-    if (this.s.errors > 100) this.s.running = false;
-    this.socket.destroy();
+    if (this.s.errors >= 100) this.s.running = false; // a peer that keeps failing ends the run
+    failConnection(this.s, this.socket, msg);
   }
 }
 

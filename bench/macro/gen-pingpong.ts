@@ -1,6 +1,6 @@
 // Ping-pong: each connection sends one frame and waits for its echo before sending the next.
 import type { Socket } from 'node:net';
-import { type Control, type FrameRing, MAX_OPS, RING, frameRing, measureWindow, waitUntil } from './control.js';
+import { type Control, type FrameRing, MAX_OPS, RING, failConnection, frameRing, measureWindow, waitUntil } from './control.js';
 import { FrameReader, type FrameSink } from './frame-reader.js';
 import type { JobResult, PingPongJob } from './protocol.js';
 import { LatencyRecorder } from './stats.js';
@@ -70,9 +70,7 @@ class PingConn implements FrameSink {
   }
 
   private error(msg: string): void {
-    this.s.errors++;
-    this.s.firstError ??= msg;
-    this.socket.destroy();
+    failConnection(this.s, this.socket, msg);
   }
 }
 

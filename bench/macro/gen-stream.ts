@@ -1,7 +1,7 @@
 // Streaming: each connection pushes frames as fast as the socket takes them and reads the echoes;
 // every echoed byte is compared with what was sent (frame order included).
 import type { Socket } from 'node:net';
-import { type Control, type FrameRing, MAX_OPS, RING, frameRing, measureWindow, waitUntil } from './control.js';
+import { type Control, type FrameRing, MAX_OPS, RING, failConnection, frameRing, measureWindow, waitUntil } from './control.js';
 import { FrameReader, type FrameSink } from './frame-reader.js';
 import type { JobResult, StreamJob } from './protocol.js';
 import { OP_BINARY } from './ws-frames.js';
@@ -80,9 +80,7 @@ class StreamConn implements FrameSink {
   }
 
   private error(msg: string): void {
-    this.s.errors++;
-    this.s.firstError ??= msg;
-    this.socket.destroy();
+    failConnection(this.s, this.socket, msg);
   }
 }
 
