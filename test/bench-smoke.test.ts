@@ -22,10 +22,10 @@ interface Output {
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const runner = join(root, 'dist/bench/run.js');
+const runner = join(root, 'dist/bench/macro/run.js');
 
 t.test('bench runner, tiny mode: direct and wsplice-js', async (t) => {
-  t.ok(existsSync(runner), 'dist/bench/run.js is built (npm test builds it first)');
+  t.ok(existsSync(runner), 'dist/bench/macro/run.js is built (npm test builds it first)');
   if (!existsSync(runner)) return;
   const out = mkdtempSync(join(tmpdir(), 'bench-smoke-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));

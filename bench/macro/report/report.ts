@@ -1,9 +1,9 @@
 // latest.md: what ran, on what, the summary, the targets of issue 3 and per-scenario details.
 import { BASELINE, DIRECT, type Row, advantage, ratio } from './aggregate.js';
 import { fmt, fmtRatio } from './format.js';
-import type { Sample } from './measure.js';
-import { type Scenario, metricsFor } from './plan.js';
-import { DISTURBED_PCT } from './quiet.js';
+import type { Sample } from '../orchestrate/measure.js';
+import { type Scenario, metricsFor } from '../orchestrate/plan.js';
+import { DISTURBED_PCT } from '../orchestrate/quiet.js';
 
 export interface RunMeta {
   date: string;

@@ -2,7 +2,7 @@
 import { createInterface, type Interface } from 'node:readline';
 import { join } from 'node:path';
 import { type Managed, spawnManaged, stopManaged, waitForLine } from './proc.js';
-import type { GenCommand, GenEvent, Job, JobResult } from './protocol.js';
+import type { GenCommand, GenEvent, Job, JobResult } from '../loadgen/protocol.js';
 
 export type MarkPhase = Extract<GenEvent, { event: 'mark' }>['phase'];
 
@@ -22,7 +22,7 @@ export class LoadGen {
   }
 
   static start(distMacro: string): LoadGen {
-    return new LoadGen(spawnManaged(process.execPath, [join(distMacro, 'loadgen.js')]));
+    return new LoadGen(spawnManaged(process.execPath, [join(distMacro, 'loadgen/loadgen.js')]));
   }
 
   private send(cmd: GenCommand): void {
@@ -70,7 +70,7 @@ export interface Backend {
 }
 
 export async function startBackend(distMacro: string): Promise<Backend> {
-  const proc = spawnManaged(process.execPath, [join(distMacro, 'backend.js')]);
+  const proc = spawnManaged(process.execPath, [join(distMacro, 'backend/backend.js')]);
   const m = await waitForLine(proc, /^backend listening 127\.0\.0\.1:(\d+)$/, 15_000);
   proc.child.stdout!.resume();
   return { port: Number(m[1]), proc };

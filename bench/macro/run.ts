@@ -1,22 +1,22 @@
-// Macro benchmark runner (issue 3): starts the echo backend, the load generator and every peer,
+// Macro benchmark runner: starts the echo backend, the load generator and every peer,
 // runs each scenario round by round with the peers interleaved, writes bench/results/latest.{md,json}
-// and ratios.svg. Usage: node dist/bench/run.js [--full | --tiny] [--peers a,b] [--rounds N]
+// and ratios.svg. Usage: node dist/bench/macro/run.js [--full | --tiny] [--peers a,b] [--rounds N]
 //   [--out DIR] [--install] [--keep] [--wait-quiet S] [--rerender latest.json] [--http-client auto|own|wrk] [--scenarios idPrefix,...]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { aggregate } from './macro/aggregate.js';
-import { renderChart } from './macro/chart.js';
-import { type Backend, LoadGen, startBackend } from './macro/gen-driver.js';
-import { type Sample, measure } from './macro/measure.js';
-import { ALL_PEERS, type PeerContext, type PeerSpec, type RunningPeer } from './macro/peers/peers.js';
-import { type Mode, type Plan, makePlan } from './macro/plan.js';
-import { ULIMIT_SH, freePort, killAllNow } from './macro/proc.js';
-import { type RunMeta, renderMarkdown } from './macro/report.js';
-import { fmt } from './macro/format.js';
-import { disturbed, waitQuiet } from './macro/quiet.js';
+import { aggregate } from './report/aggregate.js';
+import { renderChart } from './report/chart.js';
+import { type Backend, LoadGen, startBackend } from './orchestrate/gen-driver.js';
+import { type Sample, measure } from './orchestrate/measure.js';
+import { ALL_PEERS, type PeerContext, type PeerSpec, type RunningPeer } from './orchestrate/peers/peers.js';
+import { type Mode, type Plan, makePlan } from './orchestrate/plan.js';
+import { ULIMIT_SH, freePort, killAllNow } from './orchestrate/proc.js';
+import { type RunMeta, renderMarkdown } from './report/report.js';
+import { fmt } from './report/format.js';
+import { disturbed, waitQuiet } from './orchestrate/quiet.js';
 
 interface Args {
   mode: Mode;
@@ -79,10 +79,10 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const args = parseArgs(process.argv.slice(2));
   if (args.rerender) return rerender(args.rerender, args.out);
-  // dist/bench/run.js -> repository root
-  const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+  // dist/bench/macro/run.js -> repository root
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
   const distMacro = join(root, 'dist/bench/macro');
-  if (args.install) execFileSync('bash', [join(root, 'bench/peers/install.sh')], { stdio: 'inherit' });
+  if (args.install) execFileSync('bash', [join(root, 'bench/macro/orchestrate/peers/install.sh')], { stdio: 'inherit' });
 
   if (args.waitQuietS > 0) {
     log(`waiting up to ${args.waitQuietS} s for the machine to be quiet...`);

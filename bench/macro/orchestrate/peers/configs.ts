@@ -2,7 +2,7 @@
 
 /** fds a proxy may use: 2 per tunnel plus slack, within the hard limit the children get. */
 export function nginxConfig(o: { dir: string; port: number; backendPort: number; workers: '1' | 'auto'; maxFds: number }): string {
-  // The http{} part is the seed's (shared/seed/nginx-websocket.conf), with `location /` so plain
+  // The http{} part is the usual WebSocket proxy block, with `location /` so plain
   // GETs go through the same block; access_log off because no other peer logs each request.
   return `daemon off;
 master_process on;

@@ -71,7 +71,7 @@ const direct: PeerSpec = {
 function nginx(workers: '1' | 'auto'): PeerSpec {
   return {
     name: workers === '1' ? 'nginx-1w' : 'nginx-auto',
-    unavailable: () => (has('nginx') ? null : 'nginx not installed (bench/peers/install.sh or --install)'),
+    unavailable: () => (has('nginx') ? null : 'nginx not installed (bench/macro/orchestrate/peers/install.sh or --install)'),
     version: () => versionOf('nginx', ['-v']).replace(/^nginx version: /, ''),
     async start(ctx, port) {
       const dir = join(ctx.dir, `nginx-${workers}-${port}`);
@@ -86,7 +86,7 @@ function nginx(workers: '1' | 'auto'): PeerSpec {
 
 const haproxy: PeerSpec = {
   name: 'haproxy',
-  unavailable: () => (has('haproxy') ? null : 'haproxy not installed (bench/peers/install.sh or --install)'),
+  unavailable: () => (has('haproxy') ? null : 'haproxy not installed (bench/macro/orchestrate/peers/install.sh or --install)'),
   version: () => versionOf('haproxy', ['-v']).replace(/^HAProxy version (\S+).*/, 'HAProxy $1'),
   async start(ctx, port) {
     const conf = join(ctx.dir, `haproxy-${port}.cfg`);
@@ -110,11 +110,11 @@ const httpProxy: PeerSpec = {
   start: (ctx, port) => startNodePeer(ctx, port, 'http-proxy'),
 };
 
-/** Start a Node peer script `dist/bench/macro/peers/NAME-peer.js` with {listen, upstream}; it prints "NAME listening on". */
+/** Start a Node peer script `dist/bench/macro/orchestrate/peers/NAME-peer.js` with {listen, upstream}; it prints "NAME listening on". */
 function startNodePeer(ctx: PeerContext, port: number, name: string): ReturnType<PeerSpec['start']> {
   const conf = join(ctx.dir, `${name}-${port}.json`);
   writeFileSync(conf, JSON.stringify({ listen: port, upstream: ctx.backendPort }));
-  const script = join(ctx.root, `dist/bench/macro/peers/${name}-peer.js`);
+  const script = join(ctx.root, `dist/bench/macro/orchestrate/peers/${name}-peer.js`);
   const m = spawnManaged(process.execPath, [script, conf], { cwd: ctx.root, stdin: 'ignore' });
   return ready(m, port, new RegExp(`^${name} listening on `), name);
 }

@@ -1,7 +1,7 @@
 // Medians, ranges and ratios over rounds, per scenario x metric x peer.
-import type { Sample } from './measure.js';
-import { type MetricDef, type Scenario, metricsFor } from './plan.js';
-import { median } from './stats.js';
+import type { Sample } from '../orchestrate/measure.js';
+import { type MetricDef, type Scenario, metricsFor } from '../orchestrate/plan.js';
+import { median } from '../common/stats.js';
 
 export const BASELINE = 'nginx-1w';
 export const DIRECT = 'direct';

@@ -1,6 +1,6 @@
 // What a scenario needs from the generator's main loop, and small shared helpers.
 import type { GenEvent } from './protocol.js';
-import { buildMaskedFrame, OP_BINARY, patternPayload } from './ws-frames.js';
+import { buildMaskedFrame, OP_BINARY, patternPayload } from '../common/ws-frames.js';
 
 export interface Control {
   /** Tells the runner to sample now; resolves once it has. */

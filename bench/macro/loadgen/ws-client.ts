@@ -1,6 +1,6 @@
 // Client side of the WebSocket handshake over a raw socket, for the load generator.
 import { connect, type Socket } from 'node:net';
-import { acceptKey, buildUpgradeRequest } from './ws-frames.js';
+import { acceptKey, buildUpgradeRequest } from '../common/ws-frames.js';
 
 // A fixed key: the request bytes are built once per port; the accept value is still checked.
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';

@@ -3,7 +3,7 @@
 import type { Socket } from 'node:net';
 import { type Control, frameRing } from './control.js';
 import type { IdleJob, JobResult } from './protocol.js';
-import { headerLength } from './ws-frames.js';
+import { headerLength } from '../common/ws-frames.js';
 import { type OpenTunnel, openTunnels } from './ws-client.js';
 
 const SIZE = 64;

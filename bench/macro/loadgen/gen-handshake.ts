@@ -3,8 +3,8 @@
 import type { Socket } from 'node:net';
 import { type Control, MAX_OPS, sleep } from './control.js';
 import type { HandshakeJob, JobResult } from './protocol.js';
-import { LatencyRecorder } from './stats.js';
-import { buildCloseFrame } from './ws-frames.js';
+import { LatencyRecorder } from '../common/stats.js';
+import { buildCloseFrame } from '../common/ws-frames.js';
 import { openTunnel } from './ws-client.js';
 
 const CLOSE_FRAME = buildCloseFrame(Buffer.from([0x11, 0x22, 0x33, 0x44]));

@@ -2,9 +2,9 @@
 // every echoed byte is compared with what was sent (frame order included).
 import type { Socket } from 'node:net';
 import { type Control, type FrameRing, MAX_OPS, RING, failConnection, frameRing, measureWindow, waitUntil } from './control.js';
-import { FrameReader, type FrameSink } from './frame-reader.js';
+import { FrameReader, type FrameSink } from '../common/frame-reader.js';
 import type { JobResult, StreamJob } from './protocol.js';
-import { OP_BINARY } from './ws-frames.js';
+import { OP_BINARY } from '../common/ws-frames.js';
 import { openTunnels } from './ws-client.js';
 
 /** Frames handed to the socket per burst, corked into one writev (about 64 KiB). */

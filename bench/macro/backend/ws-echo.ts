@@ -1,8 +1,8 @@
 // Server side of the echo backend's WebSocket: unmask each client frame and send it back unmasked
 // (close frames are echoed and then the TCP connection is ended, server first, as RFC 6455 asks).
 import type { Socket } from 'node:net';
-import { FrameReader, type FrameSink } from './frame-reader.js';
-import { OP_CLOSE, OP_PING, OP_PONG, headerLength, unmaskInPlace, writeHeader } from './ws-frames.js';
+import { FrameReader, type FrameSink } from '../common/frame-reader.js';
+import { OP_CLOSE, OP_PING, OP_PONG, headerLength, unmaskInPlace, writeHeader } from '../common/ws-frames.js';
 
 const PAUSE_AT = 1024 * 1024;
 

@@ -2,7 +2,7 @@
 // bytes, forwards them as they are, then pipes both ways. Whatever a Node proxy does costs at
 // least this; the gap between it and wsplice is wsplice's own work per connection and per byte.
 // Its HTTP row is not a like-for-like figure: with no HTTP it keeps one upstream connection per
-// client connection, where nginx and wsplice open one per request (the seed's Connection: close).
+// client connection, where nginx and wsplice open one per request (Connection: close, as the usual nginx block sets).
 // Usage: node node-pipe-peer.js CONFIG.json   with {"listen": PORT, "upstream": PORT}
 // Prints "node-pipe listening on 127.0.0.1:PORT" when ready.
 import { readFileSync } from 'node:fs';

@@ -1,10 +1,10 @@
 // Ping-pong: each connection sends one frame and waits for its echo before sending the next.
 import type { Socket } from 'node:net';
 import { type Control, type FrameRing, MAX_OPS, RING, failConnection, frameRing, measureWindow, waitUntil } from './control.js';
-import { FrameReader, type FrameSink } from './frame-reader.js';
+import { FrameReader, type FrameSink } from '../common/frame-reader.js';
 import type { JobResult, PingPongJob } from './protocol.js';
-import { LatencyRecorder } from './stats.js';
-import { OP_BINARY } from './ws-frames.js';
+import { LatencyRecorder } from '../common/stats.js';
+import { OP_BINARY } from '../common/ws-frames.js';
 import { openTunnels } from './ws-client.js';
 
 interface Shared {

@@ -3,7 +3,7 @@
 // Usage: node backend.js [--port N]   (listens on 127.0.0.1 only; exits when stdin closes)
 import { createServer, type Socket } from 'node:net';
 import { hasToken, parseRequestHead, type RequestHead } from './http-head.js';
-import { acceptKey } from './ws-frames.js';
+import { acceptKey } from '../common/ws-frames.js';
 import { startEcho } from './ws-echo.js';
 
 const BODY = 'Hello, world!\n';

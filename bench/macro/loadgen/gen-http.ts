@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { type Control, MAX_OPS, failConnection, measureWindow, sleep } from './control.js';
 import { ResponseReader, type ResponseSink } from './http-response-reader.js';
 import type { HttpJob, JobResult } from './protocol.js';
-import { LatencyRecorder } from './stats.js';
+import { LatencyRecorder } from '../common/stats.js';
 
 interface Shared {
   port: number;

@@ -4,9 +4,9 @@ import type { Backend, LoadGen, MarkPhase } from './gen-driver.js';
 import type { RunningPeer } from './peers/peers.js';
 import type { Plan, Scenario } from './plan.js';
 import { type MachineCpu, cpuSeconds, machineCpu, rssKiB } from './procfs.js';
-import type { Job, JobResult } from './protocol.js';
-import { median } from './stats.js';
-import { runWrk } from './wrk.js';
+import type { Job, JobResult } from '../loadgen/protocol.js';
+import { median } from '../common/stats.js';
+import { runWrk } from '../loadgen/wrk.js';
 
 export interface Sample {
   scenario: string;
