@@ -2,8 +2,11 @@ import diagnostics from 'node:diagnostics_channel';
 import net, { type AddressInfo } from 'node:net';
 import t from 'tap';
 import { WebSocket } from 'ws';
-import { acceptFor, createProxy } from '../src/index.js';
-import { closeWss, connect, parseResponse, port, rawBackend, rawExchange, readAll, startProxy, upgradeHead, wsEcho } from './helpers.js';
+import { createProxy } from '../src/index.js';
+import {
+  closeWss, connect, nextMessage, openWs, parseResponse, port, rawBackend, rawExchange, readAll, requestKey, respond101,
+  startProxy, switchingProtocols, upgradeHead, whoami, wsEcho,
+} from './support/index.js';
 
 t.test('handleConnection serves sockets accepted by the app\'s own net.Server', async (t) => {
   const wss = await wsEcho('own');
@@ -11,10 +14,8 @@ t.test('handleConnection serves sockets accepted by the app\'s own net.Server', 
   const server = net.createServer({ allowHalfOpen: true }, proxy.handleConnection);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   t.teardown(async () => { await proxy.close(); server.close(); await closeWss(wss); });
-  const ws = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`);
-  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
-  ws.send('whoami');
-  t.equal(await new Promise<string>((r) => ws.once('message', (m) => r(String(m)))), 'own');
+  const ws = await openWs(`ws://127.0.0.1:${port(server)}/`);
+  t.equal(await whoami(ws), 'own');
   ws.terminate();
 });
 
@@ -27,9 +28,7 @@ t.test('several listeners serve the same routes', async (t) => {
   const ports = proxy.addresses().map((a) => (a as AddressInfo).port);
   t.equal(ports.length, 2);
   for (const p of ports) {
-    const ws = new WebSocket(`ws://127.0.0.1:${p}/`);
-    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
-    ws.close();
+    (await openWs(`ws://127.0.0.1:${p}/`)).close();
   }
 });
 
@@ -48,19 +47,11 @@ t.test('IPv6 upstreams ([::1]:port)', { skip: hasV6 ? false : 'no IPv6 loopback 
 if (!hasV6) v6.close();
 
 t.test('framing headers on a 101 are ignored: bytes after it are tunnel bytes', async (t) => {
-  const backend = await rawBackend((sock, data) => {
-    const s = sock as net.Socket & { done?: boolean };
-    if (s.done || !data.includes('\r\n\r\n')) return;
-    s.done = true;
-    const key = /sec-websocket-key: (\S+)/i.exec(data.toString('latin1'))![1]!;
-    sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 2\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`);
-    sock.write(Buffer.from([0x81, 0x05, ...Buffer.from('frame')]));
-  });
+  const backend = await rawBackend(respond101({ head: 'Content-Length: 2\r\n', after: Buffer.from([0x81, 0x05, ...Buffer.from('frame')]) }));
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } } });
   t.teardown(async () => { await proxy.close(); await backend.close(); });
   const ws = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
-  const msg = await new Promise<string>((r, j) => { ws.once('message', (m) => r(String(m))); ws.once('error', j); });
-  t.equal(msg, 'frame');
+  t.equal(await nextMessage(ws), 'frame');
   ws.terminate();
 });
 
@@ -90,8 +81,7 @@ t.test('close() ends tunnels still open after drainMs', async (t) => {
   t.teardown(() => closeWss(wss));
   const reasons: string[] = [];
   proxy.on('tunnelClose', (e) => reasons.push(e.reason));
-  const ws = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
-  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+  const ws = await openWs(`ws://127.0.0.1:${port(proxy)}/`);
   const gone = new Promise((r) => ws.once('close', r));
   await proxy.close();
   await gone;
@@ -107,8 +97,7 @@ t.test('events are published on diagnostics_channel', async (t) => {
     .map((name) => [name, () => seen.push(name)]);
   for (const [name, fn] of subs) diagnostics.subscribe(name, fn);
   t.teardown(() => { for (const [name, fn] of subs) diagnostics.unsubscribe(name, fn); });
-  const ws = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
-  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+  const ws = await openWs(`ws://127.0.0.1:${port(proxy)}/`);
   const closed = new Promise((r) => proxy.once('tunnelClose', r));
   ws.close();
   await closed;
@@ -122,8 +111,7 @@ t.test('limits.maxConnections closes connections past the limit at accept', asyn
   t.teardown(async () => { await proxy.close(); await closeWss(wss); });
   const open: WebSocket[] = [];
   for (let i = 0; i < 2; i++) {
-    const ws = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
-    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+    const ws = await openWs(`ws://127.0.0.1:${port(proxy)}/`);
     open.push(ws);
   }
   const third = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
@@ -132,8 +120,7 @@ t.test('limits.maxConnections closes connections past the limit at accept', asyn
   t.equal(proxy.stats().tunnels, 2);
   open[0]!.close();
   await new Promise((r) => proxy.once('tunnelClose', r));
-  const fourth = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
-  await new Promise((r, j) => { fourth.once('open', r); fourth.once('error', j); });
+  const fourth = await openWs(`ws://127.0.0.1:${port(proxy)}/`);
   t.pass('a slot freed: the next one is served');
   for (const ws of [open[1]!, fourth]) ws.terminate();
 });
@@ -144,8 +131,7 @@ t.test('a 101 head that arrives in pieces reaches the client whole and unchanged
     const s = sock as net.Socket & { done?: boolean };
     if (s.done || !data.includes('\r\n\r\n')) return;
     s.done = true;
-    const key = /sec-websocket-key: (\S+)/i.exec(data.toString('latin1'))![1]!;
-    head = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Split: yes\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`;
+    head = switchingProtocols(requestKey(data)!, 'X-Split: yes\r\n');
     sock.write(head.slice(0, 40));
     setTimeout(() => sock.write(head.slice(40)), 50);
   });

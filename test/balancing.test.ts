@@ -1,7 +1,6 @@
 import t from 'tap';
-import { WebSocket } from 'ws';
 import { UpstreamGroup, parseAddress } from '../src/upstream/group.js';
-import { closeWss, parseResponse, port, rawBackend, rawExchange, startProxy, wsEcho } from './helpers.js';
+import { closeWss, openWs, parseResponse, port, rawBackend, rawExchange, startProxy, whoami, wsEcho } from './support/index.js';
 
 t.test('smooth weighted round-robin interleaves by weight (5:1:1 -> a a b a c a a)', async (t) => {
   const g = new UpstreamGroup('g', [
@@ -51,10 +50,8 @@ t.test('WebSocket connections are spread over several upstreams in weighted roun
   t.teardown(async () => { await proxy.close(); for (const s of servers) await closeWss(s); });
   const names: string[] = [];
   for (let i = 0; i < 8; i++) {
-    const ws = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
-    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
-    ws.send('whoami');
-    names.push(await new Promise<string>((r) => ws.once('message', (m) => r(String(m)))));
+    const ws = await openWs(`ws://127.0.0.1:${port(proxy)}/`);
+    names.push(await whoami(ws));
     ws.close();
   }
   t.equal(names.join(''), 'ABCAABCA', 'weights 2:1:1, smooth order');

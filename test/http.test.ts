@@ -1,54 +1,33 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { connect, parseResponse, port, rawBackend, rawExchange, readAll, respondOnce, startProxy, waitFor } from './helpers.js';
+import {
+  connect, httpBackend as recordingBackend, httpGet as get, parseResponse, port, rawBackend, rawExchange, readAll, respondOnce,
+  startProxy, waitFor,
+} from './support/index.js';
 
-/** A node:http backend that reports what it received and echoes the body. */
-async function httpBackend(): Promise<{ server: http.Server; port: number; seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders; rawHeaders: string[]; body: string }> }> {
-  const seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders; rawHeaders: string[]; body: string }> = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString();
-      seen.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, body });
-      if (req.url === '/chunked') {
-        res.writeHead(200, { 'Content-Type': 'text/plain' });
-        res.write('part1,');
-        setTimeout(() => res.end('part2'), 20);
-        return;
-      }
-      if (req.url === '/close-delimited') {
-        // No Content-Length, no chunking: the body ends when the connection does.
-        res.socket!.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-eof');
-        res.socket!.end();
-        return;
-      }
-      const out = `${req.method} ${req.url} ${body}`;
-      res.writeHead(200, { 'Content-Length': Buffer.byteLength(out), 'Keep-Alive': 'timeout=5', 'X-Backend': 'b1' });
-      res.end(req.method === 'HEAD' ? undefined : out);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { server, port: (server.address() as AddressInfo).port, seen };
-}
-
-function get(p: number, path: string, opts: http.RequestOptions = {}, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: p, path, ...opts }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-    });
-    req.on('error', reject);
-    req.end(body);
+/** The shared recording backend, plus two answers that need a raw socket or a delay. */
+function httpBackend(): ReturnType<typeof recordingBackend> {
+  return recordingBackend((req, res) => {
+    if (req.url === '/chunked') {
+      res.writeHead(200, { 'Content-Type': 'text/plain' });
+      res.write('part1,');
+      setTimeout(() => res.end('part2'), 20);
+      return true;
+    }
+    if (req.url === '/close-delimited') {
+      // No Content-Length, no chunking: the body ends when the connection does.
+      res.socket!.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil-eof');
+      res.socket!.end();
+      return true;
+    }
+    return false;
   });
 }
 
 t.test('plain requests are proxied with Connection: close upstream and the rewritten head', async (t) => {
   const b = await httpBackend();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } }, forwarding: { xRealIp: true } });
-  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
   const res = await get(port(proxy), '/path?q=1', {
     headers: {
       Host: 'front.example:8080', 'X-Forwarded-For': '10.9.9.9', Connection: 'keep-alive, X-Secret',
@@ -78,7 +57,7 @@ t.test('Host can be replaced and headers set and removed by configuration', asyn
     upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } },
     forwarding: { host: 'internal.svc', setHeaders: { 'X-Proxy': 'wsplice' }, removeHeaders: ['Cookie'], xForwarded: false },
   });
-  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
   await get(port(proxy), '/', { headers: { Cookie: 'a=b', 'X-Proxy': 'client-says' } });
   const h = b.seen[0]!.headers;
   t.equal(h.host, 'internal.svc');
@@ -90,7 +69,7 @@ t.test('Host can be replaced and headers set and removed by configuration', asyn
 t.test('keep-alive: several requests on one client connection, each on its own upstream connection', async (t) => {
   const b = await httpBackend();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } } });
-  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
   const sockets = new Set<unknown>();
@@ -114,7 +93,7 @@ t.test('keep-alive: several requests on one client connection, each on its own u
 t.test('pipelined requests are answered in order', async (t) => {
   const b = await httpBackend();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } } });
-  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
   const s = await connect(port(proxy));
   const reply = readAll(s, 5000);
   s.write(
@@ -131,7 +110,7 @@ t.test('pipelined requests are answered in order', async (t) => {
 t.test('chunked request bodies and chunked responses pass through', async (t) => {
   const b = await httpBackend();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } } });
-  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
   const s = await connect(port(proxy));
   const reply = readAll(s, 3000);
   s.write('POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
@@ -146,7 +125,7 @@ t.test('chunked request bodies and chunked responses pass through', async (t) =>
 t.test('a close-delimited response ends the client connection', async (t) => {
   const b = await httpBackend();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } } });
-  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
   const text = await rawExchange(port(proxy), 'GET /close-delimited HTTP/1.1\r\nHost: h\r\n\r\n');
   const res = parseResponse(text);
   t.equal(res.status, 200);
@@ -157,7 +136,7 @@ t.test('a close-delimited response ends the client connection', async (t) => {
 t.test('HEAD responses carry no body even with Content-Length', async (t) => {
   const b = await httpBackend();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } } });
-  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
   const s = await connect(port(proxy));
   const reply = readAll(s, 3000);
   s.write('HEAD /x HTTP/1.1\r\nHost: h\r\n\r\nGET /y HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
@@ -170,7 +149,7 @@ t.test('HEAD responses carry no body even with Content-Length', async (t) => {
 t.test('HTTP/1.0 clients get Connection: close unless they ask for keep-alive', async (t) => {
   const b = await httpBackend();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } } });
-  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
   const res = parseResponse(await rawExchange(port(proxy), 'GET /old HTTP/1.0\r\n\r\n'));
   t.equal(res.status, 200);
   t.equal(res.headers.get('connection'), 'close');
@@ -220,7 +199,7 @@ t.test('proxy refusals: status, reason, and nothing forwarded', async (t) => {
 t.test('a head that arrives one byte at a time is parsed whole', async (t) => {
   const b = await httpBackend();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } } });
-  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
   const s = await connect(port(proxy));
   s.setNoDelay(true);
   const reply = readAll(s, 5000);
@@ -343,7 +322,7 @@ t.test('upstream connect that never completes -> 504', async (t) => {
 t.test('pipelined requests followed by a half-close are all answered, then the connection closes', async (t) => {
   const b = await httpBackend();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } } });
-  t.teardown(async () => { await proxy.close(); b.server.close(); });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
   const s = await connect(port(proxy));
   const reply = readAll(s, 3000);
   s.end('GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\nGET /3 HTTP/1.1\r\nHost: h\r\n\r\n');

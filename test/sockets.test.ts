@@ -1,7 +1,7 @@
 import net from 'node:net';
 import t from 'tap';
 import { resetOrDestroy } from '../src/sockets.js';
-import { fdCount } from './helpers.js';
+import { fdCount } from './support/index.js';
 
 /** A connected client socket with its server side reading. */
 async function pair(t: { teardown(fn: () => void): void }): Promise<net.Socket> {

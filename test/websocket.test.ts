@@ -2,12 +2,9 @@ import t from 'tap';
 import { WebSocket } from 'ws';
 import { acceptFor } from '../src/index.js';
 import {
-  closeWss, connect, parseResponse, port, rawBackend, rawExchange, readAll, respondOnce, startProxy,
-  upgradeHead, waitFor, wsEcho,
-} from './helpers.js';
-
-const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
-const ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
+  EXAMPLE_ACCEPT as ACCEPT, EXAMPLE_KEY as KEY, closeWss, connect, nextMessage, openWs, parseResponse, port, rawBackend,
+  rawExchange, readAll, respond101, respondOnce, startProxy, upgradeHead, waitFor, wsEcho,
+} from './support/index.js';
 
 t.test('acceptFor computes the RFC 6455 example accept value', async (t) => {
   t.equal(acceptFor(KEY), ACCEPT);
@@ -19,8 +16,7 @@ t.test('ws client and ws server echo text and binary through the proxy', async (
   t.teardown(async () => { await proxy.close(); await closeWss(wss); });
   const opened: string[] = [];
   proxy.on('tunnel', (e) => opened.push(e.backend));
-  const ws = new WebSocket(`ws://127.0.0.1:${port(proxy)}/chat`);
-  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+  const ws = await openWs(`ws://127.0.0.1:${port(proxy)}/chat`);
   const got: Array<{ data: Buffer; binary: boolean }> = [];
   ws.on('message', (data, binary) => got.push({ data: data as Buffer, binary }));
   ws.send('hello');
@@ -61,18 +57,11 @@ t.test('client frames pipelined behind the upgrade head reach the upstream after
 });
 
 t.test('upstream bytes sent right behind its 101 reach the client', async (t) => {
-  const backend = await rawBackend((sock, data) => {
-    if (!data.includes('\r\n\r\n') || (sock as unknown as { done?: boolean }).done) return;
-    (sock as unknown as { done?: boolean }).done = true;
-    const key = /sec-websocket-key: (\S+)/i.exec(data.toString('latin1'))![1]!;
-    sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`);
-    sock.write(Buffer.from([0x81, 0x02, 0x68, 0x69])); // "hi"
-  });
+  const backend = await rawBackend(respond101({ after: Buffer.from([0x81, 0x02, 0x68, 0x69]) })); // "hi"
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } } });
   t.teardown(async () => { await proxy.close(); await backend.close(); });
   const ws = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`);
-  const msg = await new Promise<string>((r, j) => { ws.once('message', (d) => r(String(d))); ws.once('error', j); });
-  t.equal(msg, 'hi');
+  t.equal(await nextMessage(ws), 'hi');
   ws.terminate();
 });
 
@@ -103,11 +92,9 @@ t.test('client handshake refusals, before any upstream is touched', async (t) =>
 });
 
 t.test('a 101 with a wrong Sec-WebSocket-Accept becomes 502 and never a tunnel', async (t) => {
-  const backend = await rawBackend((sock, data) => {
-    if (data.includes('\r\n\r\n') && !data.includes('101')) {
-      sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n');
-    }
-  });
+  const backend = await rawBackend(respond101({
+    head: () => 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n',
+  }));
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } } });
   t.teardown(async () => { await proxy.close(); await backend.close(); });
   const errors: string[] = [];
@@ -133,12 +120,7 @@ t.test('other 101 defects are refused with 502', async (t) => {
     ['extension not offered', (k) => `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(k)}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n`],
   ];
   for (const [name, headers] of defects) {
-    const backend = await rawBackend((sock, data) => {
-      if (!data.includes('\r\n\r\n') || (sock as unknown as { done?: boolean }).done) return;
-      (sock as unknown as { done?: boolean }).done = true;
-      const key = /sec-websocket-key: (\S+)/i.exec(data.toString('latin1'))![1]!;
-      sock.write(`HTTP/1.1 101 Switching Protocols\r\n${headers(key)}\r\n`);
-    });
+    const backend = await rawBackend(respond101({ head: (key) => `HTTP/1.1 101 Switching Protocols\r\n${headers(key)}\r\n` }));
     const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } } });
     const res = parseResponse(await rawExchange(port(proxy), upgradeHead('/', 'Sec-WebSocket-Protocol: chat\r\n'), 3000));
     t.equal(res.status, 502, name);
@@ -148,12 +130,7 @@ t.test('other 101 defects are refused with 502', async (t) => {
 });
 
 t.test('a selected subprotocol the client offered passes, with Set-Cookie, unchanged', async (t) => {
-  const backend = await rawBackend((sock, data) => {
-    if (!data.includes('\r\n\r\n') || (sock as unknown as { done?: boolean }).done) return;
-    (sock as unknown as { done?: boolean }).done = true;
-    const key = /sec-websocket-key: (\S+)/i.exec(data.toString('latin1'))![1]!;
-    sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\nSec-WebSocket-Protocol: chat\r\nSet-Cookie: a=b\r\n\r\n`);
-  });
+  const backend = await rawBackend(respond101({ head: 'Sec-WebSocket-Protocol: chat\r\nSet-Cookie: a=b\r\n' }));
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } } });
   t.teardown(async () => { await proxy.close(); await backend.close(); });
   const ws = new WebSocket(`ws://127.0.0.1:${port(proxy)}/`, ['superchat', 'chat']);
