@@ -18,7 +18,7 @@ import { Ev, Limit, type Parser, type ParserPool } from './http1/llhttp.js';
 import { classifyRequest, dropSet, responseHasNoBody, type RequestInfo } from './http1/semantics.js';
 import { errorResponse, forwardRequestHead, forwardResponseHead, RESPONSE_408, RESPONSE_431 } from './http1/serialize.js';
 import type { ResolvedOptions } from './options.js';
-import type { Relay, Tunnel, TunnelStats } from './relay/types.js';
+import type { Relay, RelayKind, Tunnel, TunnelMove, TunnelStats } from './relay/types.js';
 import type { Router } from './router.js';
 import { resetOrDestroy } from './sockets.js';
 import { StateTimer } from './timeouts.js';
@@ -43,7 +43,8 @@ export interface ProxyContext {
   readonly responseParsers: ParserPool;
   readonly relay: Relay;
   draining: boolean;
-  tunnelOpened(c: Connection, backend: Backend): void;
+  tunnelOpened(c: Connection, backend: Backend, relay: RelayKind): void;
+  tunnelMoved(c: Connection, backend: Backend, move: TunnelMove): void;
   tunnelClosed(c: Connection, backend: Backend, stats: TunnelStats): void;
   refused(c: Connection, err: WspliceError): void;
   upstreamFailed(c: Connection, err: UpstreamError): void;
@@ -466,19 +467,19 @@ export class Connection {
       this.onClientClose();
       return;
     }
-    this.ctx.tunnelOpened(this, backend);
     this.tunnel = this.ctx.relay.start(
       client,
       up,
       early,
       rest.length > 0 ? rest : null,
-      { idleTimeoutMs: this.ctx.options.timeouts.idleMs },
+      { idleTimeoutMs: this.ctx.options.timeouts.idleMs, onMove: (m) => this.ctx.tunnelMoved(this, backend, m) },
       (stats) => {
         this.state = State.Closed;
         this.ctx.tunnelClosed(this, backend, stats);
         this.ctx.connectionClosed(this);
       },
     );
+    this.ctx.tunnelOpened(this, backend, this.tunnel.relay); // the relay never ends a tunnel inside start()
     // A tunnel may live for hours: keep nothing of the handshake it no longer needs.
     this.req = null;
     this.info = null;

@@ -15,6 +15,8 @@ export const channels = {
   upstreamError: diagnostics.channel('wsplice:upstream-error'),
   /** { id, backend, relay } a tunnel opened. */
   tunnelOpen: diagnostics.channel('wsplice:tunnel-open'),
+  /** { id, backend, from, to, bytesUp, bytesDown } a tunnel moved to another relay. */
+  relayMoved: diagnostics.channel('wsplice:relay-moved'),
   /** { id, backend, bytesUp, bytesDown, durationMs, reason } a tunnel closed. */
   tunnelClose: diagnostics.channel('wsplice:tunnel-close'),
 };

@@ -9,14 +9,14 @@ import type { ProxyOptions } from './options.js';
 
 export { Proxy } from './server.js';
 export type {
-  ListenTarget, ProxyEvents, ProxyStats, RefusedEvent, TunnelCloseEvent, TunnelEvent, UpstreamErrorEvent,
+  ListenTarget, ProxyEvents, ProxyStats, RefusedEvent, RelayMovedEvent, TunnelCloseEvent, TunnelEvent, UpstreamErrorEvent,
 } from './server.js';
 export type {
   ForwardingConfig, LimitConfig, ProxyOptions, RouteConfig, TimeoutConfig, UpstreamConfig, UpstreamServerConfig,
 } from './options.js';
 export { DEFAULT_LIMITS, DEFAULT_TIMEOUTS } from './options.js';
 export { BadRequestError, ConfigError, HandshakeError, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
-export type { TunnelCloseReason, TunnelStats } from './relay/types.js';
+export type { RelayKind, TunnelCloseReason, TunnelMove, TunnelStats } from './relay/types.js';
 export { acceptFor } from './websocket/handshake.js';
 export { llhttpBuild } from './http1/llhttp.js';
 

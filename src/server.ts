@@ -10,7 +10,7 @@ import { ConfigError, type UpstreamError, type WspliceError } from './errors.js'
 import { ParserPool, TYPE_REQUEST, TYPE_RESPONSE } from './http1/llhttp.js';
 import { resolveOptions, type ProxyOptions, type ResolvedOptions } from './options.js';
 import { selectRelay } from './relay/index.js';
-import type { Relay, TunnelStats } from './relay/types.js';
+import type { Relay, RelayKind, TunnelMove, TunnelStats } from './relay/types.js';
 import { Router } from './router.js';
 import { UpstreamGroup, type Backend } from './upstream/group.js';
 
@@ -18,7 +18,13 @@ export interface TunnelEvent {
   id: number;
   remoteAddress: string;
   backend: string;
-  relay: 'js' | 'splice';
+  relay: RelayKind;
+}
+
+/** A tunnel moved to another relay ('auto': from 'js' to 'splice'). */
+export interface RelayMovedEvent extends TunnelMove {
+  id: number;
+  backend: string;
 }
 
 export interface TunnelCloseEvent extends TunnelStats {
@@ -57,6 +63,7 @@ export interface ProxyStats {
 export interface ProxyEvents {
   tunnel: [TunnelEvent];
   tunnelClose: [TunnelCloseEvent];
+  relayMoved: [RelayMovedEvent];
   refused: [RefusedEvent];
   upstreamError: [UpstreamErrorEvent];
   listening: [AddressInfo | string];
@@ -109,12 +116,17 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       responseParsers: new ParserPool(TYPE_RESPONSE, { ...limits, maxHeaders: Math.max(limits.maxHeaders, 200) }),
       relay,
       draining: false,
-      tunnelOpened(c: Connection, backend: Backend) {
+      tunnelOpened(c: Connection, backend: Backend, kind: RelayKind) {
         self.counters.tunnels++;
         self.counters.tunnelsTotal++;
-        const ev: TunnelEvent = { id: c.id, remoteAddress: c.remoteAddress, backend: backend.label, relay: relay.kind };
+        const ev: TunnelEvent = { id: c.id, remoteAddress: c.remoteAddress, backend: backend.label, relay: kind };
         if (channels.tunnelOpen.hasSubscribers) channels.tunnelOpen.publish(ev);
         if (self.listenerCount('tunnel') > 0) self.emit('tunnel', ev);
+      },
+      tunnelMoved(c: Connection, backend: Backend, move: TunnelMove) {
+        const ev: RelayMovedEvent = { id: c.id, backend: backend.label, ...move };
+        if (channels.relayMoved.hasSubscribers) channels.relayMoved.publish(ev);
+        if (self.listenerCount('relayMoved') > 0) self.emit('relayMoved', ev);
       },
       tunnelClosed(c: Connection, backend: Backend, stats: TunnelStats) {
         self.counters.tunnels--;

@@ -1,4 +1,4 @@
-// The native splice relay (src/relay/native.ts + src/native/relay.cc) over real
+// The native splice relay (src/relay/native.ts + src/native/) over real
 // loopback sockets. Skips cleanly when the addon is not built.
 import t from 'tap';
 import net from 'node:net';
@@ -196,19 +196,13 @@ function sink(s: net.Socket): Promise<{ bytes: number; sha: string }> {
   });
 }
 
-function run(): void {
-  const h = new Harness();
-  const relays = new Map<NativeMode, NativeRelay>();
-  for (const mode of ['adaptive', 'splice', 'copy'] as const) {
-    const r = loadNativeRelay({ mode }).relay;
-    if (r === null) throw new Error('addon loaded once but not twice');
-    relays.set(mode, r);
-  }
-  const relayOf = (m: NativeMode): NativeRelay => relays.get(m)!;
+const h = new Harness();
+const relays = new Map<NativeMode, NativeRelay>();
+const relayOf = (m: NativeMode): NativeRelay => relays.get(m)!;
+const MiB = 1 << 20;
 
-  t.before(() => h.listen());
-  t.teardown(() => h.close());
-
+/** The loader, and what the relay hands to its fallback. */
+function loadingCases(): void {
   t.test('loads, kind splice', async (t) => {
     t.equal(probe.relay!.kind, 'splice');
     t.match(probe.reason, /loaded/);
@@ -234,7 +228,7 @@ function run(): void {
       start(c, u, _up, _down, _o, onEnd) {
         handed = [c, u];
         setImmediate(() => onEnd({ bytesUp: 0, bytesDown: 0, durationMs: 0, reason: 'shutdown' }));
-        return { bytesUp: 0, bytesDown: 0, close() {} };
+        return { relay: 'js', bytesUp: 0, bytesDown: 0, close() {} };
       },
     };
     const relay = loadNativeRelay({ fallback }).relay!;
@@ -252,7 +246,10 @@ function run(): void {
     handed![0].destroy();
     handed![1].destroy();
   });
+}
 
+/** Echo and half-close, each mode. */
+function halfCloseCases(): void {
   for (const mode of ['adaptive', 'splice', 'copy'] as const) {
     t.test(`${mode}: echo both ways, half-close client first`, async (t) => {
       const relay = relayOf(mode);
@@ -292,7 +289,10 @@ function run(): void {
       t.equal(stats.bytesUp, 'late client bytes'.length);
     });
   }
+}
 
+/** What JS held at the hand-over arrives first, in order. */
+function handOverCases(): void {
   t.test('early data and JS-buffered bytes are written first, in order; no FIN at hand-over', async (t) => {
     const p = await h.pair(relayOf('adaptive'), {
       toUpstream: Buffer.from('[early-up]'),
@@ -325,8 +325,10 @@ function run(): void {
     t.equal(stats.bytesUp, '[early-up][buffered-up][late-up]'.length);
     t.equal(stats.bytesDown, '[early-down][buffered-down][late-down]'.length, 'head bytes are not tunnel bytes');
   });
+}
 
-  const MiB = 1 << 20;
+/** Bulk, checksummed, each mode and concurrently. */
+function bulkCases(): void {
   for (const [mode, size] of [
     ['adaptive', 256 * MiB],
     ['splice', 256 * MiB],
@@ -387,7 +389,10 @@ function run(): void {
       }),
     );
   });
+}
 
+/** Other address families: IPv6 and Unix sockets. */
+function addressCases(): void {
   for (const mode of ['splice', 'copy'] as const) {
     t.test(`${mode}: IPv6 client, Unix-socket upstream, 16 MiB each way`, async (t) => {
       const dir = mkdtempSync(join(tmpdir(), 'wsplice-'));
@@ -423,7 +428,10 @@ function run(): void {
       rmSync(dir, { recursive: true, force: true });
     });
   }
+}
 
+/** Resets are relayed as resets. */
+function resetCases(): void {
   t.test('RST from the client mid-stream', async (t) => {
     const p = await h.pair(relayOf('splice'));
     const first = readN(p.server, 1000);
@@ -466,7 +474,10 @@ function run(): void {
     t.ok(stats.bytesDown >= 4 * MiB);
     p.client.destroy();
   });
+}
 
+/** Ends the proxy asks for: idle timeout, close(). */
+function closeCases(): void {
   t.test('idle timeout is enforced natively', async (t) => {
     const p = await h.pair(relayOf('adaptive'), { idleTimeoutMs: 150 });
     p.server.on('data', (c: Buffer) => p.server.write(c));
@@ -515,7 +526,10 @@ function run(): void {
     p.client.destroy();
     p.server.destroy();
   });
+}
 
+/** A thousand tunnels: every end reported once, no fd left. */
+function scaleCases(): void {
   t.test('1,000 tunnels that end the instant they are handed over: every onEnd arrives, once', { timeout: 60_000 }, async (t) => {
     // Both peers have sent FIN before start(): the relay thread ends each tunnel
     // as soon as it registers it, racing the JS thread that is still in open().
@@ -589,9 +603,16 @@ function run(): void {
   });
 }
 
-// Last: run() uses the classes above.
+// Last: the cases use the classes above.
 if (probe.relay === null) {
   t.plan(0, `native relay not available: ${probe.reason}`);
 } else {
-  run();
+  for (const mode of ['adaptive', 'splice', 'copy'] as const) {
+    const r = loadNativeRelay({ mode }).relay;
+    if (r === null) throw new Error('addon loaded once but not twice');
+    relays.set(mode, r);
+  }
+  t.before(() => h.listen());
+  t.teardown(() => h.close());
+  for (const cases of [loadingCases, halfCloseCases, handOverCases, bulkCases, addressCases, resetCases, closeCases, scaleCases]) cases();
 }

@@ -2,7 +2,9 @@
  * Tunnel behaviour, run against every relay this machine has: the JS relay
  * always, the native splice relay when its addon is built.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import net, { type Socket } from 'node:net';
 import t from 'tap';
 import { acceptFor, createProxy } from '../src/index.js';
@@ -16,6 +18,18 @@ try {
 } catch (err) {
   t.comment(`splice relay not tested: ${(err as Error).message}`);
 }
+
+t.test('require() loads the library and picks the relay (no top-level await)', async (t) => {
+  // The compiled package, as a CommonJS user loads it (npm test builds dist first).
+  const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
+  const code = `const m = require(${JSON.stringify(entry)});
+    const p = m.createProxy({ upstreams: { b: { servers: ['127.0.0.1:1'] } } });
+    console.log(JSON.stringify({ kind: p.relayKind, note: p.relayNote }));`;
+  const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim()) as { kind: string; note: string };
+  t.equal(out.kind, relays.includes('splice') ? 'splice' : 'js', out.note);
+});
 
 /** A backend that completes the handshake, then hands the raw socket to `tunnel`. */
 async function tunnelBackend(tunnel: (sock: Socket) => void): Promise<RawBackend> {
@@ -111,6 +125,38 @@ for (const relay of relays) {
       t.equal(stats.relay, 'splice');
       t.equal(stats.bytesUp, 11);
       t.equal(stats.bytesDown, 11);
+    });
+
+    t.test('the tunnel event names the relay that runs it; a move is an event of its own', async (t) => {
+      const backend = await tunnelBackend((sock) => sock.pipe(sock));
+      const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, relay });
+      await proxy.listen({ host: '127.0.0.1', port: 0 });
+      t.teardown(async () => { await proxy.close(); await backend.close(); });
+      const opened = new Promise<{ id: number; relay: string }>((r) => proxy.once('tunnel', r));
+      const moves: Array<{ id: number; from: string; to: string; bytesUp: number; bytesDown: number }> = [];
+      proxy.on('relayMoved', (e) => moves.push(e));
+      const ended = new Promise<{ id: number; relay?: string }>((r) => proxy.once('tunnelClose', r));
+      const s = await openTunnel((proxy.address() as net.AddressInfo).port);
+      let echoed = 0;
+      s.on('data', (d: Buffer) => (echoed += d.length));
+      s.resume();
+      const ev = await opened;
+      t.equal(ev.relay, relay === 'splice' ? 'splice' : 'js', 'what carries the tunnel at its start');
+      // Past 'auto''s byte threshold (256 KiB), so the tunnel moves.
+      for (let i = 0; i < 8; i++) s.write(Buffer.alloc(64 * 1024, i));
+      await waitFor(() => echoed === 8 * 64 * 1024, 5000, 'echo of 512 KiB');
+      if (relay === 'auto') await waitFor(() => moves.length === 1, 5000, 'the move');
+      s.end();
+      const closed = await ended;
+      if (relay === 'auto') {
+        t.equal(moves.length, 1, 'one move');
+        t.match(moves[0], { id: ev.id, from: 'js', to: 'splice' });
+        t.ok(moves[0]!.bytesUp > 0 && moves[0]!.bytesUp <= 8 * 64 * 1024, 'bytes carried before the move');
+      } else {
+        t.equal(moves.length, 0, 'a tunnel on one relay never moves');
+      }
+      t.equal(closed.id, ev.id);
+      t.equal(closed.relay, relay === 'js' ? 'js' : 'splice');
     });
 
     t.test('half-close from the client is relayed as a FIN and the upstream may still answer', async (t) => {

@@ -30,18 +30,30 @@
 
 namespace {
 
-// Close reasons; the numbers are mirrored in src/relay/native.ts.
-enum Reason : int {
-  kClientClosed = 0,
-  kUpstreamClosed = 1,
-  kClientError = 2,
-  kUpstreamError = 3,
-  kIdleTimeout = 4,
-  kShutdown = 5,
-};
+// Close reasons and modes: the one definition. The addon exports both tables
+// (`reasons`, `modes`), so JS reads the numbers instead of repeating them.
+#define WSPLICE_REASONS(X)            \
+  X(kClientClosed, "client-closed")   \
+  X(kUpstreamClosed, "upstream-closed") \
+  X(kClientError, "client-error")     \
+  X(kUpstreamError, "upstream-error") \
+  X(kIdleTimeout, "idle-timeout")     \
+  X(kShutdown, "shutdown")
 
-// Per-tunnel modes; mirrored in src/relay/native.ts.
-enum Mode : int { kModeSplice = 0, kModeCopy = 1, kModeAdaptive = 2 };
+#define WSPLICE_MODES(X)        \
+  X(kModeSplice, "splice")      \
+  X(kModeCopy, "copy")          \
+  X(kModeAdaptive, "adaptive")
+
+#define WSPLICE_ENUM(id, name) id,
+enum Reason : int { WSPLICE_REASONS(WSPLICE_ENUM) kReasonCount };
+enum Mode : int { WSPLICE_MODES(WSPLICE_ENUM) kModeCount };
+#undef WSPLICE_ENUM
+
+#define WSPLICE_NAME(id, name) name,
+const char* const kReasonNames[] = {WSPLICE_REASONS(WSPLICE_NAME)};
+const char* const kModeNames[] = {WSPLICE_MODES(WSPLICE_NAME)};
+#undef WSPLICE_NAME
 
 constexpr size_t kScratch = 128 * 1024;      // recv size in copy mode (one per thread)
 constexpr ssize_t kBulkRead = 64 * 1024;     // adaptive: a read this large means bulk -> splice
@@ -654,19 +666,33 @@ void CallJs(Napi::Env env, Napi::Function fn, Engine* engine, Done* done) {
 
 class Addon : public Napi::Addon<Addon> {
  public:
-  Addon(Napi::Env /*env*/, Napi::Object exports) {
+  Addon(Napi::Env env, Napi::Object exports) {
     DefineAddon(exports, {
                              InstanceMethod("init", &Addon::Setup),
                              InstanceMethod("open", &Addon::Open),
                              InstanceMethod("close", &Addon::Close),
                              InstanceMethod("configure", &Addon::Configure),
                              InstanceMethod("stats", &Addon::Stats),
+                             InstanceValue("reasons", Table(env, kReasonNames, kReasonCount), napi_enumerable),
+                             InstanceValue("modes", Modes(env), napi_enumerable),
                          });
   }
 
   ~Addon() { delete engine_; }
 
  private:
+  static Napi::Array Table(Napi::Env env, const char* const* names, int n) {
+    Napi::Array a = Napi::Array::New(env, n);
+    for (int i = 0; i < n; i++) a.Set(i, Napi::String::New(env, names[i]));
+    return a;
+  }
+
+  static Napi::Object Modes(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    for (int i = 0; i < kModeCount; i++) o.Set(kModeNames[i], Napi::Number::New(env, i));
+    return o;
+  }
+
   // init(onDone): once per environment.
   Napi::Value Setup(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -703,7 +729,7 @@ class Addon : public Napi::Addon<Addon> {
       Napi::TypeError::New(env, "counters must be a Float64Array(2)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    if (mode < kModeSplice || mode > kModeAdaptive) {
+    if (mode < 0 || mode >= kModeCount) {
       Napi::RangeError::New(env, "bad mode").ThrowAsJavaScriptException();
       return env.Undefined();
     }
@@ -781,7 +807,7 @@ class Addon : public Napi::Addon<Addon> {
     if (engine_ == nullptr || !engine_->running() || info.Length() < 2) return env.Undefined();
     double id = info[0].As<Napi::Number>().DoubleValue();
     int reason = info[1].As<Napi::Number>().Int32Value();
-    if (reason < kClientClosed || reason > kShutdown) reason = kShutdown;
+    if (reason < 0 || reason >= kReasonCount) reason = kShutdown;
     engine_->Push(Cmd{Cmd::kClose, nullptr, static_cast<uint64_t>(id), reason});
     return env.Undefined();
   }

@@ -6,47 +6,31 @@
  */
 import type { Socket } from 'node:net';
 import { resetOrDestroy } from '../sockets.js';
-import type { Relay, RelayOptions, Tunnel, TunnelCloseReason, TunnelStats } from './types.js';
+import { RelayTunnel, type Carrier } from './tunnel.js';
+import type { Relay } from './types.js';
 
-/** The idle check runs this many times per idle period: closes within [T, 1.25 T). */
-const IDLE_SLICES = 4;
-
-/**
- * When to offer a JS tunnel to a faster relay (see promote.ts): once it has
- * moved `afterBytes`, or lived `afterMs`. Short tunnels never pay the hand-over.
- */
-export interface PromoteWhen {
-  afterBytes: number;
-  afterMs: number;
-  /** Called once, from a fresh turn of the event loop, never inside a socket callback. */
-  offer(): void;
+/** Calls `hit` once, from inside a socket callback, when the tunnel has carried `bytes`. */
+export interface Watermark {
+  bytes: number;
+  hit(): void;
 }
 
-export class JsTunnel implements Tunnel {
+export class JsCarrier implements Carrier {
+  readonly kind = 'js' as const;
+  readonly keepsIdle = false;
   bytesUp = 0;
   bytesDown = 0;
-  private readonly started = Date.now();
-  private reason: TunnelCloseReason | null = null;
   private done = false;
   private closed = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private lastTotal = -1;
-  private quiet = 0;
-  /** Total bytes at which to offer promotion (0: never, or already offered). */
-  private promoteAt = 0;
-  private promoteTimer: NodeJS.Timeout | null = null;
-  private readonly promote: PromoteWhen | null;
+  /** Total bytes at which to call watch.hit() (0: none, or already called). */
+  private watchAt = 0;
 
   constructor(
+    private readonly tunnel: RelayTunnel,
     private readonly client: Socket,
     private readonly upstream: Socket,
-    toUpstream: Buffer | null,
-    toClient: Buffer | null,
-    options: RelayOptions,
-    private readonly onEnd: (stats: TunnelStats) => void,
-    promote: PromoteWhen | null = null,
+    private readonly watch: Watermark | null = null,
   ) {
-    this.promote = promote;
     this.onClientData = this.onClientData.bind(this);
     this.onUpstreamData = this.onUpstreamData.bind(this);
     this.onClientDrain = this.onClientDrain.bind(this);
@@ -56,6 +40,7 @@ export class JsTunnel implements Tunnel {
     this.onClientError = this.onClientError.bind(this);
     this.onUpstreamError = this.onUpstreamError.bind(this);
     this.onSocketClose = this.onSocketClose.bind(this);
+    if (watch !== null) this.watchAt = watch.bytes;
 
     client.on('data', this.onClientData);
     upstream.on('data', this.onUpstreamData);
@@ -67,7 +52,11 @@ export class JsTunnel implements Tunnel {
     upstream.on('error', this.onUpstreamError);
     client.on('close', this.onSocketClose);
     upstream.on('close', this.onSocketClose);
+  }
 
+  /** Write the early bytes and start reading; call once the tunnel carries this. */
+  begin(toUpstream: Buffer | null, toClient: Buffer | null): void {
+    const { client, upstream } = this;
     if (toClient !== null && toClient.length > 0) {
       this.bytesDown += toClient.length;
       if (!client.write(toClient)) upstream.pause();
@@ -78,44 +67,22 @@ export class JsTunnel implements Tunnel {
     }
     if (upstream.writableLength === 0) client.resume();
     if (client.writableLength === 0) upstream.resume();
-
-    if (options.idleTimeoutMs > 0) {
-      this.timer = setTimeout(this.onIdleCheck.bind(this), Math.max(1, Math.floor(options.idleTimeoutMs / IDLE_SLICES)));
-      this.timer.unref();
-    }
-    if (promote !== null) {
-      this.offerPromotion = this.offerPromotion.bind(this);
-      this.promoteAt = promote.afterBytes;
-      this.promoteTimer = setTimeout(this.offerPromotion, promote.afterMs);
-      this.promoteTimer.unref();
-    }
     // A socket may already be gone by the time the handshake finished.
     if (client.closed) this.onSocketClose();
     if (upstream.closed) this.onSocketClose();
   }
 
-  private offerPromotion(): void {
-    this.promoteAt = 0;
-    if (this.promoteTimer !== null) {
-      clearTimeout(this.promoteTimer);
-      this.promoteTimer = null;
-    }
-    if (!this.done) setImmediate(this.promote!.offer);
-  }
-
   /**
-   * Hand both sockets back, still open, to move the tunnel to another relay.
-   * Refused (null) once either side has ended, errored or closed: a FIN that
-   * JS has already read could not be seen by the next relay.
+   * Hand both sockets back, still open and paused, to move the tunnel to another
+   * carrier. Refused (false) once either side has ended, errored or closed: a FIN
+   * that JS has already read could not be seen by the next carrier.
    */
-  release(): { bytesUp: number; bytesDown: number } | null {
+  release(): boolean {
     const c = this.client;
     const u = this.upstream;
-    if (this.done || this.reason !== null || c.destroyed || u.destroyed) return null;
-    if (c.readableEnded || u.readableEnded || c.writableEnded || u.writableEnded) return null;
+    if (this.done || this.tunnel.ended || c.destroyed || u.destroyed) return false;
+    if (c.readableEnded || u.readableEnded || c.writableEnded || u.writableEnded) return false;
     this.done = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    if (this.promoteTimer !== null) clearTimeout(this.promoteTimer);
     c.removeListener('data', this.onClientData);
     u.removeListener('data', this.onUpstreamData);
     c.removeListener('drain', this.onClientDrain);
@@ -124,26 +91,31 @@ export class JsTunnel implements Tunnel {
     u.removeListener('end', this.onUpstreamEnd);
     c.removeListener('close', this.onSocketClose);
     u.removeListener('close', this.onSocketClose);
-    // Until the next relay owns them, an error must not go unheard (it would throw).
+    // Until the next carrier owns them, an error must not go unheard (it would throw).
     c.removeListener('error', this.onClientError);
     u.removeListener('error', this.onUpstreamError);
     c.on('error', noop);
     u.on('error', noop);
     c.pause();
     u.pause();
-    return { bytesUp: this.bytesUp, bytesDown: this.bytesDown };
+    return true;
   }
 
   private onClientData(chunk: Buffer): void {
     this.bytesUp += chunk.length;
     if (!this.upstream.write(chunk)) this.client.pause();
-    if (this.promoteAt !== 0 && this.bytesUp + this.bytesDown >= this.promoteAt) this.offerPromotion();
+    if (this.watchAt !== 0 && this.bytesUp + this.bytesDown >= this.watchAt) this.reached();
   }
 
   private onUpstreamData(chunk: Buffer): void {
     this.bytesDown += chunk.length;
     if (!this.client.write(chunk)) this.upstream.pause();
-    if (this.promoteAt !== 0 && this.bytesUp + this.bytesDown >= this.promoteAt) this.offerPromotion();
+    if (this.watchAt !== 0 && this.bytesUp + this.bytesDown >= this.watchAt) this.reached();
+  }
+
+  private reached(): void {
+    this.watchAt = 0;
+    this.watch!.hit();
   }
 
   private onUpstreamDrain(): void {
@@ -155,27 +127,28 @@ export class JsTunnel implements Tunnel {
   }
 
   private onClientEnd(): void {
-    if (this.reason === null) this.reason = 'client-closed';
+    this.tunnel.note('client-closed');
     this.upstream.end();
   }
 
   private onUpstreamEnd(): void {
-    if (this.reason === null) this.reason = 'upstream-closed';
+    this.tunnel.note('upstream-closed');
     this.client.end();
   }
 
   private onClientError(): void {
-    if (this.reason === null) this.reason = 'client-error';
+    this.tunnel.note('client-error');
     // Relay the reset: the upstream learns the client is gone, not that it said goodbye.
     resetOrDestroy(this.upstream);
   }
 
   private onUpstreamError(): void {
-    if (this.reason === null) this.reason = 'upstream-error';
+    this.tunnel.note('upstream-error');
     resetOrDestroy(this.client);
   }
 
   private onSocketClose(): void {
+    if (this.done) return;
     if (++this.closed < 2) {
       // One side is fully closed. If the other has nothing left to say to it, end that too.
       const other = this.client.destroyed ? this.upstream : this.client;
@@ -190,21 +163,8 @@ export class JsTunnel implements Tunnel {
     this.finish();
   }
 
-  private onIdleCheck(): void {
-    const total = this.bytesUp + this.bytesDown;
-    if (total !== this.lastTotal) {
-      this.lastTotal = total;
-      this.quiet = 0;
-    } else if (++this.quiet >= IDLE_SLICES) {
-      this.close('idle-timeout');
-      return;
-    }
-    this.timer!.refresh();
-  }
-
-  close(reason: TunnelCloseReason): void {
+  stop(): void {
     if (this.done) return;
-    if (this.reason === null || reason === 'shutdown' || reason === 'idle-timeout') this.reason = reason;
     this.client.destroy();
     this.upstream.destroy();
     this.finish();
@@ -213,17 +173,9 @@ export class JsTunnel implements Tunnel {
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    if (this.promoteTimer !== null) clearTimeout(this.promoteTimer);
     if (!this.client.destroyed) this.client.destroy();
     if (!this.upstream.destroyed) this.upstream.destroy();
-    this.onEnd({
-      bytesUp: this.bytesUp,
-      bytesDown: this.bytesDown,
-      durationMs: Date.now() - this.started,
-      reason: this.reason ?? 'client-closed',
-      relay: 'js',
-    });
+    this.tunnel.finish();
   }
 }
 
@@ -232,6 +184,10 @@ function noop(): void {}
 export const jsRelay: Relay = {
   kind: 'js',
   start(client, upstream, toUpstream, toClient, options, onEnd) {
-    return new JsTunnel(client, upstream, toUpstream, toClient, options, onEnd);
+    const tunnel = new RelayTunnel(options, onEnd);
+    const carrier = new JsCarrier(tunnel, client, upstream);
+    tunnel.carry(carrier);
+    carrier.begin(toUpstream, toClient);
+    return tunnel.opened();
   },
 };

@@ -6,8 +6,10 @@
  * costs the event loop nothing from then on.
  */
 import type { Socket } from 'node:net';
-import { JsTunnel } from './js.js';
-import type { Relay, RelayOptions, Tunnel, TunnelCloseReason, TunnelStats } from './types.js';
+import { JsCarrier, type Watermark } from './js.js';
+import type { NativeRelay } from './native.js';
+import { RelayTunnel } from './tunnel.js';
+import type { Relay } from './types.js';
 
 export interface PromoteOptions {
   /** Default 256 KiB. */
@@ -20,67 +22,57 @@ export interface PromoteOptions {
   afterMs?: number;
 }
 
-class PromotingTunnel implements Tunnel {
-  private current: Tunnel;
-  private readonly js: JsTunnel;
-  private baseUp = 0;
-  private baseDown = 0;
-  private readonly started = Date.now();
+/** One tunnel's way from the JS carrier to the native one. */
+class Promotion implements Watermark {
+  readonly bytes: number;
+  private timer: NodeJS.Timeout | null;
+  private offered = false;
+  readonly js: JsCarrier;
 
   constructor(
-    private readonly native: Relay,
+    private readonly native: NativeRelay,
+    private readonly tunnel: RelayTunnel,
     private readonly client: Socket,
     private readonly upstream: Socket,
-    toUpstream: Buffer | null,
-    toClient: Buffer | null,
-    private readonly options: RelayOptions,
-    private readonly onEnd: (stats: TunnelStats) => void,
     when: Required<PromoteOptions>,
   ) {
-    this.js = new JsTunnel(client, upstream, toUpstream, toClient, options, onEnd, {
-      afterBytes: when.afterBytes,
-      afterMs: when.afterMs,
-      offer: this.promote.bind(this),
-    });
-    this.current = this.js;
+    this.bytes = when.afterBytes;
+    this.hit = this.hit.bind(this);
+    this.move = this.move.bind(this);
+    this.js = new JsCarrier(tunnel, client, upstream, this);
+    this.timer = setTimeout(this.hit, when.afterMs);
+    this.timer.unref();
   }
 
-  private promote(): void {
-    const moved = this.js.release();
-    if (moved === null) return; // ended, or half-closed: stays on the JS relay
-    this.baseUp = moved.bytesUp;
-    this.baseDown = moved.bytesDown;
-    this.current = this.native.start(this.client, this.upstream, null, null, this.options, (s) => {
-      this.onEnd({
-        bytesUp: this.baseUp + s.bytesUp,
-        bytesDown: this.baseDown + s.bytesDown,
-        durationMs: Date.now() - this.started,
-        reason: s.reason,
-        relay: s.relay ?? this.native.kind,
-      });
-    });
+  /** From a socket callback or the timer: move from a fresh turn of the event loop. */
+  hit(): void {
+    if (this.offered) return;
+    this.offered = true;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (!this.tunnel.ended) setImmediate(this.move);
   }
 
-  get bytesUp(): number {
-    return this.current === this.js ? this.js.bytesUp : this.baseUp + this.current.bytesUp;
-  }
-
-  get bytesDown(): number {
-    return this.current === this.js ? this.js.bytesDown : this.baseDown + this.current.bytesDown;
-  }
-
-  close(reason: TunnelCloseReason): void {
-    this.current.close(reason);
+  private move(): void {
+    // Refused once a side has ended or errored: the tunnel stays on JS to its end.
+    if (!this.js.release()) return;
+    this.native.carry(this.tunnel, this.client, this.upstream, null, null);
   }
 }
 
 /** A relay that starts tunnels on JS and promotes long or busy ones to `native`. */
-export function promotingRelay(native: Relay, options: PromoteOptions = {}): Relay {
+export function promotingRelay(native: NativeRelay, options: PromoteOptions = {}): Relay {
   const when = { afterBytes: options.afterBytes ?? 256 * 1024, afterMs: options.afterMs ?? 250 };
   return {
     kind: native.kind,
     start(client, upstream, toUpstream, toClient, relayOptions, onEnd) {
-      return new PromotingTunnel(native, client, upstream, toUpstream, toClient, relayOptions, onEnd, when);
+      const tunnel = new RelayTunnel(relayOptions, onEnd);
+      const p = new Promotion(native, tunnel, client, upstream, when);
+      tunnel.carry(p.js);
+      p.js.begin(toUpstream, toClient);
+      return tunnel.opened();
     },
   };
 }

@@ -1,5 +1,8 @@
 import type { Socket } from 'node:net';
 
+/** Which relay carries a tunnel's bytes: the JS loop, or the native splice(2) engine. */
+export type RelayKind = 'js' | 'splice';
+
 /** Why a tunnel ended. Stable strings: they appear in events and logs. */
 export type TunnelCloseReason =
   | 'client-closed'     // both directions finished (FIN each way) or the client closed first
@@ -17,19 +20,31 @@ export interface TunnelStats {
   durationMs: number;
   reason: TunnelCloseReason;
   /** The relay that ended the tunnel (with 'auto', a long tunnel moves from 'js' to 'splice'). */
-  relay?: 'js' | 'splice';
+  relay?: RelayKind;
+}
+
+/** A tunnel moved from one relay to another; counts are those carried before the move. */
+export interface TunnelMove {
+  from: RelayKind;
+  to: RelayKind;
+  bytesUp: number;
+  bytesDown: number;
 }
 
 export interface RelayOptions {
   /** Close the tunnel after this long with no byte either way; 0 disables. */
   idleTimeoutMs: number;
+  /** Called each time the tunnel moves to another relay (never inside `start`). */
+  onMove?: (move: TunnelMove) => void;
 }
 
 /**
  * A running tunnel. The relay owns both sockets from `start` on: it destroys them
- * when the tunnel ends and then calls `onEnd` exactly once.
+ * when the tunnel ends and then calls `onEnd` exactly once, never inside `start`.
  */
 export interface Tunnel {
+  /** The relay carrying the bytes now. */
+  readonly relay: RelayKind;
   readonly bytesUp: number;
   readonly bytesDown: number;
   /** End the tunnel now (graceful shutdown, admin). Calls onEnd with `reason`. */
@@ -42,7 +57,8 @@ export interface Tunnel {
  * the heads are handed in so the relay writes them first, in order.
  */
 export interface Relay {
-  readonly kind: 'js' | 'splice';
+  /** The fastest relay its tunnels run on ('auto' with the addon: 'splice'; each tunnel says what runs it). */
+  readonly kind: RelayKind;
   /**
    * Take over `client` and `upstream`.
    * `toUpstream` / `toClient`: bytes that arrived before the tunnel opened (client

@@ -3,7 +3,7 @@
 // with the proxy in its own process (its CPU time includes the relay thread).
 // Figures in native-notes/splice.md come from this script.
 //
-//   npm run build && node src/native/measure.mjs [relays...] [--bulk-gib=N] [--secs=N] [--idle=N] [--reps=N]
+//   npm run build && node bench/native/measure.mjs [relays...] [--bulk-gib=N] [--secs=N] [--idle=N] [--reps=N]
 //   relays: direct js-pipe splice copy adaptive splice-256k (default: all)
 //
 // Loads: bulk = one connection sending N GiB client -> upstream (1 MiB writes),
