@@ -162,6 +162,7 @@ export class Connection {
       again = false;
       if (this.reqParser === null) {
         this.reqParser = this.ctx.requestParsers.acquire();
+        if (this.reqParser === null) return this.overloaded();
         if (this.requests > 0) this.timer.arm(this.ctx.options.timeouts.headMs); // keep-alive idle -> head
       }
       const p = this.reqParser;
@@ -287,6 +288,8 @@ export class Connection {
   // ---------------------------------------------------------------- upstream side
 
   private connect(group: UpstreamGroup): void {
+    // The response parser is taken first: when none is left no backend connection is opened.
+    if (this.resParser === null && (this.resParser = this.ctx.responseParsers.acquire()) === null) return this.overloaded();
     const backend = group.pick();
     this.backend = backend;
     this.state = State.Connecting;
@@ -315,7 +318,6 @@ export class Connection {
       proto: this.ctx.options.proto,
       fallbackHost: this.backend!.address.kind === 'unix' ? 'localhost' : this.backend!.label,
     });
-    this.resParser = this.ctx.responseParsers.acquire();
     if (info.kind === 'plain') {
       this.state = State.Exchange;
       up.write(head);
@@ -621,6 +623,11 @@ export class Connection {
   private refuse(err: WspliceError, extraHeaders = ''): void {
     this.refused(err);
     this.endWith(errorResponse(err.status, err.message, extraHeaders));
+  }
+
+  /** The parser budget (limits.maxParsers) is spent: 503, nothing reaches a backend. */
+  private overloaded(): void {
+    this.refuse(new WspliceError('WSPLICE_OVERLOADED', 503, 'no head parser free (limits.maxParsers)'));
   }
 
   private fail(code: ErrorCode, reason: string): void {

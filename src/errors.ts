@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'WSPLICE_UPSTREAM_TIMEOUT'     // connect or response head timeout -> 504
   | 'WSPLICE_UPSTREAM_PROTOCOL'    // malformed response or failed 101 validation -> 502
   | 'WSPLICE_UPSTREAM_CLOSED'      // upstream closed before a complete response -> 502
+  | 'WSPLICE_OVERLOADED'           // parser budget (limits.maxParsers) spent -> 503
   | 'WSPLICE_EARLY_DATA_OVERFLOW'  // client pushed more than the cap before the tunnel opened
   | 'WSPLICE_CONFIG';              // invalid options or config file
 

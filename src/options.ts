@@ -5,6 +5,7 @@
  */
 import { ConfigError } from './errors.js';
 import { isSafeValue, isToken, type ForwardPolicy } from './http1/serialize.js';
+import { defaultMaxParsers } from './http1/llhttp.js';
 import { isValidHost } from './http1/semantics.js';
 import { parseAddress, type BackendOptions } from './upstream/group.js';
 
@@ -74,6 +75,12 @@ export interface LimitConfig {
   maxEarlyDataBytes?: number;
   /** Client connections open at once, tunnels included (nginx worker_connections); past it new ones are closed at accept. 0 = no limit. Default 0. */
   maxConnections?: number;
+  /**
+   * Heads parsed at once, per direction (request heads in progress and plain requests' bodies;
+   * response heads). Each parser holds max(maxHeadBytes, 16 KiB) of wasm memory; past the cap a
+   * request is answered 503. 0 = derived: a 1 GiB parser heap, 32,768 each way at the default maxHeadBytes.
+   */
+  maxParsers?: number;
 }
 
 export interface ProxyOptions {
@@ -106,7 +113,7 @@ export const DEFAULT_TIMEOUTS: Readonly<Required<TimeoutConfig>> = {
 };
 
 export const DEFAULT_LIMITS: Readonly<Required<LimitConfig>> = {
-  maxHeadBytes: 16 * 1024, maxHeaders: 100, maxUriBytes: 8 * 1024, maxEarlyDataBytes: 64 * 1024, maxConnections: 0,
+  maxHeadBytes: 16 * 1024, maxHeaders: 100, maxUriBytes: 8 * 1024, maxEarlyDataBytes: 64 * 1024, maxConnections: 0, maxParsers: 0,
 };
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -230,9 +237,10 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   checkKeys(li, 'limits', Object.keys(DEFAULT_LIMITS));
   const limits = { ...DEFAULT_LIMITS };
   for (const k of Object.keys(DEFAULT_LIMITS) as Array<keyof LimitConfig>) {
-    limits[k] = nonNegInt(li[k], `limits.${k}`, DEFAULT_LIMITS[k], k === 'maxConnections' ? 0 : 1);
+    limits[k] = nonNegInt(li[k], `limits.${k}`, DEFAULT_LIMITS[k], k === 'maxConnections' || k === 'maxParsers' ? 0 : 1);
   }
   if (limits.maxHeadBytes < 1024) throw new ConfigError('limits.maxHeadBytes', 'must be at least 1024');
+  if (limits.maxParsers === 0) limits.maxParsers = defaultMaxParsers(limits.maxHeadBytes);
 
   const tunnelProtocols = new Set<string>();
   if (input.tunnelProtocols !== undefined) {

@@ -112,8 +112,8 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     this.ctx = {
       options,
       router: new Router(options.routes, groups),
-      requestParsers: new ParserPool(TYPE_REQUEST, limits),
-      responseParsers: new ParserPool(TYPE_RESPONSE, { ...limits, maxHeaders: Math.max(limits.maxHeaders, 200) }),
+      requestParsers: new ParserPool(TYPE_REQUEST, limits, options.limits.maxParsers),
+      responseParsers: new ParserPool(TYPE_RESPONSE, { ...limits, maxHeaders: Math.max(limits.maxHeaders, 200) }, options.limits.maxParsers),
       relay,
       draining: false,
       tunnelOpened(c: Connection, backend: Backend, kind: RelayKind) {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readRequestHead, readResponseHead } from '../src/http1/head.js';
 import {
-  Ev, F_CHUNKED, F_CONTENT_LENGTH, F_TRANSFER_ENCODING, Limit, Parser, ParserPool, TYPE_REQUEST, TYPE_RESPONSE, llhttpBuild,
+  Ev, F_CHUNKED, F_CONTENT_LENGTH, F_TRANSFER_ENCODING, Limit, Parser, ParserPool, TYPE_REQUEST, TYPE_RESPONSE, defaultMaxParsers, llhttpBuild,
 } from '../src/http1/llhttp.js';
 
 const limits = { maxHeadBytes: 16384, maxHeaders: 100, maxUriBytes: 8192 };
@@ -101,14 +101,60 @@ t.test('strict parsing: llhttp\'s lenient flags stay off', async (t) => {
 
 t.test('response heads, and a pool that reuses parsers', async (t) => {
   const pool = new ParserPool(TYPE_RESPONSE, limits);
-  const p = pool.acquire();
+  const p = pool.acquire()!;
   t.equal(p.execute(Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n'), 0), Ev.Head);
   const r = readResponseHead(p);
   t.equal(r.status, 101);
   t.equal(r.reason, 'Switching Protocols');
   pool.release(p);
-  const q = pool.acquire();
+  const q = pool.acquire()!;
   t.equal(q, p, 'the same parser comes back, reset');
   t.equal(q.execute(Buffer.from('HTTP/1.1 204 No Content\r\n\r\n'), 0), Ev.Head);
   t.equal(readResponseHead(q).status, 204);
+});
+
+t.test('a pool never holds more than its cap: acquire answers null, a release makes room', async (t) => {
+  const pool = new ParserPool(TYPE_REQUEST, limits, 2);
+  const a = pool.acquire();
+  const b = pool.acquire();
+  t.ok(a !== null && b !== null, 'two parsers');
+  t.equal(pool.acquire(), null, 'the third is refused');
+  t.equal(pool.refusals, 1);
+  t.equal(pool.inUse, 2);
+  pool.release(a!);
+  t.equal(pool.acquire(), a, 'the released one comes back');
+  t.equal(defaultMaxParsers(16384), 32768, 'default: 1 GiB of regions over both directions');
+  t.equal(defaultMaxParsers(512 * 1024), 1024);
+});
+
+// Kept last: it grows this process's wasm memory to its 4 GiB limit (virtual; few pages are touched).
+t.test('parsers past 2 GiB of wasm memory work, and past 4 GiB acquire answers null instead of throwing', async (t) => {
+  const big = { maxHeadBytes: 64 * 1024 * 1024, maxHeaders: 100, maxUriBytes: 8192 };
+  const pool = new ParserPool(TYPE_REQUEST, big, 100);
+  const ps: Parser[] = [];
+  let refused = 0;
+  for (let i = 0; i < 80; i++) {
+    const p = pool.acquire();
+    if (p === null) {
+      refused++;
+      continue;
+    }
+    ps.push(p);
+    // Split head: the first part is copied into the region, the rest lands behind it.
+    if (p.execute(Buffer.from(`GET /p${i} HTTP/1.1\r\nHost: h${i}\r\n`), 0) !== Ev.More) t.fail(`parser ${i}: head part`);
+  }
+  t.ok(ps.length > 32, `${ps.length} parsers of 64 MiB: past 2 GiB`);
+  t.ok(refused > 0, `${refused} refused once the 4 GiB wasm32 memory was spent`);
+  let good = 0;
+  ps.forEach((p, i) => {
+    const ev = p.execute(Buffer.from('X-N: v\r\n\r\n'), 0);
+    const h = readRequestHead(p);
+    if (ev === Ev.Head && h.target === `/p${i}` && h.values.join() === `h${i},v`) good++;
+  });
+  t.equal(good, ps.length, 'every parser, below and above 2 GiB, parsed its head');
+  const last = ps.at(-1)!;
+  last.reset();
+  t.equal(last.execute(Buffer.from('GET / HTTP/1.1\r\nBad Name: x\r\n\r\n'), 0), Ev.Error);
+  t.match(last.reason, /header|token|character/i, 'errors above 2 GiB have their reason');
+  t.equal(last.offset, 'GET / HTTP/1.1\r\nBad'.length, 'and their position');
 });

@@ -127,5 +127,3 @@ export function tokens(h: Head, key: string): string[] {
   }
   return out;
 }
-
-export { trimOws };

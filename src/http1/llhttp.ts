@@ -56,7 +56,6 @@ interface LlhttpExports {
   llhttp_get_http_minor(p: number): number;
   llhttp_get_status_code(p: number): number;
   llhttp_get_upgrade(p: number): number;
-  llhttp_should_keep_alive(p: number): number;
   llhttp_message_needs_eof(p: number): number;
   llhttp_finish(p: number): number;
 }
@@ -116,10 +115,11 @@ function load(): LlhttpExports {
   const inst = new WebAssembly.Instance(mod, {
     env: {
       wasm_on_message_begin: () => 0,
-      wasm_on_url: (_p: number, at: number, len: number) => current!.onUrl(at, len),
-      wasm_on_status: (_p: number, at: number, len: number) => current!.onStatus(at, len),
-      wasm_on_header_field: (_p: number, at: number, len: number) => current!.onField(at, len),
-      wasm_on_header_value: (_p: number, at: number, len: number) => current!.onValue(at, len),
+      // Pointers arrive as i32: above 2 GiB of wasm memory they read as negative, so `>>> 0`.
+      wasm_on_url: (_p: number, at: number, len: number) => current!.onUrl(at >>> 0, len),
+      wasm_on_status: (_p: number, at: number, len: number) => current!.onStatus(at >>> 0, len),
+      wasm_on_header_field: (_p: number, at: number, len: number) => current!.onField(at >>> 0, len),
+      wasm_on_header_value: (_p: number, at: number, len: number) => current!.onValue(at >>> 0, len),
       wasm_on_headers_complete: () => current!.onHeadersComplete(),
       wasm_on_body: () => 0,
       wasm_on_message_complete: () => HPE_PAUSED,
@@ -143,6 +143,34 @@ export interface ParserLimits {
   maxHeaders: number;
   maxUriBytes: number;
 }
+
+/** Bytes of wasm memory one parser's head region takes for a given maxHeadBytes. */
+export function parserRegionBytes(maxHeadBytes: number): number {
+  return Math.max(maxHeadBytes, 16 * 1024);
+}
+
+/**
+ * wasm memory the parsers of both directions may take by default. wasm32
+ * addresses stop at 4 GiB and the memory never shrinks; 1 GiB leaves room and
+ * is 32,768 heads in progress each way with the default 16 KiB maxHeadBytes.
+ */
+export const DEFAULT_PARSER_HEAP_BYTES = 1024 * 1024 * 1024;
+
+/** The default `limits.maxParsers` (per direction): half the heap budget over one region. */
+export function defaultMaxParsers(maxHeadBytes: number): number {
+  return Math.max(1, Math.floor(DEFAULT_PARSER_HEAP_BYTES / 2 / parserRegionBytes(maxHeadBytes)));
+}
+
+/** llhttp could not get wasm memory for a parser (the 4 GiB address space or the host ran out). */
+export class ParserMemoryError extends Error {
+  constructor(bytes: number) {
+    super(`llhttp: no wasm memory for a ${bytes}-byte parser region`);
+    this.name = 'ParserMemoryError';
+  }
+}
+
+/** Larger than llhttp_t on wasm32; see the constructor. */
+const LLHTTP_T_PROBE = 256;
 
 /**
  * One llhttp parser and its region of wasm memory. Request parsers parse the
@@ -180,10 +208,21 @@ export class Parser {
     const w = load();
     this.type = type;
     this.limits = limits;
-    this.ptr = w.llhttp_alloc(type);
     // One region holds a whole head; body bytes are parsed through it in slices.
-    this.capacity = Math.max(limits.maxHeadBytes, 16 * 1024);
-    this.region = w.malloc(this.capacity);
+    this.capacity = parserRegionBytes(limits.maxHeadBytes);
+    // wasm pointers are i32 in JS: `>>> 0` keeps addresses past 2 GiB positive.
+    const region = w.malloc(this.capacity) >>> 0;
+    if (region === 0) throw new ParserMemoryError(this.capacity);
+    // llhttp_alloc does not check its malloc: a NULL would be written through. Probe
+    // with a block larger than llhttp_t and free it, so the alloc reuses that room.
+    const probe = w.malloc(LLHTTP_T_PROBE) >>> 0;
+    if (probe === 0) {
+      w.free(region);
+      throw new ParserMemoryError(this.capacity);
+    }
+    w.free(probe);
+    this.region = region;
+    this.ptr = w.llhttp_alloc(type) >>> 0;
     this.spans = new Uint32Array(limits.maxHeaders * 4);
   }
 
@@ -245,7 +284,7 @@ export class Parser {
       }
       return Ev.More;
     }
-    const stop = w.llhttp_get_error_pos(this.ptr) - base;
+    const stop = (w.llhttp_get_error_pos(this.ptr) >>> 0) - base;
     this.offset = start + stop;
     if (ret === HPE_PAUSED || ret === HPE_PAUSED_UPGRADE) {
       w.llhttp_resume(this.ptr);
@@ -285,7 +324,7 @@ export class Parser {
     if (this.limit === Limit.HeadTooLarge) return 'head too large';
     if (this.limit === Limit.TooManyHeaders) return 'too many header fields';
     if (this.limit === Limit.UriTooLong) return 'request target too long';
-    const p = wasm!.llhttp_get_error_reason(this.ptr);
+    const p = wasm!.llhttp_get_error_reason(this.ptr) >>> 0;
     if (p === 0) return `llhttp error ${this.errno}`;
     const mem = view();
     const end = mem.indexOf(0, p);
@@ -294,14 +333,12 @@ export class Parser {
 
   // ---- read after Ev.Head ----
   get method(): string { return methodNames[wasm!.llhttp_get_method(this.ptr)] ?? ''; }
-  get methodCode(): number { return wasm!.llhttp_get_method(this.ptr); }
   get versionMajor(): number { return wasm!.llhttp_get_http_major(this.ptr); }
   get versionMinor(): number { return wasm!.llhttp_get_http_minor(this.ptr); }
   get statusCode(): number { return wasm!.llhttp_get_status_code(this.ptr); }
   get flags(): number { return view().readUInt16LE(this.ptr + OFF_FLAGS); }
   /** Content-Length as parsed (only meaningful with F_CONTENT_LENGTH). */
   get contentLength(): number { return Number(view().readBigUInt64LE(this.ptr + OFF_CONTENT_LENGTH)); }
-  get shouldKeepAlive(): boolean { return wasm!.llhttp_should_keep_alive(this.ptr) === 1; }
   get needsEof(): boolean { return wasm!.llhttp_message_needs_eof(this.ptr) === 1; }
 
   /**
@@ -381,19 +418,59 @@ export class Parser {
   }
 }
 
-/** Parsers are pooled: a tunnel needs one only until its heads are parsed. */
+/**
+ * Parsers are pooled: a tunnel needs one only until its heads are parsed. A pool
+ * never holds more than `max` parsers (in use or idle), so its wasm memory is at
+ * most `max` regions; past that `acquire` answers null and the caller refuses (503).
+ */
 export class ParserPool {
   private readonly free: Parser[] = [];
-  constructor(private readonly type: number, private readonly limits: ParserLimits, private readonly keep = 256) {}
+  /** Parsers of this pool that hold wasm memory now, in use or idle. */
+  private allocated = 0;
+  /** Acquisitions refused since start (the cap reached, or no wasm memory). */
+  refusals = 0;
 
-  acquire(): Parser {
-    const p = this.free.pop() ?? new Parser(this.type, this.limits);
-    p.reset();
+  constructor(
+    private readonly type: number,
+    private readonly limits: ParserLimits,
+    readonly max = defaultMaxParsers(limits.maxHeadBytes),
+    private readonly keep = 256,
+  ) {}
+
+  /** Parsers in use now. */
+  get inUse(): number {
+    return this.allocated - this.free.length;
+  }
+
+  /** A reset parser, or null when the cap is reached or wasm memory ran out. */
+  acquire(): Parser | null {
+    const p = this.free.pop() ?? this.allocate();
+    if (p !== null) p.reset();
     return p;
   }
 
   release(p: Parser): void {
-    if (this.free.length < this.keep) this.free.push(p);
-    else p.destroy();
+    if (this.free.length < this.keep) {
+      this.free.push(p);
+    } else {
+      p.destroy();
+      this.allocated--;
+    }
+  }
+
+  private allocate(): Parser | null {
+    if (this.allocated >= this.max) {
+      this.refusals++;
+      return null;
+    }
+    try {
+      const p = new Parser(this.type, this.limits);
+      this.allocated++;
+      return p;
+    } catch (err) {
+      if (!(err instanceof ParserMemoryError)) throw err;
+      this.refusals++;
+      return null;
+    }
   }
 }
