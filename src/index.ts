@@ -15,6 +15,7 @@ export type {
   ForwardingConfig, LimitConfig, ProxyOptions, RouteConfig, TimeoutConfig, UpstreamConfig, UpstreamServerConfig,
 } from './options.js';
 export { DEFAULT_LIMITS, DEFAULT_TIMEOUTS } from './options.js';
+export { ConfigErrors, type ConfigIssue } from './config/issues.js';
 export { BadRequestError, ConfigError, HandshakeError, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
 export type { RelayKind, TunnelCloseReason, TunnelMove, TunnelStats } from './relay/types.js';
 export { acceptFor } from './websocket/handshake.js';

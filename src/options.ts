@@ -1,13 +1,18 @@
 /**
- * Options: the public shape, the defaults (nginx's where nginx has one), and
- * validation that names the offending field. The same shape is the CLI's JSON
- * config file, plus `listen`.
+ * Options: the public shape, and one table of rows (check, default, nginx
+ * equivalent, flag) per section. `resolveOptions` runs the tables, reports
+ * every problem at once, then builds the resolved form the proxy runs on.
+ * The same shape is the CLI's JSON config file (plus `listen`).
  */
-import { ConfigError } from './errors.js';
-import { isSafeValue, isToken, type ForwardPolicy } from './http1/serialize.js';
+import {
+  arrayOf, bool, defaultsOf, either, int, isObject, nullable, object, oneOf, recordOf, str,
+  type Check, type FieldRow, type Parsed, type Rows,
+} from './config/check.js';
+import { Issues, type SourceMap } from './config/issues.js';
 import { defaultMaxParsers } from './http1/llhttp.js';
+import { isSafeValue, isToken, type ForwardPolicy } from './http1/serialize.js';
 import { isValidHost } from './http1/semantics.js';
-import { parseAddress, type BackendOptions } from './upstream/group.js';
+import { parseAddress, type BackendAddress, type BackendOptions } from './upstream/group.js';
 
 export interface UpstreamServerConfig {
   /** `host:port`, `[v6]:port` or `unix:/path`. */
@@ -96,9 +101,15 @@ export interface ProxyOptions {
   relay?: 'auto' | 'js' | 'splice';
 }
 
+export interface ResolvedUpstream {
+  backends: BackendOptions[];
+  maxFails: number;
+  failTimeoutMs: number;
+}
+
 /** Options after defaults and validation. */
 export interface ResolvedOptions {
-  upstreams: Map<string, { backends: BackendOptions[]; maxFails: number; failTimeoutMs: number }>;
+  upstreams: Map<string, ResolvedUpstream>;
   routes: Array<{ path: string; exact: boolean; upstream: string; hosts: string[] | null }>;
   forward: ForwardPolicy;
   proto: 'http' | 'https';
@@ -108,166 +119,172 @@ export interface ResolvedOptions {
   relay: 'auto' | 'js' | 'splice';
 }
 
-export const DEFAULT_TIMEOUTS: Readonly<Required<TimeoutConfig>> = {
-  headMs: 60_000, keepAliveMs: 75_000, connectMs: 60_000, responseMs: 60_000, idleMs: 60_000, drainMs: 10_000,
+// ---- the tables --------------------------------------------------------------------------------
+
+const ms = (def: number, doc: string, nginx?: string, flag?: string): FieldRow<number> & { default: number } => ({
+  check: int(0), default: def, doc, ...(nginx !== undefined ? { nginx } : {}), ...(flag !== undefined ? { flag: { name: flag, arg: 'MS' } } : {}),
+});
+
+export const TIMEOUT_ROWS = {
+  headMs: ms(60_000, 'whole client request head, not per byte (408)', 'client_header_timeout'),
+  keepAliveMs: ms(75_000, 'idle client connection between requests', 'keepalive_timeout'),
+  connectMs: ms(60_000, 'upstream connect (504)', 'proxy_connect_timeout', '--connect-timeout'),
+  responseMs: ms(60_000, 'upstream response head, and each read of a plain response (504)', 'proxy_read_timeout', '--read-timeout'),
+  idleMs: ms(60_000, 'tunnel with no byte either way; 0 disables', 'proxy_read_timeout', '--idle-timeout'),
+  drainMs: ms(10_000, 'how long close() lets exchanges and tunnels finish', 'worker_shutdown_timeout'),
+} satisfies Rows;
+
+const count = (def: number, min: number, doc: string, nginx?: string): FieldRow<number> & { default: number } => ({
+  check: int(min), default: def, doc, ...(nginx !== undefined ? { nginx } : {}),
+});
+
+export const LIMIT_ROWS = {
+  maxHeadBytes: count(16 * 1024, 1024, 'request head bytes (431)', 'large_client_header_buffers'),
+  maxHeaders: count(100, 1, 'header fields in a head (431)'),
+  maxUriBytes: count(8 * 1024, 1, 'request target bytes (414)', 'large_client_header_buffers'),
+  maxEarlyDataBytes: count(64 * 1024, 1, 'bytes a client may send behind an upgrade head before the 101 (over it: closed)'),
+  maxConnections: count(0, 0, 'client connections open at once, tunnels included; 0 = no limit', 'worker_connections'),
+  maxParsers: count(0, 0, 'heads parsed at once per direction (503 past it); 0 = derived from a 1 GiB parser heap'),
+} satisfies Rows;
+
+/** Headers the proxy writes itself: a configuration may not set them (nor remove the framing ones). */
+const MANAGED_SET = ['host', 'connection', 'upgrade', 'content-length', 'transfer-encoding'];
+const MANAGED_REMOVE = ['host', 'content-length', 'transfer-encoding'];
+
+const headerName = (managed: string[]): Check<string> => ({
+  parse(v, field, is) {
+    if (typeof v !== 'string' || !isToken(v)) is.error(field, 'invalid header name');
+    else if (managed.includes(v.toLowerCase())) is.error(field, 'this header is managed by the proxy');
+    else return v;
+    return undefined;
+  },
+  schema: { type: 'string', pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$" },
+});
+
+const setHeaders: Check<Map<string, string>> = {
+  parse(v, field, is) {
+    const values = recordOf(str(isSafeValue, 'a string without CR, LF or NUL')).parse(v, field, is);
+    if (values === undefined) return undefined;
+    let ok = true;
+    for (const name of values.keys()) ok = headerName(MANAGED_SET).parse(name, `${field}.${name}`, is) !== undefined && ok;
+    return ok ? values : undefined;
+  },
+  schema: { type: 'object', additionalProperties: { type: 'string' } },
 };
 
-export const DEFAULT_LIMITS: Readonly<Required<LimitConfig>> = {
-  maxHeadBytes: 16 * 1024, maxHeaders: 100, maxUriBytes: 8 * 1024, maxEarlyDataBytes: 64 * 1024, maxConnections: 0, maxParsers: 0,
+const hostName = str(isValidHost, 'a host[:port]');
+
+export const FORWARD_ROWS = {
+  host: { check: nullable(hostName), default: null, doc: "Host sent upstream; null keeps the client's", nginx: 'proxy_set_header Host', flag: { name: '--host-header', arg: 'VALUE' } },
+  xForwarded: { check: bool, default: true, doc: 'append X-Forwarded-For, set X-Forwarded-Proto / -Host' },
+  xRealIp: { check: bool, default: false, doc: 'set X-Real-IP to the client address', nginx: 'proxy_set_header X-Real-IP $remote_addr' },
+  setHeaders: { check: setHeaders, default: new Map<string, string>(), doc: "headers set on every forwarded request, replacing the client's", nginx: 'proxy_set_header' },
+  removeHeaders: { check: arrayOf(headerName(MANAGED_REMOVE)), default: [] as string[], doc: 'header names removed from every forwarded request', nginx: 'proxy_set_header NAME ""' },
+  proto: { check: oneOf('http', 'https'), default: 'http', doc: 'X-Forwarded-Proto value ("https" behind a TLS terminator)' },
+} satisfies Rows;
+
+const address: Check<BackendAddress> = {
+  parse(v, field, is) {
+    const a = typeof v === 'string' ? parseAddress(v) : null;
+    if (a !== null) return a;
+    is.error(field, typeof v === 'string' ? `invalid address "${v}" (expected host:port, [v6]:port or unix:/path)` : 'must be "host:port", "[v6]:port", "unix:/path" or {address, weight}');
+    return undefined;
+  },
+  schema: { type: 'string', description: 'host:port, [v6]:port or unix:/path' },
 };
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const SERVER_ROWS = {
+  address: { check: address, default: 'required', doc: 'host:port, [v6]:port or unix:/path' },
+  weight: { check: int(1), default: 1, doc: 'relative share of connections', nginx: 'server ... weight=' },
+} satisfies Rows;
 
-function checkKeys(o: Record<string, unknown>, field: string, allowed: readonly string[]): void {
-  for (const k of Object.keys(o)) {
-    if (!allowed.includes(k)) throw new ConfigError(field ? `${field}.${k}` : k, `unknown option (expected one of ${allowed.join(', ')})`);
-  }
-}
+const server: Check<BackendOptions> = either(
+  { parse: (v, f, is) => { const a = address.parse(v, f, is); return a && { address: a, weight: 1 }; }, schema: address.schema },
+  (v) => typeof v === 'string',
+  object(SERVER_ROWS) as Check<BackendOptions>,
+);
 
-function nonNegInt(v: unknown, field: string, def: number, min = 0): number {
-  if (v === undefined) return def;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new ConfigError(field, `must be an integer >= ${min}`);
-  return v;
-}
+export const UPSTREAM_ROWS = {
+  servers: { check: arrayOf(server, true), default: 'required', doc: 'the backends', nginx: 'server' },
+  maxFails: { check: int(0), default: 1, doc: 'failures before a backend is skipped; 0 never skips', nginx: 'max_fails=' },
+  failTimeoutMs: { check: int(0), default: 10_000, doc: 'how long a failed backend is skipped', nginx: 'fail_timeout=' },
+} satisfies Rows;
 
-function resolveUpstream(name: string, u: unknown): { backends: BackendOptions[]; maxFails: number; failTimeoutMs: number } {
-  const f = `upstreams.${name}`;
-  if (!isObject(u)) throw new ConfigError(f, 'must be an object with servers');
-  checkKeys(u, f, ['servers', 'maxFails', 'failTimeoutMs']);
-  if (!Array.isArray(u.servers) || u.servers.length === 0) throw new ConfigError(`${f}.servers`, 'must be a non-empty array');
-  const backends = u.servers.map((s: unknown, i: number): BackendOptions => {
-    const sf = `${f}.servers[${i}]`;
-    const o: Record<string, unknown> = typeof s === 'string' ? { address: s } : isObject(s) ? s : {};
-    if (typeof s !== 'string') checkKeys(o, sf, ['address', 'weight']);
-    if (typeof o.address !== 'string') throw new ConfigError(sf, 'must be "host:port", "[v6]:port", "unix:/path" or {address, weight}');
-    const address = parseAddress(o.address);
-    if (address === null) throw new ConfigError(sf, `invalid address "${o.address}" (expected host:port, [v6]:port or unix:/path)`);
-    return { address, weight: nonNegInt(o.weight, `${sf}.weight`, 1, 1) };
-  });
-  return {
-    backends,
-    maxFails: nonNegInt(u.maxFails, `${f}.maxFails`, 1),
-    failTimeoutMs: nonNegInt(u.failTimeoutMs, `${f}.failTimeoutMs`, 10_000),
-  };
-}
+export const ROUTE_ROWS = {
+  path: { check: str((p) => p.startsWith('/'), 'a string starting with /'), default: 'required', doc: 'path prefix, or the exact path', nginx: 'location' },
+  exact: { check: bool, default: false, doc: 'match the path exactly', nginx: 'location =' },
+  upstream: { check: str(() => true, 'the name of an upstream'), default: 'required', doc: 'name of an entry in upstreams', nginx: 'proxy_pass' },
+  hosts: { check: arrayOf(hostName), doc: 'virtual server names (matched without port, case-insensitive); omitted = any host', nginx: 'server_name' },
+} satisfies Rows;
 
-/** Apply defaults and validate. Throws ConfigError naming the field. */
-export function resolveOptions(input: unknown): ResolvedOptions {
-  if (!isObject(input)) throw new ConfigError('', 'options must be an object');
-  checkKeys(input, '', ['upstreams', 'routes', 'forwarding', 'timeouts', 'limits', 'tunnelProtocols', 'relay', 'listen']);
-  if (!isObject(input.upstreams) || Object.keys(input.upstreams).length === 0) {
-    throw new ConfigError('upstreams', 'must name at least one upstream group');
-  }
-  const upstreams = new Map<string, ReturnType<typeof resolveUpstream>>();
-  for (const [name, u] of Object.entries(input.upstreams)) upstreams.set(name, resolveUpstream(name, u));
+const section = <R extends Rows>(rows: R, doc: string): { check: Check<Parsed<R>>; default: Parsed<R>; doc: string } => ({
+  check: object(rows), default: defaultsOf(rows) as Parsed<R>, doc,
+});
 
-  let routes: ResolvedOptions['routes'];
-  if (input.routes === undefined) {
-    routes = [{ path: '/', exact: false, upstream: upstreams.keys().next().value as string, hosts: null }];
-  } else {
-    if (!Array.isArray(input.routes) || input.routes.length === 0) throw new ConfigError('routes', 'must be a non-empty array');
-    routes = input.routes.map((r: unknown, i: number) => {
-      const f = `routes[${i}]`;
-      if (!isObject(r)) throw new ConfigError(f, 'must be an object');
-      checkKeys(r, f, ['path', 'exact', 'upstream', 'hosts']);
-      if (typeof r.path !== 'string' || !r.path.startsWith('/')) throw new ConfigError(`${f}.path`, 'must be a string starting with /');
-      if (typeof r.upstream !== 'string' || !upstreams.has(r.upstream)) {
-        throw new ConfigError(`${f}.upstream`, `must name an upstream (one of ${[...upstreams.keys()].join(', ')})`);
-      }
-      if (r.exact !== undefined && typeof r.exact !== 'boolean') throw new ConfigError(`${f}.exact`, 'must be a boolean');
-      let hosts: string[] | null = null;
-      if (r.hosts !== undefined) {
-        if (!Array.isArray(r.hosts) || r.hosts.some((h) => typeof h !== 'string' || !isValidHost(h))) {
-          throw new ConfigError(`${f}.hosts`, 'must be an array of host names');
-        }
-        hosts = (r.hosts as string[]).map((h) => h.toLowerCase());
-      }
-      return { path: r.path, exact: r.exact === true, upstream: r.upstream, hosts };
-    });
-  }
+export const OPTION_ROWS = {
+  upstreams: { check: recordOf(object(UPSTREAM_ROWS), undefined, true), default: 'required', doc: 'upstream groups by name', nginx: 'upstream' },
+  routes: { check: arrayOf(object(ROUTE_ROWS), true), doc: 'routes; omitted = every path to the first upstream', nginx: 'location' },
+  forwarding: section(FORWARD_ROWS, 'what the forwarded request head carries'),
+  timeouts: section(TIMEOUT_ROWS, 'timeouts in milliseconds'),
+  limits: section(LIMIT_ROWS, 'size and count limits'),
+  tunnelProtocols: {
+    check: arrayOf(str((p) => isToken(p.replace('/', '')), 'an Upgrade token')), default: [] as string[],
+    doc: 'Upgrade tokens other than websocket that may be tunnelled',
+  },
+  relay: { check: oneOf('auto', 'js', 'splice'), default: 'auto', doc: 'tunnel relay', flag: { name: '--relay', arg: 'auto|js|splice' } },
+  listen: { check: arrayOf(str(() => true, 'HOST:PORT')), doc: 'listen addresses (config files and the CLI only)', nginx: 'listen' },
+} satisfies Rows;
 
-  const fw = input.forwarding ?? {};
-  if (!isObject(fw)) throw new ConfigError('forwarding', 'must be an object');
-  checkKeys(fw, 'forwarding', ['host', 'xForwarded', 'xRealIp', 'setHeaders', 'removeHeaders', 'proto']);
-  if (fw.host !== undefined && fw.host !== null && (typeof fw.host !== 'string' || !isValidHost(fw.host))) {
-    throw new ConfigError('forwarding.host', 'must be a host[:port] or null');
-  }
-  for (const k of ['xForwarded', 'xRealIp'] as const) {
-    if (fw[k] !== undefined && typeof fw[k] !== 'boolean') throw new ConfigError(`forwarding.${k}`, 'must be a boolean');
-  }
-  const set: Array<[string, string]> = [];
-  if (fw.setHeaders !== undefined) {
-    if (!isObject(fw.setHeaders)) throw new ConfigError('forwarding.setHeaders', 'must be an object of name: value');
-    for (const [name, value] of Object.entries(fw.setHeaders)) {
-      const f = `forwarding.setHeaders.${name}`;
-      if (!isToken(name)) throw new ConfigError(f, 'invalid header name');
-      if (typeof value !== 'string' || !isSafeValue(value)) throw new ConfigError(f, 'value must be a string without CR, LF or NUL');
-      const k = name.toLowerCase();
-      if (['host', 'connection', 'upgrade', 'content-length', 'transfer-encoding'].includes(k)) {
-        throw new ConfigError(f, 'this header is managed by the proxy');
-      }
-      set.push([name, value]);
+export const OPTIONS = object(OPTION_ROWS);
+
+export const DEFAULT_TIMEOUTS = defaultsOf(TIMEOUT_ROWS) as Readonly<Required<TimeoutConfig>>;
+export const DEFAULT_LIMITS = defaultsOf(LIMIT_ROWS) as Readonly<Required<LimitConfig>>;
+
+// ---- resolution --------------------------------------------------------------------------------
+
+/** Names in routes that no upstream has: checked on the input, so it is reported with the rest. */
+function checkReferences(input: Record<string, unknown>, is: Issues): void {
+  if (!isObject(input.upstreams) || !Array.isArray(input.routes)) return;
+  const names = Object.keys(input.upstreams);
+  input.routes.forEach((r: unknown, i: number) => {
+    if (isObject(r) && typeof r.upstream === 'string' && !names.includes(r.upstream)) {
+      is.error(`routes[${i}].upstream`, `must name an upstream (one of ${names.join(', ')})`);
     }
-  }
-  const remove = new Set<string>();
-  if (fw.removeHeaders !== undefined) {
-    if (!Array.isArray(fw.removeHeaders)) throw new ConfigError('forwarding.removeHeaders', 'must be an array of names');
-    fw.removeHeaders.forEach((n: unknown, i: number) => {
-      if (typeof n !== 'string' || !isToken(n)) throw new ConfigError(`forwarding.removeHeaders[${i}]`, 'invalid header name');
-      const k = n.toLowerCase();
-      if (['host', 'content-length', 'transfer-encoding'].includes(k)) {
-        throw new ConfigError(`forwarding.removeHeaders[${i}]`, 'this header is managed by the proxy');
-      }
-      remove.add(k);
-    });
-  }
-  if (fw.proto !== undefined && fw.proto !== 'http' && fw.proto !== 'https') throw new ConfigError('forwarding.proto', 'must be "http" or "https"');
+  });
+}
 
-  const to = input.timeouts ?? {};
-  if (!isObject(to)) throw new ConfigError('timeouts', 'must be an object');
-  checkKeys(to, 'timeouts', Object.keys(DEFAULT_TIMEOUTS));
-  const timeouts = { ...DEFAULT_TIMEOUTS };
-  for (const k of Object.keys(DEFAULT_TIMEOUTS) as Array<keyof TimeoutConfig>) {
-    timeouts[k] = nonNegInt(to[k], `timeouts.${k}`, DEFAULT_TIMEOUTS[k]);
+/** Apply defaults and validate. Throws ConfigErrors (a ConfigError) listing every problem. */
+export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptions {
+  const is = new Issues(where);
+  if (!isObject(input)) {
+    is.error('', 'options must be an object');
+    is.throwIfErrors();
   }
-  const li = input.limits ?? {};
-  if (!isObject(li)) throw new ConfigError('limits', 'must be an object');
-  checkKeys(li, 'limits', Object.keys(DEFAULT_LIMITS));
-  const limits = { ...DEFAULT_LIMITS };
-  for (const k of Object.keys(DEFAULT_LIMITS) as Array<keyof LimitConfig>) {
-    limits[k] = nonNegInt(li[k], `limits.${k}`, DEFAULT_LIMITS[k], k === 'maxConnections' || k === 'maxParsers' ? 0 : 1);
-  }
-  if (limits.maxHeadBytes < 1024) throw new ConfigError('limits.maxHeadBytes', 'must be at least 1024');
-  if (limits.maxParsers === 0) limits.maxParsers = defaultMaxParsers(limits.maxHeadBytes);
-
-  const tunnelProtocols = new Set<string>();
-  if (input.tunnelProtocols !== undefined) {
-    if (!Array.isArray(input.tunnelProtocols)) throw new ConfigError('tunnelProtocols', 'must be an array of tokens');
-    input.tunnelProtocols.forEach((p: unknown, i: number) => {
-      if (typeof p !== 'string' || !isToken(p.replace('/', ''))) throw new ConfigError(`tunnelProtocols[${i}]`, 'must be an Upgrade token');
-      tunnelProtocols.add(p.toLowerCase());
-    });
-  }
-  const relay = input.relay ?? 'auto';
-  if (relay !== 'auto' && relay !== 'js' && relay !== 'splice') throw new ConfigError('relay', 'must be "auto", "js" or "splice"');
-
+  const o = OPTIONS.parse(input, '', is)!;
+  checkReferences(input as Record<string, unknown>, is);
+  is.throwIfErrors();
+  const upstreams = new Map<string, ResolvedUpstream>();
+  for (const [name, u] of o.upstreams) upstreams.set(name, { backends: u.servers, maxFails: u.maxFails, failTimeoutMs: u.failTimeoutMs });
+  const first = upstreams.keys().next().value as string;
+  const fw = o.forwarding;
+  const set = [...fw.setHeaders];
   return {
     upstreams,
-    routes,
+    routes: (o.routes ?? [{ path: '/', exact: false, upstream: first, hosts: undefined }]).map((r) => ({
+      path: r.path, exact: r.exact, upstream: r.upstream, hosts: r.hosts?.map((h) => h.toLowerCase()) ?? null,
+    })),
     forward: {
-      host: (fw.host as string | null | undefined) ?? null,
-      xForwarded: fw.xForwarded !== false,
-      xRealIp: fw.xRealIp === true,
-      remove,
+      host: fw.host,
+      xForwarded: fw.xForwarded,
+      xRealIp: fw.xRealIp,
+      remove: new Set(fw.removeHeaders.map((n) => n.toLowerCase())),
       set,
       setKeys: new Set(set.map(([n]) => n.toLowerCase())),
     },
-    proto: (fw.proto as 'http' | 'https' | undefined) ?? 'http',
-    timeouts,
-    limits,
-    tunnelProtocols,
-    relay,
+    proto: fw.proto as 'http' | 'https',
+    timeouts: o.timeouts as Required<TimeoutConfig>,
+    limits: { ...o.limits, maxParsers: o.limits.maxParsers === 0 ? defaultMaxParsers(o.limits.maxHeadBytes) : o.limits.maxParsers },
+    tunnelProtocols: new Set(o.tunnelProtocols.map((p) => p.toLowerCase())),
+    relay: o.relay as 'auto' | 'js' | 'splice',
   };
 }

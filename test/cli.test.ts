@@ -9,6 +9,12 @@ import { closeWss, port, wsEcho } from './helpers.js';
 // The CLI is tested as users run it: the compiled bin (`npm test` builds first).
 const BIN = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
 
+const TMP = mkdtempSync(`${tmpdir()}/wsplice-cli-`);
+function writeTemp(name: string, text: string): string {
+  writeFileSync(`${TMP}/${name}`, text);
+  return `${TMP}/${name}`;
+}
+
 function run(args: string[]): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -51,6 +57,55 @@ t.test('bad flags and config errors exit 2 naming the field', async (t) => {
     t.equal(r.status, 2, args.join(' ') || '(no args)');
     t.match(r.stderr, msg);
   }
+});
+
+t.test('every problem is reported at once, each on its own line', async (t) => {
+  const r = run(['--bogus', '--idle-timeout', 'soon', '-u', 'nohost', '-u', '127.0.0.1:1,weight=x', 'stray']);
+  t.equal(r.status, 2);
+  const lines = r.stderr.trim().split('\n');
+  t.match(lines, [/--bogus: unknown option/, /stray: unexpected argument/, /unknown server parameter "weight=x"/, /--idle-timeout: expects a whole number/, /invalid address "nohost"/]);
+  t.match(run(['--idel-timeout', '5', '-u', '127.0.0.1:1']).stderr, /did you mean --idle-timeout\?/);
+  const cfg = run(['-t', '-c', writeTemp('multi.json', JSON.stringify({ upstreams: { a: { servers: ['x'] } }, timeouts: { idleMs: -1, idelMs: 1 }, relay: 'fast' }))]);
+  t.equal(cfg.status, 1, '-t exits 1 as nginx -t does');
+  t.match(cfg.stderr, /upstreams\.a\.servers\[0\]: invalid address "x".* in \S+multi\.json:1/);
+  t.match(cfg.stderr, /timeouts\.idleMs: must be an integer/);
+  t.match(cfg.stderr, /timeouts\.idelMs: unknown option \(did you mean "idleMs"\?/);
+  t.match(cfg.stderr, /relay: must be "auto", "js" or "splice"/);
+  t.match(cfg.stderr, /test failed/);
+});
+
+t.test('bundled short flags work (-qt)', async (t) => {
+  const r = run(['-qt', '-u', '127.0.0.1:9']);
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, /configuration ok/);
+});
+
+t.test('JSON errors give a line, field errors the line where the field is written', async (t) => {
+  const broken = run(['-t', '-c', writeTemp('syntax.json', '{\n  "upstreams": {\n    "a": { "servers": ["127.0.0.1:1"], }\n  }\n}\n')]);
+  t.equal(broken.status, 1);
+  t.match(broken.stderr, /not valid JSON: .* in \S+syntax\.json:3\n/);
+  t.notMatch(broken.stderr, /position/);
+  const field = run(['-t', '-c', writeTemp('field.json', '{\n  "upstreams": { "a": { "servers": ["127.0.0.1:1"] } },\n  "limits": {\n    "maxHeaders": 0\n  }\n}\n')]);
+  t.match(field.stderr, /limits\.maxHeaders: must be an integer >= 1 in \S+field\.json:4/);
+});
+
+t.test('with -c, --listen and the option flags win; --upstream and --route are refused', async (t) => {
+  const file = writeTemp('win.json', JSON.stringify({ listen: ['127.0.0.1:1'], upstreams: { a: { servers: ['127.0.0.1:2'] } }, timeouts: { idleMs: 1000 } }));
+  const dump = run(['-T', '-c', file, '--idle-timeout', '5', '--listen', '127.0.0.1:3']);
+  t.equal(dump.status, 0, dump.stderr);
+  t.match(dump.stdout, /"idleMs": 5\b/);
+  t.match(dump.stdout, /"port": 3\b/);
+  t.notMatch(dump.stdout, /"port": 1\b/);
+  const refused = run(['-t', '-c', file, '-u', '127.0.0.1:4', '-r', '/x=127.0.0.1:5']);
+  t.equal(refused.status, 1);
+  t.match(refused.stderr, /--upstream: cannot be combined with --config/);
+  t.match(refused.stderr, /--route: cannot be combined with --config/);
+});
+
+t.test('-t refuses a listen port out of range', async (t) => {
+  const r = run(['-t', '-u', '127.0.0.1:1', '-l', '127.0.0.1:99999']);
+  t.equal(r.status, 1);
+  t.match(r.stderr, /port out of range in "127\.0\.0\.1:99999"/);
 });
 
 t.test('-t checks a configuration without starting', async (t) => {

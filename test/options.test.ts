@@ -1,6 +1,7 @@
 import t from 'tap';
 import { ConfigError, createProxy, type ProxyOptions } from '../src/index.js';
-import { resolveOptions } from '../src/options.js';
+import { ConfigErrors } from '../src/config/issues.js';
+import { DEFAULT_TIMEOUTS, resolveOptions, TIMEOUT_ROWS } from '../src/options.js';
 
 t.test('defaults follow nginx where nginx has one', async (t) => {
   const o = resolveOptions({ upstreams: { a: { servers: ['127.0.0.1:1'] } } });
@@ -40,4 +41,38 @@ t.test('invalid options throw ConfigError naming the field', async (t) => {
     t.equal((caught as ConfigError).field, field, (caught as Error).message);
     t.equal((caught as ConfigError).code, 'WSPLICE_CONFIG');
   }
+});
+
+t.test('every problem is reported at once, with a near-miss suggestion for unknown keys', async (t) => {
+  let caught: unknown = null;
+  try {
+    resolveOptions({
+      upstreams: { a: { servers: ['127.0.0.1:1', 'nohost'] }, b: { servers: [] } },
+      routes: [{ path: '/x', upstream: 'nope' }, { path: 'y', upstream: 'a' }],
+      timeouts: { idleMs: -1, conectMs: 5 },
+      relay: 'fast',
+    });
+  } catch (err) {
+    caught = err;
+  }
+  t.ok(caught instanceof ConfigErrors, 'a ConfigErrors (a ConfigError)');
+  t.ok(caught instanceof ConfigError);
+  const e = caught as ConfigErrors;
+  t.equal(e.code, 'WSPLICE_CONFIG');
+  t.same(e.issues.map((i) => i.field).sort(), [
+    'relay', 'routes[0].upstream', 'routes[1].path', 'timeouts.conectMs', 'timeouts.idleMs', 'upstreams.a.servers[1]', 'upstreams.b.servers',
+  ]);
+  t.equal(e.field, e.issues[0]!.field, 'field is the first problem');
+  t.match(e.message, /timeouts\.conectMs: unknown option \(did you mean "connectMs"\?/);
+  t.equal(e.message.split('\n').length, 7, 'one line per problem');
+});
+
+t.test('the option tables give each row a check, a default and its nginx equivalent', async (t) => {
+  t.equal(TIMEOUT_ROWS.connectMs.nginx, 'proxy_connect_timeout');
+  t.equal(TIMEOUT_ROWS.idleMs.flag?.name, '--idle-timeout');
+  t.same(DEFAULT_TIMEOUTS, { headMs: 60_000, keepAliveMs: 75_000, connectMs: 60_000, responseMs: 60_000, idleMs: 60_000, drainMs: 10_000 });
+  const o = resolveOptions({ upstreams: { a: { servers: [{ address: '127.0.0.1:1', weight: 3 }] } }, timeouts: { idleMs: 5 } });
+  t.equal(o.timeouts.idleMs, 5);
+  t.equal(o.timeouts.connectMs, 60_000, 'the other fields of a given section keep their defaults');
+  t.same(o.upstreams.get('a')!.backends, [{ address: { kind: 'tcp', host: '127.0.0.1', port: 1 }, weight: 3 }]);
 });

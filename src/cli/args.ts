@@ -1,165 +1,147 @@
 /**
- * Command-line flags, in the manner of nginx/HAProxy: each flag maps onto the
- * same options object as a config file; flags given on the command line win.
+ * Command-line parsing, in the manner of nginx: `node:util` parseArgs over the
+ * flag table, every problem collected (not only the first), then the flags
+ * mapped onto the same options object as a configuration file. With `-c`,
+ * `--listen` and the option flags win over the file; `--upstream` and `--route`
+ * are refused (the file says where traffic goes).
  */
-import { readFileSync } from 'node:fs';
-import { ConfigError } from '../errors.js';
+import { parseArgs as parseFlags } from 'node:util';
+import { didYouMean, Issues, type ConfigIssue, type SourceMap } from '../config/issues.js';
 import type { ProxyOptions, RouteConfig, UpstreamConfig } from '../options.js';
+import { FLAGS, type FlagRow } from './flags.js';
+import { loadConfigFile } from './load.js';
 
-export const USAGE = `Usage: wsplice [options]
-
-A WebSocket and HTTP/1.1 reverse proxy.
-
-  -l, --listen HOST:PORT        listen here (repeatable; [v6]:PORT and unix:/path too)
-  -u, --upstream ADDR[,weight=N]
-                                a backend of the default upstream group (repeatable);
-                                ADDR is HOST:PORT, [v6]:PORT or unix:/path
-  -r, --route PREFIX=ADDR[,ADDR...]
-                                send paths under PREFIX to these backends (repeatable;
-                                =PREFIX for an exact match: --route =/ws=127.0.0.1:9000)
-  -c, --config FILE             JSON config file (see README: upstreams, routes, forwarding,
-                                timeouts, limits, relay, listen)
-      --idle-timeout MS         close a tunnel idle this long (default 60000; 0 disables)
-      --connect-timeout MS      upstream connect timeout (default 60000)
-      --read-timeout MS         upstream response timeout (default 60000)
-      --host-header VALUE       send this Host upstream instead of the client's
-      --relay auto|js|splice    tunnel relay (default auto: splice when the addon is built)
-      --demo                    run the demo: two echo backends behind the proxy on 127.0.0.1:8080
-  -t, --test                    check the configuration and exit (like nginx -t)
-  -q, --quiet                   no per-event log lines on stderr
-  -v, --version                 print the version, parser build and relay, then exit
-  -h, --help                    print this help
-
-Signals: SIGTERM and SIGINT close gracefully (stop accepting, drain, then exit).
-`;
+export { USAGE } from './flags.js';
 
 export interface CliArgs {
   listen: string[];
   options: ProxyOptions | null;
+  /** Where each option field was written, when they come from a file. */
+  where: SourceMap | undefined;
+  configFile: string | null;
+  /** Problems with the flags or the file, reported with those the options check finds. */
+  issues: ConfigIssue[];
   demo: boolean;
   test: boolean;
+  dump: boolean;
   quiet: boolean;
   help: boolean;
   version: boolean;
 }
 
-function parseServer(spec: string, field: string): string | { address: string; weight: number } {
+type Values = Record<string, string | boolean | Array<string | boolean> | undefined>;
+
+/** node:util parseArgs, lenient, then checked token by token so every bad flag is reported. */
+function readFlags(argv: string[], is: Issues): Values {
+  const options = Object.fromEntries(FLAGS.map((f) => [f.name, {
+    type: f.arg !== undefined ? ('string' as const) : ('boolean' as const),
+    ...(f.short !== undefined ? { short: f.short } : {}),
+    ...(f.multiple === true ? { multiple: true } : {}),
+  }]));
+  const { values, tokens } = parseFlags({ args: argv, options, strict: false, allowPositionals: true, tokens: true });
+  const byName = new Map(FLAGS.map((f) => [f.name, f]));
+  for (const tk of tokens) {
+    if (tk.kind === 'positional') is.error(tk.value, 'unexpected argument (see --help)');
+    if (tk.kind !== 'option') continue;
+    const f = byName.get(tk.name);
+    if (f === undefined) {
+      const near = didYouMean(tk.name, byName.keys());
+      is.error(tk.rawName, `unknown option (${near !== null ? `did you mean --${near}? ` : ''}see --help)`);
+    } else if (f.arg !== undefined && tk.value === undefined) {
+      is.error(tk.rawName, 'needs a value');
+    } else if (f.arg === undefined && tk.value !== undefined) {
+      is.error(tk.rawName, 'takes no value');
+    }
+  }
+  return values as Values;
+}
+
+function list(v: Values[string]): string[] {
+  return (Array.isArray(v) ? v : v === undefined ? [] : [v]).filter((x): x is string => typeof x === 'string');
+}
+
+function parseServer(spec: string, flag: string, is: Issues): string | { address: string; weight: number } {
   const [address, ...params] = spec.split(',');
   let weight = 1;
   for (const p of params) {
     const m = /^weight=(\d+)$/.exec(p);
-    if (m === null) throw new ConfigError(field, `unknown server parameter "${p}" (expected weight=N)`);
-    weight = Number(m[1]);
+    if (m === null) is.error(flag, `unknown server parameter "${p}" (expected weight=N)`);
+    else weight = Number(m[1]);
   }
   return weight === 1 ? address! : { address: address!, weight };
 }
 
-function intArg(v: string, flag: string): number {
-  if (!/^\d+$/.test(v)) throw new ConfigError(flag, `expects a whole number of milliseconds, got "${v}"`);
-  return Number(v);
+/** `--upstream` and `--route` as upstream groups and routes. */
+function fromFlags(values: Values, is: Issues): Record<string, unknown> | null {
+  const ups = list(values.upstream).map((s) => parseServer(s, '--upstream', is));
+  const routeSpecs = list(values.route);
+  if (ups.length === 0 && routeSpecs.length === 0) return null;
+  const upstreams: Record<string, UpstreamConfig> = {};
+  const routes: RouteConfig[] = [];
+  if (ups.length > 0) upstreams.default = { servers: ups };
+  routeSpecs.forEach((v, i) => {
+    const exact = v.startsWith('=');
+    const body = exact ? v.slice(1) : v;
+    const sep = body.indexOf('=');
+    if (sep <= 0) return is.error('--route', `expects PREFIX=ADDR[,ADDR...], got "${v}"`);
+    upstreams[`route${i}`] = { servers: body.slice(sep + 1).split(',').map((s) => parseServer(s, '--route', is)) };
+    routes.push({ path: body.slice(0, sep), exact, upstream: `route${i}` });
+  });
+  if (routes.length > 0 && ups.length > 0 && !routes.some((r) => r.path === '/' && r.exact !== true)) routes.push({ path: '/', upstream: 'default' });
+  return routes.length > 0 ? { upstreams, routes } : { upstreams };
 }
 
-/** Parse argv (without node and script). Throws ConfigError on a bad flag. */
-export function parseArgs(argv: string[]): CliArgs {
-  const out: CliArgs = { listen: [], options: null, demo: false, test: false, quiet: false, help: false, version: false };
-  const upstream: Array<string | { address: string; weight: number }> = [];
-  const routes: Array<{ path: string; exact: boolean; servers: string[] }> = [];
-  let config: Record<string, unknown> | null = null;
-  const timeouts: Record<string, number> = {};
-  let hostHeader: string | undefined;
-  let relay: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    let a = argv[i]!;
-    let inline: string | undefined;
-    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
-    if (eq > 0) {
-      inline = a.slice(eq + 1);
-      a = a.slice(0, eq);
-    }
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new ConfigError(a, 'needs a value');
-      return v;
-    };
-    switch (a) {
-      case '-l': case '--listen': out.listen.push(value()); break;
-      case '-u': case '--upstream': upstream.push(parseServer(value(), a)); break;
-      case '-r': case '--route': {
-        const v = value();
-        const exact = v.startsWith('=');
-        const body = exact ? v.slice(1) : v;
-        const sep = body.indexOf('=');
-        if (sep <= 0) throw new ConfigError(a, `expects PREFIX=ADDR[,ADDR...], got "${v}"`);
-        routes.push({ path: body.slice(0, sep), exact, servers: body.slice(sep + 1).split(',') });
-        break;
-      }
-      case '-c': case '--config': {
-        const file = value();
-        let text: string;
-        try {
-          text = readFileSync(file, 'utf8');
-        } catch (err) {
-          throw new ConfigError(a, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-        }
-        try {
-          const parsed: unknown = JSON.parse(text);
-          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('top level must be an object');
-          config = parsed as Record<string, unknown>;
-        } catch (err) {
-          throw new ConfigError(a, `${file} is not valid JSON: ${(err as Error).message}`);
-        }
-        break;
-      }
-      case '--idle-timeout': timeouts.idleMs = intArg(value(), a); break;
-      case '--connect-timeout': timeouts.connectMs = intArg(value(), a); break;
-      case '--read-timeout': timeouts.responseMs = intArg(value(), a); break;
-      case '--host-header': hostHeader = value(); break;
-      case '--relay': relay = value(); break;
-      case '--demo': out.demo = true; break;
-      case '-t': case '--test': out.test = true; break;
-      case '-q': case '--quiet': out.quiet = true; break;
-      case '-v': case '--version': out.version = true; break;
-      case '-h': case '--help': out.help = true; break;
-      default: throw new ConfigError(a, 'unknown option (see --help)');
-    }
+/** Set a dotted path (`timeouts.idleMs`) in a plain options object, copying what it touches. */
+function setPath(o: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let cur = o;
+  for (const k of keys.slice(0, -1)) {
+    const next = cur[k];
+    cur = cur[k] = typeof next === 'object' && next !== null && !Array.isArray(next) ? { ...(next as object) } : {};
   }
+  cur[keys[keys.length - 1]!] = value;
+}
 
-  if (config === null && upstream.length === 0 && routes.length === 0) return out;
-  const opts: Record<string, unknown> = config !== null ? { ...config } : {};
-  if (Array.isArray(opts.listen)) {
-    for (const l of opts.listen) {
-      if (typeof l !== 'string') throw new ConfigError('listen', 'must be an array of "HOST:PORT" strings');
+function applyOptionFlags(opts: Record<string, unknown>, values: Values, is: Issues): void {
+  for (const f of FLAGS.filter((x): x is FlagRow & { option: NonNullable<FlagRow['option']> } => x.option !== undefined)) {
+    const v = values[f.name];
+    if (typeof v !== 'string') continue;
+    if (f.option.ms && !/^\d+$/.test(v)) is.error(`--${f.name}`, `expects a whole number of milliseconds, got "${v}"`);
+    else setPath(opts, f.option.path, f.option.ms ? Number(v) : v);
+  }
+}
+
+/** Parse argv (without node and script). Bad flags come back in `issues`, all of them. */
+export function parseArgs(argv: string[]): CliArgs {
+  const is = new Issues();
+  const values = readFlags(argv, is);
+  const flag = (n: string): boolean => values[n] === true;
+  const out: CliArgs = {
+    listen: list(values.listen), options: null, where: undefined, configFile: null, issues: is.list,
+    demo: flag('demo'), test: flag('test'), dump: flag('dump'), quiet: flag('quiet'), help: flag('help'), version: flag('version'),
+  };
+  const file = typeof values.config === 'string' ? values.config : null;
+  let opts: Record<string, unknown> | null = fromFlags(values, is);
+  if (file !== null) {
+    for (const n of ['upstream', 'route']) {
+      if (values[n] !== undefined) is.error(`--${n}`, 'cannot be combined with --config: the file names the upstreams and routes');
     }
-    if (out.listen.length === 0) out.listen = opts.listen as string[];
-  } else if (opts.listen !== undefined) {
-    throw new ConfigError('listen', 'must be an array of "HOST:PORT" strings');
+    out.configFile = file;
+    const loaded = loadConfigFile(file, is);
+    if (loaded !== null) {
+      opts = { ...loaded.value };
+      out.where = loaded.where;
+      const fileListen = opts.listen;
+      delete opts.listen;
+      if (out.listen.length === 0 && Array.isArray(fileListen)) out.listen = fileListen.filter((l): l is string => typeof l === 'string');
+      if (fileListen !== undefined && (!Array.isArray(fileListen) || fileListen.some((l) => typeof l !== 'string'))) {
+        is.error('listen', 'must be an array of "HOST:PORT" strings');
+      }
+    }
   }
-  delete opts.listen;
-  const upstreams: Record<string, UpstreamConfig> = { ...((opts.upstreams as Record<string, UpstreamConfig> | undefined) ?? {}) };
-  if (upstream.length > 0) upstreams.default = { servers: upstream };
-  const routeList: RouteConfig[] = [...((opts.routes as RouteConfig[] | undefined) ?? [])];
-  routes.forEach((r, i) => {
-    const name = `route${i}`;
-    upstreams[name] = { servers: r.servers.map((s) => parseServer(s, '--route')) };
-    routeList.push({ path: r.path, exact: r.exact, upstream: name });
-  });
-  if (routes.length > 0 && upstream.length > 0 && !routeList.some((r) => r.path === '/' && !r.exact)) {
-    routeList.push({ path: '/', upstream: 'default' });
-  }
-  opts.upstreams = upstreams;
-  if (routeList.length > 0) opts.routes = routeList;
-  if (Object.keys(timeouts).length > 0) opts.timeouts = { ...((opts.timeouts as object | undefined) ?? {}), ...timeouts };
-  if (hostHeader !== undefined) opts.forwarding = { ...((opts.forwarding as object | undefined) ?? {}), host: hostHeader };
-  if (relay !== undefined) opts.relay = relay;
-  out.options = opts as unknown as ProxyOptions;
+  applyOptionFlags(opts ?? {}, values, is);
+  out.options = opts as ProxyOptions | null;
   return out;
 }
 
-/** `HOST:PORT`, `[v6]:PORT`, `PORT` or `unix:/path` -> a listen target. */
-export function parseListen(s: string): { host?: string; port?: number; path?: string } {
-  if (s.startsWith('unix:')) return { path: s.slice(5) };
-  if (/^\d+$/.test(s)) return { host: '127.0.0.1', port: Number(s) };
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(s);
-  if (m === null) throw new ConfigError('--listen', `expects HOST:PORT, [v6]:PORT or unix:/path, got "${s}"`);
-  return { host: m[1] ?? m[2]!, port: Number(m[3]) };
-}
+export { parseListen } from './load.js';

@@ -1,17 +1,20 @@
 #!/usr/bin/env node
 /**
- * The `wsplice` command: flags or a JSON config -> createProxy -> listeners.
- * One line per listener on stdout (`wsplice listening on HOST:PORT`), events
- * on stderr, graceful close on SIGTERM/SIGINT.
+ * The `wsplice` command: flags or a config file -> checked options -> a proxy
+ * and its listeners. One line per listener on stdout (`wsplice listening on
+ * HOST:PORT`), events on stderr, graceful close on SIGTERM/SIGINT.
+ * Exit status: 0 ok; 1 `-t` found a problem or a runtime failure; 2 a usage or
+ * configuration error at start.
  */
 import { readFileSync } from 'node:fs';
 import type { AddressInfo, Server } from 'node:net';
+import { ConfigErrors, formatIssue, Issues, type ConfigIssue } from '../config/issues.js';
 import { ConfigError, WspliceError } from '../errors.js';
 import { llhttpBuild } from '../http1/llhttp.js';
-import type { ProxyOptions } from '../options.js';
+import { resolveOptions, type ProxyOptions } from '../options.js';
 import { selectRelay } from '../relay/index.js';
 import { Proxy } from '../server.js';
-import { parseArgs, parseListen, USAGE } from './args.js';
+import { parseArgs, parseListen, USAGE, type CliArgs } from './args.js';
 import { portOf, startEchoBackend } from './demo.js';
 
 function version(): string {
@@ -30,100 +33,129 @@ function fmt(a: AddressInfo | string): string {
   return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
 }
 
-async function main(): Promise<number> {
-  let args;
-  try {
-    args = parseArgs(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`wsplice: ${(err as Error).message}\n`);
-    return 2;
-  }
-  if (args.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (args.version) {
-    process.stdout.write(version() + '\n');
-    return 0;
-  }
+const say = (line: string): void => void process.stderr.write(`wsplice: ${line}\n`);
 
+/** Each problem on its own line, errors then warnings. */
+function reportIssues(err: unknown): boolean {
+  if (!(err instanceof ConfigError)) return false;
+  const issues: readonly ConfigIssue[] = err instanceof ConfigErrors ? err.issues : [{ field: '', message: err.message, severity: 'error' }];
+  for (const i of issues) say(`${i.severity === 'error' ? 'config error' : 'warning'}: ${formatIssue(i)}`);
+  return true;
+}
+
+interface Prepared {
+  proxy: Proxy;
+  targets: Array<ReturnType<typeof parseListen>>;
+  backends: Server[];
+}
+
+/** The demo's echo backends and options, or the given ones; null when nothing says where to send traffic. */
+async function optionsFor(args: CliArgs, backends: Server[]): Promise<{ options: ProxyOptions; listen: string[] } | null> {
+  if (!args.demo) return args.options === null ? null : { options: args.options, listen: args.listen };
+  for (const name of ['echo-1', 'echo-2']) backends.push(await startEchoBackend(name));
+  const servers = backends.map((b) => `127.0.0.1:${portOf(b)}`);
+  return { options: { ...(args.options ?? {}), upstreams: { backend: { servers } } }, listen: args.listen.length > 0 ? args.listen : ['127.0.0.1:8080'] };
+}
+
+/** Check everything (file positions included) and build the proxy; an exit code when it cannot. */
+async function prepare(args: CliArgs): Promise<Prepared | number> {
   const backends: Server[] = [];
-  let options: ProxyOptions | null = args.options;
-  let listen = args.listen;
-  if (args.demo) {
-    const a = await startEchoBackend('echo-1');
-    const b = await startEchoBackend('echo-2');
-    backends.push(a, b);
-    options = {
-      ...(options ?? {}),
-      upstreams: { backend: { servers: [`127.0.0.1:${portOf(a)}`, `127.0.0.1:${portOf(b)}`] } },
-    };
-    if (listen.length === 0) listen = ['127.0.0.1:8080'];
+  const given = await optionsFor(args, backends);
+  if (given === null) {
+    if (!reportIssues(args.issues.length > 0 ? new ConfigErrors(args.issues) : null)) {
+      say('no upstream given (use --upstream, --route, --config or --demo; see --help)');
+    }
+    return failed(args);
   }
-  if (options === null) {
-    process.stderr.write('wsplice: no upstream given (use --upstream, --route, --config or --demo; see --help)\n');
-    return 2;
-  }
-  if (listen.length === 0) listen = ['127.0.0.1:8080'];
-
-  let proxy: Proxy;
-  let targets;
   try {
-    proxy = new Proxy(options);
-    targets = listen.map(parseListen);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`wsplice: config error: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (args.test) {
-    process.stdout.write(`wsplice: configuration ok (${proxy.groups.size} upstream group(s), ${proxy.relayNote})\n`);
-    return 0;
-  }
-  if (!args.quiet) {
-    proxy.on('refused', (e) => process.stderr.write(`refused #${e.id} ${e.remoteAddress} ${e.status} ${e.code}: ${e.reason}\n`));
-    proxy.on('upstreamError', (e) => process.stderr.write(`upstream #${e.id} ${e.status} ${e.code}: ${e.reason}\n`));
-    proxy.on('error', (e) => process.stderr.write(`error: ${e.message}\n`));
-  }
-  for (const t of targets) {
+    const is = new Issues(args.where);
+    for (const i of args.issues) is.add(i);
     try {
-      const addr = await proxy.listen(t);
-      process.stdout.write(`wsplice listening on ${fmt(addr)}\n`);
+      resolveOptions(given.options, args.where);
     } catch (err) {
-      process.stderr.write(`wsplice: cannot listen on ${JSON.stringify(t)}: ${(err as Error).message}\n`);
-      await proxy.close();
-      for (const s of backends) s.close();
-      return 1;
+      if (!(err instanceof ConfigErrors)) throw err;
+      for (const i of err.issues) is.add(i);
+    }
+    is.throwIfErrors();
+    const listen = given.listen.length > 0 ? given.listen : ['127.0.0.1:8080'];
+    return { proxy: new Proxy(given.options), targets: listen.map(parseListen), backends };
+  } catch (err) {
+    for (const s of backends) s.close();
+    if (!reportIssues(err)) throw err;
+    return failed(args);
+  }
+}
+
+/** nginx's exit convention: 1 when -t finds a problem, 2 for a configuration that cannot start. */
+function failed(args: CliArgs): number {
+  if (!args.test && !args.dump) return 2;
+  say(`configuration${args.configFile !== null ? ` file ${args.configFile}` : ''} test failed`);
+  return 1;
+}
+
+function logEvents(proxy: Proxy): void {
+  proxy.on('refused', (e) => process.stderr.write(`refused #${e.id} ${e.remoteAddress} ${e.status} ${e.code}: ${e.reason}\n`));
+  proxy.on('upstreamError', (e) => process.stderr.write(`upstream #${e.id} ${e.status} ${e.code}: ${e.reason}\n`));
+  proxy.on('error', (e) => process.stderr.write(`error: ${e.message}\n`));
+}
+
+async function listenAll(p: Prepared): Promise<boolean> {
+  for (const t of p.targets) {
+    try {
+      process.stdout.write(`wsplice listening on ${fmt(await p.proxy.listen(t))}\n`);
+    } catch (err) {
+      say(`cannot listen on ${JSON.stringify(t)}: ${(err as Error).message}`);
+      await p.proxy.close();
+      for (const s of p.backends) s.close();
+      return false;
     }
   }
-  if (args.demo) {
-    const addr = fmt(proxy.address()!);
-    process.stdout.write(
-      `demo: two echo backends (127.0.0.1:${portOf(backends[0]!)}, 127.0.0.1:${portOf(backends[1]!)}) behind the proxy, ${proxy.relayNote}\n` +
-        `try:  curl -i http://${addr}/hello\n` +
-        `      node -e "const ws=new (require('ws'))('ws://${addr}/');ws.on('open',()=>ws.send('whoami'));ws.on('message',m=>{console.log(String(m));ws.close()})"\n` +
-        'Ctrl-C to stop.\n',
-    );
-  }
+  return true;
+}
 
-  await new Promise<void>((resolve) => {
+function demoBanner(p: Prepared): void {
+  const addr = fmt(p.proxy.address()!);
+  process.stdout.write(
+    `demo: two echo backends (127.0.0.1:${portOf(p.backends[0]!)}, 127.0.0.1:${portOf(p.backends[1]!)}) behind the proxy, ${p.proxy.relayNote}\n` +
+      `try:  curl -i http://${addr}/hello\n` +
+      `      node -e "const ws=new (require('ws'))('ws://${addr}/');ws.on('open',()=>ws.send('whoami'));ws.on('message',m=>{console.log(String(m));ws.close()})"\n` +
+      'Ctrl-C to stop.\n',
+  );
+}
+
+/** Until SIGTERM/SIGINT: then a graceful close; a second signal exits at once. */
+function untilSignal(p: Prepared): Promise<void> {
+  return new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (sig: string): void => {
-      if (stopping) {
-        process.exit(1); // a second signal: now
-      }
+      if (stopping) process.exit(1);
       stopping = true;
-      process.stderr.write(`wsplice: ${sig}, closing gracefully\n`);
-      void proxy.close().then(() => {
-        for (const s of backends) s.close();
+      say(`${sig}, closing gracefully`);
+      void p.proxy.close().then(() => {
+        for (const s of p.backends) s.close();
         resolve();
       });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.help && args.issues.length === 0) return void process.stdout.write(USAGE), 0;
+  if (args.version) return void process.stdout.write(version() + '\n'), 0;
+  const p = await prepare(args);
+  if (typeof p === 'number') return p;
+  if (args.test || args.dump) {
+    if (args.dump) process.stdout.write(JSON.stringify({ listen: p.targets, ...(args.options ?? {}) }, null, 2) + '\n');
+    process.stdout.write(`wsplice: configuration ok (${p.proxy.groups.size} upstream group(s), ${p.proxy.relayNote})\n`);
+    return 0;
+  }
+  if (!args.quiet) logEvents(p.proxy);
+  if (!(await listenAll(p))) return 1;
+  if (args.demo) demoBanner(p);
+  await untilSignal(p);
   return 0;
 }
 
@@ -132,7 +164,7 @@ main().then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`wsplice: ${err instanceof WspliceError ? err.message : (err as Error).stack}\n`);
+    say(err instanceof WspliceError ? err.message : String((err as Error).stack));
     process.exitCode = 1;
   },
 );
