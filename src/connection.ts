@@ -23,6 +23,10 @@ import type { Router } from './router.js';
 import { resetOrDestroy } from './sockets.js';
 import { StateTimer } from './timeouts.js';
 import type { Backend, UpstreamGroup } from './upstream/group.js';
+import type { ClientLimiter } from './limits/limiter.js';
+import { clientAddress } from './proxy-protocol/peer.js';
+import { proxyHeaderFor } from './proxy-protocol/write.js';
+import type { UpstreamTls } from './tls/upstream.js';
 import { checkClientHandshake, checkUpstreamAccept, type ClientHandshake } from './websocket/handshake.js';
 
 export const enum State {
@@ -42,6 +46,10 @@ export interface ProxyContext {
   readonly requestParsers: ParserPool;
   readonly responseParsers: ParserPool;
   readonly relay: Relay;
+  /** Per-client limits (null: none configured). */
+  readonly limiter: ClientLimiter | null;
+  /** Upstream groups that speak TLS, by name. */
+  readonly upstreamTls: ReadonlyMap<string, UpstreamTls>;
   draining: boolean;
   tunnelOpened(c: Connection, backend: Backend, relay: RelayKind): void;
   tunnelMoved(c: Connection, backend: Backend, move: TunnelMove): void;
@@ -114,8 +122,9 @@ export class Connection {
     this.timer.arm(ctx.options.timeouts.headMs);
   }
 
+  /** The client: the socket's peer, or the address a trusted PROXY header gave. */
   get remoteAddress(): string {
-    return this.client.remoteAddress ?? '';
+    return clientAddress(this.client);
   }
 
   /** The proxy is draining: drop an idle keep-alive connection now, others after their exchange. */
@@ -237,6 +246,12 @@ export class Connection {
       channels.request.publish({ id: this.id, method: req.method, target: req.target, kind: info.kind });
     }
     if (info.kind === 'plain') p.setBodyMode(false, true); // llhttp's own upgrade guess is not ours
+    const limited = this.ctx.limiter?.admitRequest(this.client, req) ?? null;
+    if (limited !== null) {
+      this.refused(new WspliceError('WSPLICE_CLIENT_LIMIT', limited.status, limited.reason));
+      this.endWith(limited.response);
+      return false;
+    }
     const group = this.ctx.router.match(info.host, info.path);
     if (group === null) {
       this.refuse(new WspliceError('WSPLICE_NO_ROUTE', 404, `no route for ${info.path}`));
@@ -295,12 +310,14 @@ export class Connection {
     this.state = State.Connecting;
     this.timer.arm(this.ctx.options.timeouts.connectMs);
     const a = backend.address;
-    const up =
-      a.kind === 'unix'
-        ? net.connect({ path: a.path, allowHalfOpen: true })
-        : net.connect({ host: a.host, port: a.port, allowHalfOpen: true, noDelay: true });
+    const tlsUp = this.ctx.upstreamTls.get(group.name);
+    const sendProxy = this.ctx.options.upstreams.get(group.name)?.sendProxy ?? null;
+    const preamble = sendProxy !== null ? proxyHeaderFor(this.client, sendProxy) : null;
+    const target = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
+    const up = tlsUp !== undefined ? tlsUp.connect(target, backend.label, preamble) : net.connect({ ...target, allowHalfOpen: true, noDelay: true });
+    if (tlsUp === undefined && preamble !== null) up.write(preamble); // queued until connected, ahead of the head
     this.upstream = up;
-    up.on('connect', this.onUpstreamConnect);
+    up.on(tlsUp !== undefined ? 'secureConnect' : 'connect', this.onUpstreamConnect);
     up.on('data', this.onUpstreamData);
     up.on('end', this.onUpstreamEnd);
     up.on('error', this.onUpstreamError);
@@ -315,7 +332,7 @@ export class Connection {
     const info = this.info!;
     const head = forwardRequestHead(this.req!, info, this.ctx.options.forward, {
       remoteAddress: this.remoteAddress,
-      proto: this.ctx.options.proto,
+      proto: (this.client as { encrypted?: boolean }).encrypted === true ? 'https' : this.ctx.options.proto,
       fallbackHost: this.backend!.address.kind === 'unix' ? 'localhost' : this.backend!.label,
     });
     if (info.kind === 'plain') {
@@ -448,6 +465,7 @@ export class Connection {
     this.releaseResponseParser();
     this.timer.clear();
     up.removeListener('connect', this.onUpstreamConnect);
+    up.removeListener('secureConnect', this.onUpstreamConnect);
     up.removeListener('data', this.onUpstreamData);
     up.removeListener('end', this.onUpstreamEnd);
     up.removeListener('error', this.onUpstreamError);

@@ -20,6 +20,9 @@ export type ErrorCode =
   | 'WSPLICE_UPSTREAM_CLOSED'      // upstream closed before a complete response -> 502
   | 'WSPLICE_OVERLOADED'           // parser budget (limits.maxParsers) spent -> 503
   | 'WSPLICE_EARLY_DATA_OVERFLOW'  // client pushed more than the cap before the tunnel opened
+  | 'WSPLICE_PROXY_PROTOCOL'       // PROXY header missing, malformed or untrusted: closed
+  | 'WSPLICE_TLS_HANDSHAKE'        // TLS handshake failed (reason from OpenSSL or the client certificate)
+  | 'WSPLICE_CLIENT_LIMIT'         // per-client connection or request limit -> 503 / 429 with Retry-After
   | 'WSPLICE_CONFIG';              // invalid options or config file
 
 export class WspliceError extends Error {

@@ -6,13 +6,17 @@
  */
 import {
   arrayOf, bool, defaultsOf, either, int, isObject, nullable, object, oneOf, recordOf, str,
-  type Check, type FieldRow, type Parsed, type Rows,
+  type Check, type FieldRow, type JsonSchema, type Parsed, type Rows,
 } from './config/check.js';
 import { Issues, type SourceMap } from './config/issues.js';
 import { defaultMaxParsers } from './http1/llhttp.js';
 import { isSafeValue, isToken, type ForwardPolicy } from './http1/serialize.js';
 import { isValidHost } from './http1/semantics.js';
 import { parseAddress, type BackendAddress, type BackendOptions } from './upstream/group.js';
+import { ConfigError } from './errors.js';
+import { resolveClientLimits, type ClientLimitsConfig, type ResolvedClientLimits } from './limits/options.js';
+import { resolveRealIpFrom, TrustList } from './proxy-protocol/trust.js';
+import { resolveUpstreamTls, type ResolvedUpstreamTls, type UpstreamTlsConfig } from './tls/options.js';
 
 export interface UpstreamServerConfig {
   /** `host:port`, `[v6]:port` or `unix:/path`. */
@@ -27,6 +31,10 @@ export interface UpstreamConfig {
   maxFails?: number;
   /** How long a failed backend is skipped (nginx fail_timeout), default 10 000 ms. */
   failTimeoutMs?: number;
+  /** TLS to these backends (`proxy_pass https://`); `{}` or true verifies against Node's root store. */
+  tls?: UpstreamTlsConfig | boolean;
+  /** Send a PROXY protocol header first (HAProxy send-proxy / send-proxy-v2). */
+  sendProxy?: 'v1' | 'v2';
 }
 
 export interface RouteConfig {
@@ -99,12 +107,18 @@ export interface ProxyOptions {
   tunnelProtocols?: string[];
   /** Tunnel relay: 'auto' (splice when the native addon loaded), 'js' or 'splice'. Default 'auto'. */
   relay?: 'auto' | 'js' | 'splice';
+  /** Addresses and CIDR blocks allowed to send a PROXY header (nginx set_real_ip_from). */
+  realIpFrom?: string[];
+  /** Per-client limits (nginx limit_conn / limit_req). */
+  clientLimits?: ClientLimitsConfig;
 }
 
 export interface ResolvedUpstream {
   backends: BackendOptions[];
   maxFails: number;
   failTimeoutMs: number;
+  tls: ResolvedUpstreamTls | null;
+  sendProxy: 'v1' | 'v2' | null;
 }
 
 /** Options after defaults and validation. */
@@ -117,6 +131,8 @@ export interface ResolvedOptions {
   limits: Required<LimitConfig>;
   tunnelProtocols: Set<string>;
   relay: 'auto' | 'js' | 'splice';
+  realIpFrom: TrustList;
+  clientLimits: ResolvedClientLimits | null;
 }
 
 // ---- the tables --------------------------------------------------------------------------------
@@ -204,10 +220,32 @@ const server: Check<BackendOptions> = either(
   object(SERVER_ROWS) as Check<BackendOptions>,
 );
 
+/** A validator of the edge modules (src/tls, src/proxy-protocol, src/limits), which throw ConfigError, as a Check. */
+function thrown<T>(resolve: (v: unknown, field: string) => T, schema: JsonSchema): Check<T> {
+  return {
+    parse(v, field, is) {
+      try {
+        return resolve(v, field);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        is.error(err.field, err.message.startsWith(`${err.field}: `) ? err.message.slice(err.field.length + 2) : err.message);
+        return undefined;
+      }
+    },
+    schema,
+  };
+}
+
 export const UPSTREAM_ROWS = {
   servers: { check: arrayOf(server, true), default: 'required', doc: 'the backends', nginx: 'server' },
   maxFails: { check: int(0), default: 1, doc: 'failures before a backend is skipped; 0 never skips', nginx: 'max_fails=' },
   failTimeoutMs: { check: int(0), default: 10_000, doc: 'how long a failed backend is skipped', nginx: 'fail_timeout=' },
+  tls: {
+    check: thrown(resolveUpstreamTls, { anyOf: [{ type: 'boolean' }, { type: 'object' }] }), default: null as ResolvedUpstreamTls | null,
+    doc: 'TLS to the backends: verify, ca, serverName, cert, key, sessionReuse, protocols, ciphers',
+    nginx: 'proxy_pass https://, proxy_ssl_verify, proxy_ssl_trusted_certificate, proxy_ssl_server_name, proxy_ssl_name, proxy_ssl_certificate(_key), proxy_ssl_session_reuse',
+  },
+  sendProxy: { check: oneOf('v1', 'v2'), doc: 'send a PROXY protocol header first (HAProxy send-proxy / send-proxy-v2)' },
 } satisfies Rows;
 
 export const ROUTE_ROWS = {
@@ -233,6 +271,15 @@ export const OPTION_ROWS = {
   },
   relay: { check: oneOf('auto', 'js', 'splice'), default: 'auto', doc: 'tunnel relay', flag: { name: '--relay', arg: 'auto|js|splice' } },
   listen: { check: arrayOf(str(() => true, 'HOST:PORT')), doc: 'listen addresses (config files and the CLI only)', nginx: 'listen' },
+  realIpFrom: {
+    check: thrown(resolveRealIpFrom, { type: 'array', items: { type: 'string' } }), default: new TrustList([]),
+    doc: 'addresses and CIDR blocks allowed to send a PROXY header', nginx: 'set_real_ip_from',
+  },
+  clientLimits: {
+    check: thrown(resolveClientLimits, { type: 'object' }), default: null as ResolvedClientLimits | null,
+    doc: 'per client: maxConnections, connectionRate, requestRate {rate, burst, key}, status 503|429, maxClients',
+    nginx: 'limit_conn, limit_req, limit_conn_status, limit_req_status',
+  },
 } satisfies Rows;
 
 export const OPTIONS = object(OPTION_ROWS);
@@ -264,7 +311,9 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
   checkReferences(input as Record<string, unknown>, is);
   is.throwIfErrors();
   const upstreams = new Map<string, ResolvedUpstream>();
-  for (const [name, u] of o.upstreams) upstreams.set(name, { backends: u.servers, maxFails: u.maxFails, failTimeoutMs: u.failTimeoutMs });
+  for (const [name, u] of o.upstreams) {
+    upstreams.set(name, { backends: u.servers, maxFails: u.maxFails, failTimeoutMs: u.failTimeoutMs, tls: u.tls, sendProxy: (u.sendProxy as 'v1' | 'v2' | undefined) ?? null });
+  }
   const first = upstreams.keys().next().value as string;
   const fw = o.forwarding;
   const set = [...fw.setHeaders];
@@ -286,5 +335,7 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
     limits: { ...o.limits, maxParsers: o.limits.maxParsers === 0 ? defaultMaxParsers(o.limits.maxHeadBytes) : o.limits.maxParsers },
     tunnelProtocols: new Set(o.tunnelProtocols.map((p) => p.toLowerCase())),
     relay: o.relay as 'auto' | 'js' | 'splice',
+    realIpFrom: o.realIpFrom,
+    clientLimits: o.clientLimits,
   };
 }

@@ -13,6 +13,10 @@ import { selectRelay } from './relay/index.js';
 import type { Relay, RelayKind, TunnelMove, TunnelStats } from './relay/types.js';
 import { Router } from './router.js';
 import { UpstreamGroup, type Backend } from './upstream/group.js';
+import { ClientLimiter } from './limits/limiter.js';
+import { listenerFront, type FrontRefusal, type ListenerEdgeOptions, type ListenerFront } from './tls/listener.js';
+import type { ReloadResult } from './tls/terminator.js';
+import { UpstreamTls } from './tls/upstream.js';
 
 export interface TunnelEvent {
   id: number;
@@ -67,11 +71,13 @@ export interface ProxyEvents {
   refused: [RefusedEvent];
   upstreamError: [UpstreamErrorEvent];
   listening: [AddressInfo | string];
+  /** A TLS listener re-read its certificates (reloadCertificates() or a file change). */
+  tlsReload: [ReloadResult];
   close: [];
   error: [Error];
 }
 
-export type ListenTarget = number | string | { host?: string; port?: number; path?: string };
+export type ListenTarget = number | string | ({ host?: string; port?: number; path?: string } & ListenerEdgeOptions);
 
 export class Proxy extends EventEmitter<ProxyEvents> {
   readonly options: ResolvedOptions;
@@ -81,6 +87,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
   readonly relayNote: string;
   private readonly ctx: ProxyContext;
   private readonly servers: Server[] = [];
+  private readonly fronts: ListenerFront[] = [];
   private readonly live = new Set<Connection>();
   private readonly counters: ProxyStats = {
     connections: 0, tunnels: 0, tunnelsTotal: 0, bytesUp: 0, bytesDown: 0, refused: 0, upstreamErrors: 0,
@@ -115,6 +122,8 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       requestParsers: new ParserPool(TYPE_REQUEST, limits, options.limits.maxParsers),
       responseParsers: new ParserPool(TYPE_RESPONSE, { ...limits, maxHeaders: Math.max(limits.maxHeaders, 200) }, options.limits.maxParsers),
       relay,
+      limiter: options.clientLimits !== null ? new ClientLimiter(options.clientLimits) : null,
+      upstreamTls: upstreamTlsOf(options),
       draining: false,
       tunnelOpened(c: Connection, backend: Backend, kind: RelayKind) {
         self.counters.tunnels++;
@@ -175,7 +184,13 @@ export class Proxy extends EventEmitter<ProxyEvents> {
 
   /** Start a listener: a port (127.0.0.1 by default... no: all interfaces, as net does), {host, port} or a unix path. */
   listen(target: ListenTarget = 0): Promise<AddressInfo | string> {
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, this.handleConnection);
+    let front: ListenerFront | null;
+    try {
+      front = typeof target === 'object' ? this.frontFor(target) : null;
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, front?.onConnection ?? this.handleConnection);
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
@@ -197,6 +212,30 @@ export class Proxy extends EventEmitter<ProxyEvents> {
       else if (target.path !== undefined) server.listen(target.path, done);
       else server.listen(target.port ?? 0, target.host, done);
     });
+  }
+
+  /** PROXY header, TLS and per-client limits in front of a listener (src/tls/listener.ts). */
+  private frontFor(target: ListenerEdgeOptions): ListenerFront | null {
+    const shared = { realIpFrom: this.options.realIpFrom, limiter: this.ctx.limiter, headTimeoutMs: this.options.timeouts.headMs };
+    const front = listenerFront(target, shared, {
+      accept: this.handleConnection,
+      refused: (code: FrontRefusal, status: number, reason: string, remoteAddress: string) => {
+        this.counters.refused++;
+        const ev: RefusedEvent = { id: 0, remoteAddress, status, code, reason };
+        if (channels.refused.hasSubscribers) channels.refused.publish(ev);
+        if (this.listenerCount('refused') > 0) this.emit('refused', ev);
+      },
+    });
+    if (front !== null) {
+      this.fronts.push(front);
+      front.tls?.on('reload', (r) => this.emit('tlsReload', r));
+    }
+    return front;
+  }
+
+  /** Re-read every TLS listener's certificates (SIGHUP); a listener whose new files are bad keeps its old ones. */
+  reloadCertificates(): ReloadResult[] {
+    return this.fronts.flatMap((f) => (f.tls !== null ? [f.tls.reload()] : []));
   }
 
   /** The first listener's address (null before listen). */
@@ -229,6 +268,7 @@ export class Proxy extends EventEmitter<ProxyEvents> {
         await new Promise((r) => setTimeout(r, 25));
         for (const c of this.live) c.drain(); // connections that finished their exchange since
       }
+      for (const f of this.fronts) f.close(); // handshakes still in progress
       for (const c of this.live) c.destroy();
       while (this.live.size > 0) await new Promise((r) => setTimeout(r, 5));
       await stopped;
@@ -236,4 +276,18 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     })();
     return this.closing;
   }
+}
+
+/** A TLS client context per upstream group with `tls`; a bad file is a ConfigError naming the group. */
+function upstreamTlsOf(options: ResolvedOptions): Map<string, UpstreamTls> {
+  const out = new Map<string, UpstreamTls>();
+  for (const [name, u] of options.upstreams) {
+    if (u.tls === null) continue;
+    try {
+      out.set(name, new UpstreamTls(u.tls));
+    } catch (err) {
+      throw new ConfigError(`upstreams.${name}.tls`, (err as Error).message);
+    }
+  }
+  return out;
 }
