@@ -48,7 +48,8 @@ export class ListenerFront {
     this.tls = opts.tls;
     opts.tls?.setHooks({
       secure: this.ready,
-      failed: (raw, reason) => this.refuse(raw, 'WSPLICE_TLS_HANDSHAKE', 0, reason),
+      // The terminator closes the socket itself: once TLS owns it, the raw socket must not be touched.
+      failed: (_raw, reason, remoteAddress) => this.hooks.refused('WSPLICE_TLS_HANDSHAKE', 0, reason, remoteAddress),
       settled: (raw) => this.inPreamble.delete(raw),
     });
     this.onConnection = opts.proxyProtocol !== null ? this.readHeader.bind(this) : this.afterProxy;

@@ -19,7 +19,7 @@ import { CertificateWatcher } from './watch.js';
 export interface TerminatorHooks {
   secure(socket: TLSSocket): void;
   /** The handshake failed: the reason (OpenSSL's, or the client certificate's verification). */
-  failed(raw: Socket, reason: string): void;
+  failed(raw: Socket, reason: string, remoteAddress: string): void;
   /** `raw` is out of the handshake (established, failed or gone). */
   settled(raw: Socket): void;
 }
@@ -56,6 +56,8 @@ export class TlsTerminator extends EventEmitter<TerminatorEvents> {
   private readonly server: tls.Server;
   /** Raw sockets in their handshake, by their TCP 4-tuple (how a TLSSocket is matched to its raw socket). */
   private readonly handshaking = new Map<string, Socket>();
+  /** Raw sockets whose handshake has not ended (established or failed). */
+  private readonly pending = new Map<Socket, string>();
   private readonly sessions = new CappedTable<{ data: Buffer; expires: number }>(SESSION_CACHE_ENTRIES);
   private readonly watcher: CertificateWatcher | null;
   private hooks: TerminatorHooks | null = null;
@@ -72,7 +74,8 @@ export class TlsTerminator extends EventEmitter<TerminatorEvents> {
       SNICallback: (name, cb) => cb(null, contextFor(this.set, name)),
       ALPNProtocols: ['http/1.1'],
       requestCert: verify,
-      rejectUnauthorized: options.verifyClient === 'on',
+      // 'on' is enforced in onSecure, where the verification's reason can be reported.
+      rejectUnauthorized: false,
       handshakeTimeout: headTimeoutMs > 0 ? headTimeoutMs : 120_000,
     });
     this.server.on('secureConnection', (s: TLSSocket) => this.onSecure(s));
@@ -110,7 +113,7 @@ export class TlsTerminator extends EventEmitter<TerminatorEvents> {
     // Until the ClientHello starts, the head timeout runs here; then OpenSSL's handshake timeout.
     if (this.headTimeoutMs > 0) {
       raw.setTimeout(this.headTimeoutMs, () => {
-        this.hooks?.failed(raw, 'TLS handshake failed: no ClientHello in time');
+        this.hooks?.failed(raw, 'TLS handshake failed: no ClientHello in time', raw.remoteAddress ?? '');
         raw.destroy();
       });
     }
@@ -138,7 +141,8 @@ export class TlsTerminator extends EventEmitter<TerminatorEvents> {
 
   close(): void {
     this.watcher?.close();
-    for (const raw of this.handshaking.values()) raw.destroy();
+    for (const raw of this.pending.keys()) raw.destroy();
+    this.pending.clear();
     this.handshaking.clear();
   }
 
@@ -148,7 +152,7 @@ export class TlsTerminator extends EventEmitter<TerminatorEvents> {
     raw.unshift(first);
     if (first[0] !== TLS_HANDSHAKE) {
       const plain = first[0]! >= 0x41 && first[0]! <= 0x5a; // an HTTP method's first letter
-      this.hooks?.failed(raw, plain ? 'plain HTTP sent to the TLS port' : `not a TLS handshake (first byte 0x${first[0]!.toString(16)})`);
+      this.hooks?.failed(raw, plain ? 'plain HTTP sent to the TLS port' : `not a TLS handshake (first byte 0x${first[0]!.toString(16)})`, raw.remoteAddress ?? '');
       if (plain && !raw.destroyed) {
         raw.end(PLAIN_HTTP_ANSWER);
         setTimeout(() => raw.destroy(), 1_000).unref();
@@ -159,6 +163,7 @@ export class TlsTerminator extends EventEmitter<TerminatorEvents> {
     }
     const key = tupleKey(raw);
     if (key !== null) this.handshaking.set(key, raw);
+    this.pending.set(raw, raw.remoteAddress ?? '');
     this.server.emit('connection', raw);
   }
 
@@ -171,14 +176,32 @@ export class TlsTerminator extends EventEmitter<TerminatorEvents> {
   }
 
   private settle(raw: Socket): void {
-    const key = tupleKey(raw);
-    if (key !== null && this.handshaking.get(key) === raw) this.handshaking.delete(key);
+    for (const [k, r] of this.handshaking) {
+      if (r === raw) this.handshaking.delete(k);
+    }
+    // Gone in the middle of its handshake with no reason reported yet.
+    if (this.pending.has(raw)) this.fail(raw, 'TLS handshake failed: connection closed before it completed');
     this.hooks?.settled(raw);
+  }
+
+  /** Report a failed handshake once, and forget the socket. */
+  private fail(raw: Socket, reason: string): void {
+    const addr = this.pending.get(raw);
+    if (addr === undefined) return;
+    this.pending.delete(raw);
+    this.hooks?.failed(raw, reason, addr);
   }
 
   private onSecure(s: TLSSocket): void {
     const raw = this.takeRaw(s);
+    if (this.options.verifyClient === 'on' && !s.authorized) {
+      const why = s.getPeerX509Certificate() === undefined ? 'none sent' : String(s.authorizationError);
+      if (raw !== undefined) this.fail(raw, `TLS handshake failed: client certificate: ${why}`);
+      s.destroy();
+      return;
+    }
     if (raw !== undefined) {
+      this.pending.delete(raw);
       const peer = peerOf(raw);
       if (peer !== undefined) setPeer(s, peer);
       this.hooks?.settled(raw);
@@ -188,9 +211,7 @@ export class TlsTerminator extends EventEmitter<TerminatorEvents> {
 
   private onClientError(err: Error & { code?: string }, s: TLSSocket): void {
     const raw = this.takeRaw(s);
-    // A client certificate refused by verification ends as a hang-up; its real reason is here.
-    const why = s.authorizationError != null ? `client certificate: ${String(s.authorizationError)}` : (err.code ?? err.message);
-    if (raw !== undefined) this.hooks?.failed(raw, `TLS handshake failed: ${why}`);
+    if (raw !== undefined) this.fail(raw, `TLS handshake failed: ${err.code ?? err.message}`);
     s.destroy();
   }
 }

@@ -5,7 +5,7 @@
  * through again once the bucket drains; connections per client.
  */
 import net from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import WebSocket from 'ws';
 import { createProxy, type Proxy, type RefusedEvent } from '../../src/index.js';
 import { Bucket, take } from '../../src/limits/bucket.js';
@@ -73,7 +73,7 @@ t.test('limiter: a full count table refuses new clients instead of forgetting op
   for (const s of socks) s.destroy();
 });
 
-async function setup(t: Tap.Test, clientLimits: Record<string, unknown>) {
+async function setup(t: Test, clientLimits: Record<string, unknown>) {
   const backend = await proxyAwareBackend();
   const proxy: Proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, clientLimits, timeouts: { drainMs: 500 } });
   const refused: RefusedEvent[] = [];
@@ -121,7 +121,7 @@ t.test('connections per client: the second concurrent connection gets 503, a clo
   const first = net.connect({ host: '127.0.0.1', port });
   await new Promise((r) => first.once('connect', r));
   // The first connection is counted once the proxy has it (accept is asynchronous).
-  let second = { data: Buffer.alloc(0), closed: false };
+  let second: { data: Buffer; closed: boolean } = { data: Buffer.alloc(0), closed: false };
   for (let i = 0; i < 50; i++) {
     second = await exchange(port, [GET]);
     if (second.data.toString().startsWith('HTTP/1.1 503')) break;

@@ -6,7 +6,7 @@
  * and upgrades alike.
  */
 import net from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import WebSocket from 'ws';
 import { createProxy, type Proxy, type RefusedEvent } from '../../src/index.js';
 import { V2_SIGNATURE } from '../../src/proxy-protocol/parse.js';
@@ -28,7 +28,7 @@ function v2ipv4(src: string, dst: string, sp: number, dp: number, cmd = 0x21): B
   return h;
 }
 
-async function setup(t: Tap.Test, trusted: string[], upstreamExtra: Record<string, unknown> = {}) {
+async function setup(t: Test, trusted: string[], upstreamExtra: Record<string, unknown> = {}) {
   const backend = await proxyAwareBackend();
   const proxy: Proxy = createProxy({
     upstreams: { b: { servers: [`127.0.0.1:${backend.port}`], ...upstreamExtra } },
