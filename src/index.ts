@@ -4,10 +4,10 @@
  *   const proxy = createProxy({ upstreams: { backend: { servers: ['127.0.0.1:3001', '127.0.0.1:3002'] } } });
  *   await proxy.listen({ host: '127.0.0.1', port: 8080 });
  */
-import { Proxy } from './server.js';
+import { WspliceProxy } from './server.js';
 import type { ProxyOptions } from './options.js';
 
-export { Proxy } from './server.js';
+export { WspliceProxy } from './server.js';
 export type {
   ListenTarget, ProxyEvents, ProxyStats, RefusedEvent, RelayMovedEvent, TunnelCloseEvent, TunnelEvent, UpstreamErrorEvent,
 } from './server.js';
@@ -22,6 +22,6 @@ export { acceptFor } from './websocket/handshake.js';
 export { llhttpBuild } from './http1/llhttp.js';
 
 /** Create a proxy. Options are validated now: a ConfigError names the offending field. */
-export function createProxy(options: ProxyOptions): Proxy {
-  return new Proxy(options);
+export function createProxy(options: ProxyOptions): WspliceProxy {
+  return new WspliceProxy(options);
 }

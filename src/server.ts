@@ -79,7 +79,7 @@ export interface ProxyEvents {
 
 export type ListenTarget = number | string | ({ host?: string; port?: number; path?: string } & ListenerEdgeOptions);
 
-export class Proxy extends EventEmitter<ProxyEvents> {
+export class WspliceProxy extends EventEmitter<ProxyEvents> {
   readonly options: ResolvedOptions;
   readonly groups: ReadonlyMap<string, UpstreamGroup>;
   readonly relayKind: 'js' | 'splice';
@@ -182,7 +182,10 @@ export class Proxy extends EventEmitter<ProxyEvents> {
     if (channels.connection.hasSubscribers) channels.connection.publish({ id: c.id, remoteAddress: c.remoteAddress });
   }
 
-  /** Start a listener: a port (127.0.0.1 by default... no: all interfaces, as net does), {host, port} or a unix path. */
+  /**
+   * Start a listener. A bare port binds every interface, as Node's `server.listen(port)` does;
+   * `{ host, port }` binds one address; a string is a unix socket path.
+   */
   listen(target: ListenTarget = 0): Promise<AddressInfo | string> {
     let front: ListenerFront | null;
     try {

@@ -13,7 +13,7 @@ import { ConfigError, WspliceError } from '../errors.js';
 import { llhttpBuild } from '../http1/llhttp.js';
 import { resolveOptions, type ProxyOptions } from '../options.js';
 import { selectRelay } from '../relay/index.js';
-import { Proxy } from '../server.js';
+import { WspliceProxy } from '../server.js';
 import { parseArgs, parseListen, USAGE, type CliArgs } from './args.js';
 import { portOf, startEchoBackend } from './demo.js';
 
@@ -44,7 +44,7 @@ function reportIssues(err: unknown): boolean {
 }
 
 interface Prepared {
-  proxy: Proxy;
+  proxy: WspliceProxy;
   targets: Array<ReturnType<typeof parseListen>>;
   backends: Server[];
 }
@@ -78,7 +78,7 @@ async function prepare(args: CliArgs): Promise<Prepared | number> {
     }
     is.throwIfErrors();
     const listen = given.listen.length > 0 ? given.listen : ['127.0.0.1:8080'];
-    return { proxy: new Proxy(given.options), targets: listen.map(parseListen), backends };
+    return { proxy: new WspliceProxy(given.options), targets: listen.map(parseListen), backends };
   } catch (err) {
     for (const s of backends) s.close();
     if (!reportIssues(err)) throw err;
@@ -93,7 +93,7 @@ function failed(args: CliArgs): number {
   return 1;
 }
 
-function logEvents(proxy: Proxy): void {
+function logEvents(proxy: WspliceProxy): void {
   proxy.on('refused', (e) => process.stderr.write(`refused #${e.id} ${e.remoteAddress} ${e.status} ${e.code}: ${e.reason}\n`));
   proxy.on('upstreamError', (e) => process.stderr.write(`upstream #${e.id} ${e.status} ${e.code}: ${e.reason}\n`));
   proxy.on('error', (e) => process.stderr.write(`error: ${e.message}\n`));

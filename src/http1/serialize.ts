@@ -45,7 +45,7 @@ const X_FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarde
 /**
  * The request head sent upstream: HTTP/1.1 always (proxy_http_version 1.1),
  * hop-by-hop headers removed, Host per policy, X-Forwarded-* appended, then
- * Connection/Upgrade as the seed's map sets them.
+ * Connection: close for a plain request, Connection: upgrade + Upgrade for an upgrade.
  */
 export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: ForwardPolicy, client: ClientFacts): Buffer {
   let out = `${h.method} ${info.path} HTTP/1.1\r\n`;
@@ -79,15 +79,16 @@ export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: Fo
 /**
  * The response head sent to the client for a plain exchange: hop-by-hop
  * headers removed, framing kept (bytes pass through), Connection per the
- * client connection's fate.
+ * client connection's fate. `extra`: header lines the proxy adds (`Name: value\r\n` each).
  */
-export function forwardResponseHead(res: ResponseHead, drop: ReadonlySet<string>, clientHttp11: boolean, keepAlive: boolean): Buffer {
+export function forwardResponseHead(res: ResponseHead, drop: ReadonlySet<string>, clientHttp11: boolean, keepAlive: boolean, extra = ''): Buffer {
   let out = `HTTP/1.1 ${res.status} ${res.reason}\r\n`;
   for (let i = 0; i < res.keys.length; i++) {
     const k = res.keys[i]!;
     if (HOP_BY_HOP.has(k) || drop.has(k)) continue;
     out += `${res.names[i]!}: ${res.values[i]!}\r\n`;
   }
+  out += extra;
   if (!keepAlive) out += 'Connection: close\r\n\r\n';
   else if (!clientHttp11) out += 'Connection: keep-alive\r\n\r\n';
   else out += '\r\n';
@@ -117,7 +118,3 @@ export function errorResponse(status: number, reason: string, extra = ''): Buffe
     'latin1',
   );
 }
-
-/** Prebuilt, like Node's _http_server.js: written straight to the socket. */
-export const RESPONSE_408 = errorResponse(408, 'request head not received in time');
-export const RESPONSE_431 = errorResponse(431, 'request head too large');

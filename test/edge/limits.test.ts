@@ -7,7 +7,7 @@
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
-import { createProxy, type Proxy, type RefusedEvent } from '../../src/index.js';
+import { createProxy, type WspliceProxy, type RefusedEvent } from '../../src/index.js';
 import { Bucket, take } from '../../src/limits/bucket.js';
 import { ClientLimiter } from '../../src/limits/limiter.js';
 import { resolveClientLimits } from '../../src/limits/options.js';
@@ -75,7 +75,7 @@ t.test('limiter: a full count table refuses new clients instead of forgetting op
 
 async function setup(t: Test, clientLimits: Record<string, unknown>) {
   const backend = await proxyAwareBackend();
-  const proxy: Proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, clientLimits, timeouts: { drainMs: 500 } });
+  const proxy: WspliceProxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, clientLimits, timeouts: { drainMs: 500 } });
   const refused: RefusedEvent[] = [];
   proxy.on('refused', (e) => refused.push(e));
   const addr = (await proxy.listen({ host: '127.0.0.1', port: 0 })) as net.AddressInfo;

@@ -8,7 +8,7 @@
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
-import { createProxy, type Proxy, type RefusedEvent } from '../../src/index.js';
+import { createProxy, type WspliceProxy, type RefusedEvent } from '../../src/index.js';
 import { V2_SIGNATURE } from '../../src/proxy-protocol/parse.js';
 import { fdCount } from './fixtures/certs.js';
 import { exchange, proxyAwareBackend, waitFor } from './fixtures/peers.js';
@@ -30,7 +30,7 @@ function v2ipv4(src: string, dst: string, sp: number, dp: number, cmd = 0x21): B
 
 async function setup(t: Test, trusted: string[], upstreamExtra: Record<string, unknown> = {}) {
   const backend = await proxyAwareBackend();
-  const proxy: Proxy = createProxy({
+  const proxy: WspliceProxy = createProxy({
     upstreams: { b: { servers: [`127.0.0.1:${backend.port}`], ...upstreamExtra } },
     realIpFrom: trusted,
     forwarding: { xRealIp: true },

@@ -12,7 +12,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import t, { type Test } from 'tap';
 import WebSocket, { WebSocketServer } from 'ws';
-import { createProxy, type Proxy, type RefusedEvent } from '../../src/index.js';
+import { createProxy, type WspliceProxy, type RefusedEvent } from '../../src/index.js';
 import type { ReloadResult } from '../../src/tls/terminator.js';
 import { fdCount, TestPki, type Pair } from './fixtures/certs.js';
 import { exchange, waitFor } from './fixtures/peers.js';
@@ -53,7 +53,7 @@ function copies(name: string, p: Pair): Pair {
 
 async function setup(t: Test, tlsOpts: Record<string, unknown>, extra: Record<string, unknown> = {}, listenExtra: Record<string, unknown> = {}) {
   const port = await backend(t);
-  const proxy: Proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${port}`] } }, timeouts: { drainMs: 300 }, ...extra });
+  const proxy: WspliceProxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${port}`] } }, timeouts: { drainMs: 300 }, ...extra });
   const refused: RefusedEvent[] = [];
   const reloads: ReloadResult[] = [];
   proxy.on('refused', (e) => refused.push(e));

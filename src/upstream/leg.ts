@@ -1,0 +1,316 @@
+/**
+ * The back connection of one client connection: connect to a backend, write
+ * the request head and body, parse the response head, pass the body through
+ * to the client, and retire the socket when the response is complete. It
+ * reports to its owner (the client connection) and decides nothing itself:
+ * every failure goes back as a code for the owner's failure table.
+ *
+ * Listeners are module functions that find their leg through the socket, and
+ * act only while that socket is still the leg's current one: a retired,
+ * replaced or reset socket can never touch a later exchange.
+ */
+import net, { type Socket } from 'node:net';
+import type { ErrorCode } from '../errors.js';
+import { readResponseHead, type ResponseHead } from '../http1/head.js';
+import { Ev, type Parser, type ParserPool } from '../http1/llhttp.js';
+import { resetOrDestroy } from '../sockets.js';
+import type { StateTimer } from '../timeouts.js';
+import type { UpstreamTls } from '../tls/upstream.js';
+import type { Backend } from './group.js';
+
+/** What the owner makes of a response head. */
+export const enum HeadVerdict {
+  /** Stop parsing: the exchange ended (failed) or the socket became a tunnel. */
+  Stop = 0,
+  /** An interim (1xx) response: the final head follows. */
+  Interim = 1,
+  /** The head went to the client: pass the body through. */
+  Body = 2,
+}
+
+export interface LegOwner {
+  /** Where response bytes go. */
+  readonly client: Socket;
+  /** Connected; the head and the body bytes held so far are written. */
+  legConnected(): void;
+  /** `chunk[pos..]` follows the head. */
+  legHead(res: ResponseHead, p: Parser, chunk: Buffer, pos: number): HeadVerdict;
+  /** The response is complete (`eof`: it was delimited by the backend's close). */
+  legDone(eof: boolean): void;
+  legFailed(code: ErrorCode, reason: string): void;
+  /** The backend took the body bytes written so far. */
+  legDrain(): void;
+}
+
+const enum Phase {
+  Idle = 0,
+  Connecting = 1,
+  /** Request written, no response head yet. */
+  Waiting = 2,
+  /** Response head passed on; body flowing. */
+  Body = 3,
+}
+
+interface LegSocket extends Socket {
+  leg?: UpstreamLeg | null;
+}
+
+/** How long a finished upstream connection may take to close on its side. */
+const RETIRE_MS = 5_000;
+
+export class UpstreamLeg {
+  private readonly owner: LegOwner;
+  private readonly parsers: ParserPool;
+  private readonly timer: StateTimer;
+  /** Body bytes held while connecting; over this the owner pauses the client. */
+  private readonly maxHeld: number;
+  /** The current socket; only its events count. */
+  socket: LegSocket | null = null;
+  private parser: Parser | null = null;
+  private phase = Phase.Idle;
+  private head: Buffer | null = null;
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+
+  constructor(owner: LegOwner, parsers: ParserPool, timer: StateTimer, maxHeld: number) {
+    this.owner = owner;
+    this.parsers = parsers;
+    this.timer = timer;
+    this.maxHeld = maxHeld;
+  }
+
+  /** The request head is written; body bytes now go straight out. */
+  get connected(): boolean {
+    return this.phase >= Phase.Waiting;
+  }
+
+  /**
+   * Open a connection to `backend`; `head` goes out first once it is up, then any held body bytes.
+   * `tls`: the group speaks TLS; `preamble`: a PROXY protocol header sent ahead of everything.
+   * False: no response parser is free (limits.maxParsers), nothing was opened.
+   */
+  connect(backend: Backend, head: Buffer, tls: UpstreamTls | undefined, preamble: Buffer | null): boolean {
+    // The response parser is taken first: when none is left no backend connection is opened.
+    if (this.parser === null && (this.parser = this.parsers.acquire()) === null) return false;
+    const a = backend.address;
+    const target = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
+    const up: LegSocket =
+      tls !== undefined ? tls.connect(target, backend.label, preamble) : net.connect({ ...target, allowHalfOpen: true, noDelay: true });
+    if (tls === undefined && preamble !== null) up.write(preamble); // queued until connected, ahead of the head
+    up.leg = this;
+    this.socket = up;
+    this.head = head;
+    this.phase = Phase.Connecting;
+    up.on(tls !== undefined ? 'secureConnect' : 'connect', onConnect);
+    up.on('data', onData);
+    up.on('end', onEnd);
+    up.on('error', onError);
+    up.on('drain', onDrain);
+    up.on('close', onClose);
+    return true;
+  }
+
+  /** Request body bytes, in order. False: the client should pause (backpressure, or too much held). */
+  send(b: Buffer): boolean {
+    if (this.phase >= Phase.Waiting && this.socket !== null) {
+      this.timer.refresh();
+      return this.socket.write(b);
+    }
+    this.held.push(b);
+    this.heldBytes += b.length;
+    return this.heldBytes <= this.maxHeld;
+  }
+
+  pause(): void {
+    this.socket?.pause();
+  }
+
+  resume(): void {
+    this.socket?.resume();
+  }
+
+  /**
+   * The response is complete and the backend was asked to close (Connection:
+   * close). Let it close first: the side that closes first keeps TIME_WAIT, and
+   * a proxy that closes first runs out of ephemeral ports at a few thousand
+   * requests/s. The socket is unhooked first: nothing it does later counts.
+   */
+  retire(): void {
+    const up = this.release();
+    if (up === null) return;
+    if (up.readableEnded || up.destroyed) {
+      up.destroy();
+      return;
+    }
+    up.on('end', destroySelf);
+    up.setTimeout(RETIRE_MS, destroySelf);
+    up.resume(); // a stray byte after the message must not stall the close
+  }
+
+  /**
+   * Close the backend connection now. `reset`: with an RST when the backend may
+   * hold part of a request it must not take for a whole one. `keepBody`: the
+   * held body bytes stay for the next try.
+   */
+  close(reset: boolean, keepBody = false): void {
+    const sent = this.phase >= Phase.Waiting;
+    const up = this.release();
+    if (!keepBody) {
+      this.held = [];
+      this.heldBytes = 0;
+    }
+    if (up === null) return;
+    if (reset && sent) resetOrDestroy(up);
+    else up.destroy();
+  }
+
+  /** Hand the socket over (a tunnel); the leg keeps nothing of it. */
+  detach(): Socket {
+    const up = this.release()!;
+    up.removeListener('error', onError);
+    return up;
+  }
+
+  /** Unhook the current socket: every listener but the (now inert) error one is removed. */
+  private release(): LegSocket | null {
+    if (this.parser !== null) {
+      this.parsers.release(this.parser);
+      this.parser = null;
+    }
+    this.phase = Phase.Idle;
+    this.head = null;
+    const up = this.socket;
+    if (up === null) return null;
+    this.socket = null;
+    up.leg = null;
+    up.removeListener('connect', onConnect);
+    up.removeListener('secureConnect', onConnect);
+    up.removeListener('data', onData);
+    up.removeListener('end', onEnd);
+    up.removeListener('drain', onDrain);
+    up.removeListener('close', onClose);
+    return up;
+  }
+
+  // ---------------------------------------------------------------- socket events (current socket only)
+
+  /** @internal */
+  socketConnected(): void {
+    const up = this.socket!;
+    this.phase = Phase.Waiting;
+    up.write(this.head!);
+    this.head = null;
+    for (const b of this.held) up.write(b);
+    this.held = [];
+    this.heldBytes = 0;
+    this.owner.legConnected();
+  }
+
+  /** @internal */
+  socketData(chunk: Buffer): void {
+    if (this.parser === null) return;
+    this.timer.refresh();
+    // Head and body bytes of one chunk leave in one writev, not one write each.
+    const client = this.owner.client;
+    client.cork();
+    this.parse(chunk);
+    client.uncork();
+  }
+
+  private parse(chunk: Buffer): void {
+    const p = this.parser!;
+    let pos = 0;
+    // After a head llhttp runs once more with no bytes left: a bodiless message completes then.
+    let again = false;
+    while (pos < chunk.length || again) {
+      again = false;
+      const inHead = this.phase !== Phase.Body;
+      const ev = p.execute(chunk, pos);
+      if (ev === Ev.Error) {
+        if (inHead) this.owner.legFailed('WSPLICE_UPSTREAM_PROTOCOL', `malformed response: ${p.reason}`);
+        else this.owner.legFailed('WSPLICE_UPSTREAM_ABORTED', `malformed response body: ${p.reason}`);
+        return;
+      }
+      if (inHead) {
+        if (ev === Ev.More) return;
+        pos = p.offset;
+        if (ev === Ev.End) continue; // the end of an interim (1xx) response
+        const verdict = this.owner.legHead(readResponseHead(p), p, chunk, pos);
+        if (verdict === HeadVerdict.Stop) return;
+        if (verdict === HeadVerdict.Body) this.phase = Phase.Body;
+        again = true;
+        continue;
+      }
+      const end = p.offset;
+      if (end > pos && !this.owner.client.write(chunk.subarray(pos, end))) this.socket!.pause();
+      pos = end;
+      if (ev === Ev.End) {
+        this.owner.legDone(false);
+        return;
+      }
+    }
+  }
+
+  /** @internal */
+  socketEnded(): void {
+    if (this.phase === Phase.Body && this.parser !== null) {
+      // A close-delimited body ends here.
+      if (this.parser.finish()) this.owner.legDone(true);
+      else this.owner.legFailed('WSPLICE_UPSTREAM_ABORTED', 'response cut short');
+    } else if (this.phase === Phase.Waiting) {
+      this.owner.legFailed('WSPLICE_UPSTREAM_CLOSED', 'upstream closed before a complete response head');
+    }
+  }
+
+  /** @internal */
+  socketFailed(err: Error & { code?: string }): void {
+    const why = err.code ?? err.message;
+    if (this.phase === Phase.Connecting) this.owner.legFailed('WSPLICE_UPSTREAM_CONNECT', `connect failed: ${why}`);
+    else if (this.phase === Phase.Waiting) this.owner.legFailed('WSPLICE_UPSTREAM_CLOSED', `upstream error: ${why}`);
+    else if (this.phase === Phase.Body) this.owner.legFailed('WSPLICE_UPSTREAM_ABORTED', `upstream error: ${why}`);
+  }
+
+  /** @internal */
+  socketClosed(): void {
+    // After a clean 'end' the exchange was already over and the socket released.
+    if (this.phase === Phase.Body) this.owner.legFailed('WSPLICE_UPSTREAM_ABORTED', 'upstream closed mid-response');
+    else if (this.phase === Phase.Waiting) this.owner.legFailed('WSPLICE_UPSTREAM_CLOSED', 'upstream closed before a complete response head');
+    else if (this.phase === Phase.Connecting) this.owner.legFailed('WSPLICE_UPSTREAM_CLOSED', 'upstream closed');
+  }
+
+  /** @internal */
+  socketDrained(): void {
+    this.owner.legDrain();
+  }
+}
+
+// One set of listeners for every upstream socket: no closure per connection,
+// and a socket that is no longer its leg's current one is ignored.
+function onConnect(this: LegSocket): void {
+  const leg = this.leg;
+  if (leg != null && leg.socket === this) leg.socketConnected();
+}
+function onData(this: LegSocket, chunk: Buffer): void {
+  const leg = this.leg;
+  if (leg != null && leg.socket === this) leg.socketData(chunk);
+}
+function onEnd(this: LegSocket): void {
+  const leg = this.leg;
+  if (leg != null && leg.socket === this) leg.socketEnded();
+}
+function onError(this: LegSocket, err: Error): void {
+  const leg = this.leg;
+  if (leg != null && leg.socket === this) leg.socketFailed(err);
+}
+function onDrain(this: LegSocket): void {
+  const leg = this.leg;
+  if (leg != null && leg.socket === this) leg.socketDrained();
+}
+function onClose(this: LegSocket): void {
+  const leg = this.leg;
+  if (leg != null && leg.socket === this) leg.socketClosed();
+}
+
+function destroySelf(this: Socket): void {
+  this.destroy();
+}
