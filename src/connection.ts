@@ -10,49 +10,22 @@
  * sliced, never copied or decoded.
  */
 import type { Socket } from 'node:net';
-import { channels } from './diagnostics.js';
-import { BadRequestError, ERRORS, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
-import { Exchange } from './exchange.js';
-import { readRequestHead, type ResponseHead } from './http1/head.js';
-import { Ev, Limit, type Parser, type ParserPool } from './http1/llhttp.js';
-import { classifyRequest, dropSet, responseHasNoBody, type RequestInfo } from './http1/semantics.js';
-import { errorResponse, forwardRequestHead, forwardResponseHead } from './http1/serialize.js';
-import type { ResolvedOptions } from './options.js';
-import type { Relay, RelayKind, Tunnel, TunnelMove, TunnelStats } from './relay/types.js';
-import type { Router } from './router.js';
+import type { ProxyContext } from './context.js';
+import { ERRORS, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
+import { openExchange, type Exchange } from './exchange.js';
+import type { ResponseHead } from './http1/head.js';
+import { Ev, Limit, type Parser } from './http1/llhttp.js';
+import { dropSet, responseHasNoBody } from './http1/semantics.js';
+import { errorResponse, forwardResponseHead } from './http1/serialize.js';
+import type { Tunnel, TunnelMove } from './relay/types.js';
 import { resetOrDestroy } from './sockets.js';
 import { decide, expiry, KEEP, State, timeoutFor, Verdict } from './state.js';
 import { StateTimer } from './timeouts.js';
 import type { Backend } from './upstream/group.js';
 import { HeadVerdict, UpstreamLeg, type LegOwner } from './upstream/leg.js';
-import { checkClientHandshake, checkGenericUpgrade, checkUpstreamAccept, readClientHandshake } from './websocket/handshake.js';
-
-import type { ClientLimiter } from './limits/limiter.js';
+import { checkGenericUpgrade, checkUpstreamAccept } from './websocket/handshake.js';
 import { clientAddress } from './proxy-protocol/peer.js';
 import { proxyHeaderFor } from './proxy-protocol/write.js';
-import type { UpstreamTls } from './tls/upstream.js';
-
-export { State } from './state.js';
-
-/** What the proxy shares with its connections. */
-export interface ProxyContext {
-  readonly options: ResolvedOptions;
-  readonly router: Router;
-  readonly requestParsers: ParserPool;
-  readonly responseParsers: ParserPool;
-  readonly relay: Relay;
-  /** Per-client limits (null: none configured). */
-  readonly limiter: ClientLimiter | null;
-  /** Upstream groups that speak TLS, by name. */
-  readonly upstreamTls: ReadonlyMap<string, UpstreamTls>;
-  draining: boolean;
-  tunnelOpened(c: Connection, backend: Backend, relay: RelayKind): void;
-  tunnelMoved(c: Connection, backend: Backend, move: TunnelMove): void;
-  tunnelClosed(c: Connection, backend: Backend, stats: TunnelStats): void;
-  refused(c: Connection, err: WspliceError): void;
-  upstreamFailed(c: Connection, err: UpstreamError): void;
-  connectionClosed(c: Connection): void;
-}
 
 let lastId = 0;
 
@@ -66,9 +39,6 @@ export class Connection implements LegOwner {
   private reqParser: Parser | null = null;
   /** The exchange in progress. */
   private x: Exchange | null = null;
-  /** Bytes behind an upgrade head, held (bounded) until the 101 is valid. */
-  private early: Buffer[] = [];
-  private earlyBytes = 0;
   /** Client bytes after the current request (pipelining), held until the exchange ends. */
   private pending: Buffer | null = null;
   private tunnel: Tunnel | null = null;
@@ -126,7 +96,7 @@ export class Connection implements LegOwner {
     const x = this.x;
     if (x !== null && x.upgrade) {
       // Early data behind an upgrade head; after a refused upgrade, discarded.
-      if (s === State.Connecting || s === State.AwaitHead) this.holdEarly(chunk);
+      if (s === State.Connecting || s === State.AwaitHead) this.holdEarly(x, chunk);
       return;
     }
     if ((x !== null && x.bodyDone) || this.pending !== null) this.holdPipelined(chunk, 0);
@@ -156,10 +126,11 @@ export class Connection implements LegOwner {
         if (ev === Ev.More) return;
         if (!this.onRequestHead(p)) return; // Ev.Head
         pos = p.offset;
-        if (this.x!.upgrade) {
+        const x = this.x!;
+        if (x.upgrade) {
           // What follows an upgrade head is early data, held until the 101 is validated.
           this.releaseRequestParser();
-          if (pos < chunk.length) this.holdEarly(chunk.subarray(pos));
+          if (pos < chunk.length) this.holdEarly(x, chunk.subarray(pos));
           return;
         }
         again = true;
@@ -186,50 +157,28 @@ export class Connection implements LegOwner {
     if (this.pending.length > this.ctx.options.limits.maxHeadBytes) this.client.pause();
   }
 
-  private holdEarly(chunk: Buffer): void {
-    this.earlyBytes += chunk.length;
-    if (this.earlyBytes > this.ctx.options.limits.maxEarlyDataBytes) {
+  private holdEarly(x: Exchange, chunk: Buffer): void {
+    if (!x.holdEarly(chunk, this.ctx.options.limits.maxEarlyDataBytes)) {
       this.fail('WSPLICE_EARLY_DATA_OVERFLOW', 'too much data before the upgrade completed');
-      return;
     }
-    this.early.push(chunk);
   }
 
   /** Returns false when the request was refused. */
   private onRequestHead(p: Parser): boolean {
     this.requests++;
-    const req = readRequestHead(p);
-    let info: RequestInfo;
-    try {
-      info = classifyRequest(req, this.ctx.options.tunnelProtocols);
-    } catch (err) {
-      const e = err instanceof WspliceError ? err : new BadRequestError(String(err));
-      this.fail(e.code, e.message);
+    const x = openExchange(p, this.ctx, this.id, this.remoteAddress);
+    if (x instanceof WspliceError) {
+      this.fail(x.code, x.message);
       return false;
     }
-    const refusal = info.kind === 'websocket' ? checkClientHandshake(req) : null;
-    if (refusal !== null) {
-      this.fail(refusal.code, refusal.message);
-      return false;
-    }
-    if (channels.request.hasSubscribers) {
-      channels.request.publish({ id: this.id, method: req.method, target: req.target, kind: info.kind });
-    }
-    if (info.kind === 'plain') p.setBodyMode(false, true); // llhttp's own upgrade guess is not ours
-    const limited = this.ctx.limiter?.admitRequest(this.client, req) ?? null;
+    const limited = this.ctx.limiter?.admitRequest(this.client, x.req) ?? null;
     if (limited !== null) {
       this.ctx.refused(this, new WspliceError('WSPLICE_CLIENT_LIMIT', limited.reason, limited.status));
       this.finish(limited.response);
       return false;
     }
-    const group = this.ctx.router.match(info.host, info.path);
-    if (group === null) {
-      this.fail('WSPLICE_NO_ROUTE', `no route for ${info.path}`);
-      return false;
-    }
-    const handshake = info.kind === 'websocket' ? readClientHandshake(req) : null;
-    this.x = new Exchange(req, info, handshake, group, this.remoteAddress, this.ctx.draining);
-    this.connect(this.x);
+    this.x = x;
+    this.connect(x);
     return this.x !== null; // null: refused on the spot (no response parser free)
   }
 
@@ -266,7 +215,6 @@ export class Connection implements LegOwner {
     this.leg.close(false);
     this.releaseRequestParser();
     this.pending = null;
-    this.early = [];
     this.x = null;
     this.ctx.connectionClosed(this);
   }
@@ -278,15 +226,14 @@ export class Connection implements LegOwner {
     const backend = x.group.pick();
     x.backend = backend;
     this.enter(State.Connecting);
-    const head = forwardRequestHead(x.req, x.info, this.ctx.options.forward, {
-      remoteAddress: this.remoteAddress,
-      proto: (this.client as { encrypted?: boolean }).encrypted === true ? 'https' : this.ctx.options.proto,
-      fallbackHost: backend.address.kind === 'unix' ? 'localhost' : backend.label,
-    });
+    const proto = (this.client as { encrypted?: boolean }).encrypted === true ? 'https' : this.ctx.options.proto;
     const name = x.group.name;
     const sendProxy = this.ctx.options.upstreams.get(name)?.sendProxy ?? null;
     const preamble = sendProxy !== null ? proxyHeaderFor(this.client, sendProxy) : null;
-    if (!this.leg.connect(backend, head, this.ctx.upstreamTls.get(name), preamble)) this.fail('WSPLICE_OVERLOADED', 'no response parser free (limits.maxParsers)');
+    const head = x.requestHead(this.ctx.options, proto);
+    if (!this.leg.connect(backend, head, x.upgrade, this.ctx.upstreamTls.get(name), preamble)) {
+      this.fail('WSPLICE_OVERLOADED', 'no response parser free (limits.maxParsers)');
+    }
   }
 
   legConnected(): void {
@@ -308,15 +255,7 @@ export class Connection implements LegOwner {
 
   legHead(res: ResponseHead, p: Parser, chunk: Buffer, pos: number): HeadVerdict {
     const x = this.x!;
-    if (res.status === 101) {
-      if (x.upgrade && this.state === State.AwaitHead) return this.openTunnel(x, res, p, chunk, pos);
-      this.fail('WSPLICE_UPSTREAM_PROTOCOL', '101 to a request that asked for no upgrade');
-      return HeadVerdict.Stop;
-    }
-    if (res.versionMajor !== 1) {
-      this.fail('WSPLICE_UPSTREAM_PROTOCOL', `HTTP/${res.versionMajor}.${res.versionMinor} response`);
-      return HeadVerdict.Stop;
-    }
+    if (res.status === 101) return this.openTunnel(x, res, p, chunk, pos); // the leg let it through: an upgrade was asked
     if (res.status >= 100 && res.status < 200) {
       // Interim (100 Continue, 103): forwarded to HTTP/1.1 clients, then the final response follows.
       if (x.req.versionMinor === 1) this.client.write(forwardResponseHead(res, dropSet(res), true, true));
@@ -325,8 +264,7 @@ export class Connection implements LegOwner {
     if (x.upgrade) {
       // The upgrade was refused: the response is relayed as it is, and the
       // connection will never become a tunnel. Early data is dropped unsent.
-      this.early = [];
-      this.earlyBytes = 0;
+      x.takeEarly();
       x.keepAlive = false;
       x.group.succeed(x.backend!);
     }
@@ -355,9 +293,7 @@ export class Connection implements LegOwner {
     client.removeListener('end', this.onClientEnd);
     client.removeListener('drain', this.onClientDrain);
     client.removeListener('close', this.onClientClose);
-    const early = this.early.length === 0 ? null : this.early.length === 1 ? this.early[0]! : Buffer.concat(this.early);
-    this.early = [];
-    this.earlyBytes = 0;
+    const early = x.takeEarly();
     this.enter(State.Tunnel);
     const backend = x.backend!;
     x.group.succeed(backend);
@@ -467,7 +403,6 @@ export class Connection implements LegOwner {
     this.leg.close(false);
     this.releaseRequestParser();
     this.pending = null;
-    this.early = [];
     this.x = null;
     this.enter(State.Lingering);
     if (!this.client.destroyed) {

@@ -3,10 +3,16 @@
  * got. Made once per request head; the connection keeps it until the response
  * is complete (a tunnel keeps nothing of it).
  */
-import type { RequestHead } from './http1/head.js';
-import type { RequestInfo } from './http1/semantics.js';
+import type { ProxyContext } from './context.js';
+import { channels } from './diagnostics.js';
+import { BadRequestError, WspliceError } from './errors.js';
+import { readRequestHead, type RequestHead } from './http1/head.js';
+import type { Parser } from './http1/llhttp.js';
+import { classifyRequest, type RequestInfo } from './http1/semantics.js';
+import { forwardRequestHead } from './http1/serialize.js';
+import type { ResolvedOptions } from './options.js';
 import type { Backend, UpstreamGroup } from './upstream/group.js';
-import type { ClientHandshake } from './websocket/handshake.js';
+import { checkClientHandshake, readClientHandshake, type ClientHandshake } from './websocket/handshake.js';
 
 /** Methods a retry may run twice (RFC 9110 9.2.2). */
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -30,6 +36,9 @@ export class Exchange {
   keepAlive: boolean;
   /** Header lines (`Name: value\r\n`) added to the forwarded response head, e.g. a sticky cookie. */
   responseHeaders = '';
+  /** Bytes behind an upgrade head, held (bounded) until the 101 is valid. */
+  private early: Buffer[] = [];
+  private earlyBytes = 0;
 
   constructor(req: RequestHead, info: RequestInfo, handshake: ClientHandshake | null, group: UpstreamGroup, remoteAddress: string, draining: boolean) {
     this.req = req;
@@ -45,8 +54,57 @@ export class Exchange {
     return this.info.kind !== 'plain';
   }
 
+  /** The head sent to the current backend (its address is the Host of a request that had none). */
+  /** The head sent upstream; `proto`: the client's scheme (X-Forwarded-Proto). */
+  requestHead(o: ResolvedOptions, proto: string): Buffer {
+    const b = this.backend!;
+    return forwardRequestHead(this.req, this.info, o.forward, {
+      remoteAddress: this.remoteAddress,
+      proto,
+      fallbackHost: b.address.kind === 'unix' ? 'localhost' : b.label,
+    });
+  }
+
+  /** Hold early data; false when it passed `max`. */
+  holdEarly(chunk: Buffer, max: number): boolean {
+    this.earlyBytes += chunk.length;
+    if (this.earlyBytes > max) return false;
+    this.early.push(chunk);
+    return true;
+  }
+
+  /** The early data, in one buffer (null: none); the exchange keeps none of it. */
+  takeEarly(): Buffer | null {
+    const e = this.early;
+    this.early = [];
+    this.earlyBytes = 0;
+    return e.length === 0 ? null : e.length === 1 ? e[0]! : Buffer.concat(e);
+  }
+
   /** Running it again on another backend is safe: an upgrade, or an idempotent request whose body was not sent. */
   get replayable(): boolean {
     return this.upgrade || (IDEMPOTENT.has(this.req.method) && !this.bodySent);
   }
+}
+
+/**
+ * A request head just parsed by `p`: checked (framing, Host, the WebSocket
+ * handshake) and routed. Returns the exchange, or the refusal to answer with.
+ */
+export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAddress: string): Exchange | WspliceError {
+  const req = readRequestHead(p);
+  let info: RequestInfo;
+  try {
+    info = classifyRequest(req, ctx.options.tunnelProtocols);
+  } catch (err) {
+    return err instanceof WspliceError ? err : new BadRequestError(String(err));
+  }
+  const refusal = info.kind === 'websocket' ? checkClientHandshake(req) : null;
+  if (refusal !== null) return refusal;
+  if (channels.request.hasSubscribers) channels.request.publish({ id, method: req.method, target: req.target, kind: info.kind });
+  if (info.kind === 'plain') p.setBodyMode(false, true); // llhttp's own upgrade guess is not ours
+  const group = ctx.router.match(info.host, info.path);
+  if (group === null) return new WspliceError('WSPLICE_NO_ROUTE', `no route for ${info.path}`);
+  const handshake = info.kind === 'websocket' ? readClientHandshake(req) : null;
+  return new Exchange(req, info, handshake, group, remoteAddress, ctx.draining);
 }

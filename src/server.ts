@@ -4,7 +4,8 @@
  */
 import { EventEmitter } from 'node:events';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
-import { Connection, type ProxyContext } from './connection.js';
+import { Connection } from './connection.js';
+import type { ProxyContext } from './context.js';
 import { channels } from './diagnostics.js';
 import { ConfigError, type UpstreamError, type WspliceError } from './errors.js';
 import { ParserPool, TYPE_REQUEST, TYPE_RESPONSE } from './http1/llhttp.js';
@@ -115,7 +116,6 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       maxHeaders: options.limits.maxHeaders,
       maxUriBytes: options.limits.maxUriBytes,
     };
-    const self = this;
     this.ctx = {
       options,
       router: new Router(options.routes, groups),
@@ -125,6 +125,15 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       limiter: options.clientLimits !== null ? new ClientLimiter(options.clientLimits) : null,
       upstreamTls: upstreamTlsOf(options),
       draining: false,
+      ...this.reporters(relay),
+    };
+    this.handleConnection = this.handleConnection.bind(this);
+  }
+
+  /** How connections report: counters, events, and diagnostics_channel messages. */
+  private reporters(relay: Relay): Omit<ProxyContext, 'options' | 'router' | 'requestParsers' | 'responseParsers' | 'relay' | 'limiter' | 'upstreamTls' | 'draining'> {
+    const self = this;
+    return {
       tunnelOpened(c: Connection, backend: Backend, kind: RelayKind) {
         self.counters.tunnels++;
         self.counters.tunnelsTotal++;
@@ -161,7 +170,6 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
         if (self.live.delete(c)) self.counters.connections--;
       },
     };
-    this.handleConnection = this.handleConnection.bind(this);
   }
 
   /**

@@ -69,6 +69,8 @@ export class UpstreamLeg {
   private parser: Parser | null = null;
   private phase = Phase.Idle;
   private head: Buffer | null = null;
+  /** The request asked for an upgrade: a 101 may answer it (once). */
+  private upgrade = false;
   private held: Buffer[] = [];
   private heldBytes = 0;
 
@@ -89,7 +91,7 @@ export class UpstreamLeg {
    * `tls`: the group speaks TLS; `preamble`: a PROXY protocol header sent ahead of everything.
    * False: no response parser is free (limits.maxParsers), nothing was opened.
    */
-  connect(backend: Backend, head: Buffer, tls: UpstreamTls | undefined, preamble: Buffer | null): boolean {
+  connect(backend: Backend, head: Buffer, upgrade: boolean, tls: UpstreamTls | undefined, preamble: Buffer | null): boolean {
     // The response parser is taken first: when none is left no backend connection is opened.
     if (this.parser === null && (this.parser = this.parsers.acquire()) === null) return false;
     const a = backend.address;
@@ -100,6 +102,7 @@ export class UpstreamLeg {
     up.leg = this;
     this.socket = up;
     this.head = head;
+    this.upgrade = upgrade;
     this.phase = Phase.Connecting;
     up.on(tls !== undefined ? 'secureConnect' : 'connect', onConnect);
     up.on('data', onData);
@@ -235,7 +238,13 @@ export class UpstreamLeg {
         if (ev === Ev.More) return;
         pos = p.offset;
         if (ev === Ev.End) continue; // the end of an interim (1xx) response
-        const verdict = this.owner.legHead(readResponseHead(p), p, chunk, pos);
+        const res = readResponseHead(p);
+        const bad = this.checkHead(res);
+        if (bad !== null) {
+          this.owner.legFailed('WSPLICE_UPSTREAM_PROTOCOL', bad);
+          return;
+        }
+        const verdict = this.owner.legHead(res, p, chunk, pos);
         if (verdict === HeadVerdict.Stop) return;
         if (verdict === HeadVerdict.Body) this.phase = Phase.Body;
         again = true;
@@ -249,6 +258,13 @@ export class UpstreamLeg {
         return;
       }
     }
+  }
+
+  /** What makes a response head unusable whatever the request (null: nothing). */
+  private checkHead(res: ResponseHead): string | null {
+    if (res.status === 101 && !this.upgrade) return '101 to a request that asked for no upgrade';
+    if (res.versionMajor !== 1) return `HTTP/${res.versionMajor}.${res.versionMinor} response`;
+    return null;
   }
 
   /** @internal */
