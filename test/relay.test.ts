@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import net, { type Socket } from 'node:net';
 import t from 'tap';
 import { acceptFor, createProxy } from '../src/index.js';
-import { connect, delay, fdCount, rawBackend, readAll, upgradeHead, waitFor, type RawBackend } from './helpers.js';
+import { delay, fdCount, openTunnel, rawBackend, readAll, waitFor, type RawBackend } from './support/index.js';
 
 // 'auto' (with the addon built) starts tunnels on JS and moves long or busy ones to splice.
 const relays: Array<'js' | 'splice' | 'auto'> = ['js'];
@@ -47,28 +47,6 @@ async function tunnelBackend(tunnel: (sock: Socket) => void): Promise<RawBackend
     tunnel(sock);
     if (rest.length > 0) sock.emit('data', rest);
   });
-}
-
-/** Open a raw tunnel through the proxy; resolves once the 101 head has been read. */
-async function openTunnel(proxyPort: number): Promise<Socket> {
-  const s = await connect(proxyPort);
-  s.write(upgradeHead());
-  await new Promise<void>((resolve, reject) => {
-    let head = Buffer.alloc(0);
-    const onData = (d: Buffer): void => {
-      head = Buffer.concat([head, d]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      s.removeListener('data', onData);
-      s.pause();
-      if (!head.subarray(0, 12).toString().includes('101')) reject(new Error(head.toString()));
-      const rest = head.subarray(end + 4);
-      if (rest.length > 0) s.unshift(rest);
-      resolve();
-    };
-    s.on('data', onData);
-  });
-  return s;
 }
 
 for (const relay of relays) {
