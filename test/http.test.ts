@@ -40,7 +40,7 @@ t.test('plain requests are proxied with Connection: close upstream and the rewri
   t.notOk(res.headers['keep-alive'], 'the upstream\'s hop-by-hop Keep-Alive is not relayed');
   const seen = b.seen[0]!;
   t.equal(seen.headers.host, 'front.example:8080', 'Host preserved ($host)');
-  t.equal(seen.headers.connection, 'close', 'Connection: close upstream, as the seed\'s map');
+  t.equal(seen.headers.connection, 'close', 'Connection: close upstream, as nginx\'s $connection_upgrade map');
   t.equal(seen.headers['x-forwarded-for'], '10.9.9.9, 127.0.0.1', 'X-Forwarded-For appended');
   t.equal(seen.headers['x-forwarded-proto'], 'http');
   t.equal(seen.headers['x-forwarded-host'], 'front.example:8080');

@@ -1,5 +1,5 @@
 /**
- * An upstream group: the seed's `upstream backend { server ...; }`, balanced
+ * An upstream group: nginx's `upstream backend { server ...; }`, balanced
  * by smooth weighted round-robin (nginx's algorithm: the order interleaves
  * weights evenly, e.g. 5:1:1 -> a a b a c a a, rather than a a a a a b c).
  * A backend that fails is skipped for `failTimeoutMs` after `maxFails` failures

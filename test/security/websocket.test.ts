@@ -78,7 +78,7 @@ t.test('control: after a valid 101 the bytes the client sends do reach the upstr
 // Upgrade look-alikes the engine serves as plain HTTP: the Upgrade header is
 // stripped, so a backend that answers 101 anyway is a protocol error (502), and
 // nothing the client sends next is tunnelled. This is the h2c smuggling family
-// (Bishop Fox, 2020): nginx with the seed's `Upgrade $http_upgrade` map forwards
+// (Bishop Fox, 2020): nginx with the classic `Upgrade $http_upgrade` map forwards
 // `Upgrade: h2c` and tunnels on the backend's 101.
 const PLAIN_UPGRADES: Array<{ id: string; head: string }> = [
   {

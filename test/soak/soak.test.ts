@@ -18,7 +18,7 @@ function summary(r: SoakResult): string {
   );
 }
 
-/** Known engine bugs the leak checks hit (see the final report of issue 4); null = none known. */
+/** Known engine bugs the leak checks hit; null = none known. */
 const LEAK_TODO: Record<string, string | null> = {
   js: null, // fixed: src/sockets.ts resetOrDestroy (Node cannot RST a socket whose shutdown is in flight)
   splice: null, // fixed in src/native/relay.cc (tunnel id read after hand-over)

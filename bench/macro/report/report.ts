@@ -1,4 +1,4 @@
-// latest.md: what ran, on what, the summary, the targets of issue 3 and per-scenario details.
+// latest.md: what ran, on what, the summary, the targets and per-scenario details.
 import { BASELINE, DIRECT, type Row, advantage, ratio } from './aggregate.js';
 import { fmt, fmtRatio } from './format.js';
 import type { Sample } from '../orchestrate/measure.js';
@@ -104,7 +104,7 @@ export function renderMarkdown(meta: RunMeta, rows: Row[], samples: Sample[]): s
 
   const wsPeers = peers.filter((p) => p.startsWith('wsplice'));
   if (wsPeers.length && peers.includes(BASELINE)) {
-    out.push('## Targets of issue 3\n');
+    out.push('## Targets\n');
     for (const p of wsPeers) out.push(targets(rows, p));
   }
 
@@ -176,7 +176,7 @@ function notes(meta: RunMeta): string {
   processes) read, then N tunnels opened (each exchanges one 64-byte echo) and held for ${meta.idleWindowMs} ms; KiB/tunnel =
   (median RSS over that window - before) / N; idle CPU over that window. N is capped by the fd limit (the proxy needs
   2 fds per tunnel). A Node peer's fixed heap growth weighs more at small N (quick mode) than at 9-10k (full mode).
-- HTTP: keep-alive GETs of a 14-byte body, ${meta.httpClient}. nginx uses the seed's config, whose
+- HTTP: keep-alive GETs of a 14-byte body, ${meta.httpClient}. nginx uses the classic WebSocket proxy config (bench/macro/orchestrate/peers/configs.ts), whose
   \`Connection: close\` upstream header (for requests without Upgrade) opens an upstream connection per request;
   http-proxy runs with its defaults (no keep-alive agent), HAProxy reuses server connections.
 - CPU: utime + stime from /proc/PID/stat over the measured window, summed over the proxy's processes (nginx master +
