@@ -68,21 +68,18 @@ function checkTransferEncoding(h: Head): void {
   if (!(h.flags & F_CHUNKED)) throw new BadRequestError('unrecognised Transfer-Encoding');
 }
 
-/**
- * Validate a request head and say what kind of exchange it starts.
- * Throws BadRequestError (400/405/505) with a short reason.
- * `tunnelProtocols`: lower-case Upgrade tokens (other than websocket) that may be tunnelled.
- */
-export function classifyRequest(h: RequestHead, tunnelProtocols: ReadonlySet<string>): RequestInfo {
+/** HTTP/1.0 and 1.1 only; CONNECT and the HTTP/2 preface are not served here. */
+function checkVersionAndMethod(h: RequestHead): void {
   if (h.versionMajor !== 1 || (h.versionMinor !== 0 && h.versionMinor !== 1)) {
     if (h.versionMajor === 0) throw new BadRequestError('HTTP/0.9 is not served');
     throw new BadRequestError(`HTTP/${h.versionMajor}.${h.versionMinor} is not supported`, 'WSPLICE_VERSION', 505);
   }
-  const http11 = h.versionMinor === 1;
   if (h.method === 'CONNECT') throw new BadRequestError('CONNECT is not served', 'WSPLICE_METHOD', 405);
   if (h.method === 'PRI') throw new BadRequestError('HTTP/2 preface on an HTTP/1 listener');
+}
 
-  // Request target (RFC 9112 3.2): origin-form, absolute-form, or * for OPTIONS.
+/** Request target (RFC 9112 3.2): origin-form, absolute-form, or * for OPTIONS. */
+function requestTarget(h: RequestHead): { path: string; authority: string | undefined } {
   let path = h.target;
   let authority: string | undefined;
   if (path.charCodeAt(0) !== 0x2f /* / */) {
@@ -98,17 +95,40 @@ export function classifyRequest(h: RequestHead, tunnelProtocols: ReadonlySet<str
     }
   }
   if (path.includes('#')) throw new BadRequestError('fragment in request target');
+  return { path, authority };
+}
 
-  // Host (RFC 9112 3.2): exactly one in HTTP/1.1; the absolute-form authority wins.
+/** Host (RFC 9112 3.2): exactly one in HTTP/1.1; the absolute-form authority wins. */
+function requestHost(h: RequestHead, http11: boolean, authority: string | undefined): string {
   const hostCount = count(h, 'host');
   if (hostCount > 1) throw new BadRequestError('more than one Host header');
   if (http11 && hostCount === 0) throw new BadRequestError('missing Host header');
-  let host = hostCount === 1 ? (getOne(h, 'host') as string) : '';
+  const host = hostCount === 1 ? (getOne(h, 'host') as string) : '';
   if (hostCount === 1 && !isValidHost(host)) throw new BadRequestError('invalid Host header');
-  if (authority !== undefined) {
-    if (!isValidHost(authority)) throw new BadRequestError('invalid authority in request target');
-    host = authority;
-  }
+  if (authority === undefined) return host;
+  if (!isValidHost(authority)) throw new BadRequestError('invalid authority in request target');
+  return authority;
+}
+
+/** Upgrade (RFC 9110 7.8): only with the `upgrade` Connection token, in HTTP/1.1. */
+function upgradeKind(h: RequestHead, conn: string[], tunnelProtocols: ReadonlySet<string>): { kind: RequestKind; protocol: string } {
+  if (h.versionMinor !== 1 || !conn.includes('upgrade')) return { kind: 'plain', protocol: '' };
+  const offered = tokens(h, 'upgrade');
+  if (offered.includes('websocket') && h.method === 'GET') return { kind: 'websocket', protocol: 'websocket' };
+  for (const p of offered) if (tunnelProtocols.has(p)) return { kind: 'upgrade', protocol: p };
+  return { kind: 'plain', protocol: '' };
+}
+
+/**
+ * Validate a request head and say what kind of exchange it starts.
+ * Throws BadRequestError (400/405/505) with a short reason.
+ * `tunnelProtocols`: lower-case Upgrade tokens (other than websocket) that may be tunnelled.
+ */
+export function classifyRequest(h: RequestHead, tunnelProtocols: ReadonlySet<string>): RequestInfo {
+  checkVersionAndMethod(h);
+  const http11 = h.versionMinor === 1;
+  const { path, authority } = requestTarget(h);
+  const host = requestHost(h, http11, authority);
 
   // Framing. llhttp already refuses CL+TE, differing/duplicate CL, bad chunk sizes.
   if (h.flags & F_TRANSFER_ENCODING || count(h, 'transfer-encoding') > 0) {
@@ -119,27 +139,8 @@ export function classifyRequest(h: RequestHead, tunnelProtocols: ReadonlySet<str
 
   const conn = tokens(h, 'connection');
   const keepAlive = http11 ? !conn.includes('close') : conn.includes('keep-alive');
-  const drop = dropSet(h);
-
-  // Upgrade (RFC 9110 7.8): only with the `upgrade` Connection token, in HTTP/1.1.
-  let kind: RequestKind = 'plain';
-  let protocol = '';
-  if (http11 && conn.includes('upgrade')) {
-    const offered = tokens(h, 'upgrade');
-    if (offered.includes('websocket') && h.method === 'GET') {
-      kind = 'websocket';
-      protocol = 'websocket';
-    } else {
-      for (const p of offered) {
-        if (tunnelProtocols.has(p)) {
-          kind = 'upgrade';
-          protocol = p;
-          break;
-        }
-      }
-    }
-  }
-  return { kind, protocol, drop, keepAlive, host, path, hasBody };
+  const { kind, protocol } = upgradeKind(h, conn, tunnelProtocols);
+  return { kind, protocol, drop: dropSet(h), keepAlive, host, path, hasBody };
 }
 
 /** A response carries no body for these (RFC 9110 6.4.1). */
