@@ -6,6 +6,7 @@
  * costs the event loop nothing from then on.
  */
 import type { Socket } from 'node:net';
+import { fdOf } from './handover.js';
 import { JsCarrier, type Watermark } from './js.js';
 import type { NativeRelay } from './native.js';
 import { RelayTunnel } from './tunnel.js';
@@ -69,6 +70,14 @@ export function promotingRelay(native: NativeRelay, options: PromoteOptions = {}
     kind: native.kind,
     start(client, upstream, toUpstream, toClient, relayOptions, onEnd) {
       const tunnel = new RelayTunnel(relayOptions, onEnd);
+      // A socket the engine cannot take (TLS: JS must decrypt) stays on JS for its whole life;
+      // a promotion would only pause it and find no fd to hand over.
+      if (fdOf(client) < 0 || fdOf(upstream) < 0) {
+        const js = new JsCarrier(tunnel, client, upstream);
+        tunnel.carry(js);
+        js.begin(toUpstream, toClient);
+        return tunnel.opened();
+      }
       const p = new Promotion(native, tunnel, client, upstream, when);
       tunnel.carry(p.js);
       p.js.begin(toUpstream, toClient);

@@ -119,6 +119,24 @@ t.test('https and wss through the proxy; X-Forwarded-Proto https; ALPN http/1.1'
   ws.terminate();
 });
 
+t.test('a wss tunnel on the default relay carries past the promotion mark (256 KiB) and keeps echoing', { timeout: 30_000 }, async (t) => {
+  // The default relay moves busy tunnels to the native one; a TLS socket has no fd to move
+  // and must stay on JS, alive, rather than be paused or ended by the attempt.
+  const { proxy, port } = await setup(t, { certificates: [a] });
+  const ws = await wssOpen(port);
+  const closes: unknown[] = [];
+  proxy.on('tunnelClose', (e) => closes.push(e));
+  for (const n of [1000, 300_000, 1 << 20]) {
+    const got = new Promise<Buffer>((resolve) => ws.once('message', (m) => resolve(m as Buffer)));
+    ws.send(Buffer.alloc(n, n & 255));
+    const m = await got;
+    t.equal(m.length, n, `${n} bytes echoed`);
+  }
+  t.equal(await echo(ws, 'still here'), 'still here', 'the tunnel still echoes after the mark');
+  t.same(closes, [], 'no tunnel ended');
+  ws.terminate();
+});
+
 t.test('SNI picks the certificate of each name; unknown names get the first', async (t) => {
   const { port } = await setup(t, { certificates: [a, { ...b, serverNames: ['b.test', '*.wild.test'] }] });
   t.match((await peerCert(port, 'a.test')).subject, { CN: 'a.test' });
