@@ -7,17 +7,13 @@
 // (--remote-debugging-port, spoken with the `ws` package) and reads the result.
 // Skips when /usr/bin/chromium is absent: `apt-get install -y chromium`.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import WebSocket, { WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
 import { createProxy } from '../../src/index.js';
 
-const CHROMIUM = process.env.WSPLICE_CHROMIUM ?? '/usr/bin/chromium';
+import { cdp, chromiumSkip, launchChromium, pageResult } from '../support/chromium.js';
 
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>wsplice browser test</title></head>
@@ -76,94 +72,7 @@ const PAGE = `<!doctype html>
 })();
 </script></body></html>`;
 
-interface Cdp {
-  send(method: string, params?: object, sessionId?: string): Promise<Record<string, unknown>>;
-  close(): void;
-}
-
-function cdp(url: string): Promise<Cdp> {
-  const sock = new WebSocket(url, { perMessageDeflate: false });
-  let id = 0;
-  const pending = new Map<number, { resolve: (v: Record<string, unknown>) => void; reject: (e: Error) => void }>();
-  sock.on('message', (data) => {
-    const m = JSON.parse(String(data)) as { id?: number; result?: Record<string, unknown>; error?: { message: string } };
-    if (m.id === undefined) return;
-    const p = pending.get(m.id);
-    pending.delete(m.id);
-    if (m.error) p?.reject(new Error(m.error.message));
-    else p?.resolve(m.result ?? {});
-  });
-  return new Promise((resolve, reject) => {
-    sock.once('error', reject);
-    sock.once('open', () =>
-      resolve({
-        send: (method, params = {}, sessionId) =>
-          new Promise((res, rej) => {
-            const msg: Record<string, unknown> = { id: ++id, method, params };
-            if (sessionId !== undefined) msg.sessionId = sessionId;
-            pending.set(id, { resolve: res, reject: rej });
-            sock.send(JSON.stringify(msg));
-          }),
-        close: () => sock.close(),
-      }),
-    );
-  });
-}
-
-async function launchChromium(t: { teardown: (f: () => unknown) => void; comment?: (msg: string) => void }): Promise<{ proc: ChildProcess; endpoint: string }> {
-  const profile = mkdtempSync(join(tmpdir(), 'wsplice-chromium-'));
-  const proc = spawn(
-    CHROMIUM,
-    [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', `--user-data-dir=${profile}`,
-      '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0', 'about:blank',
-    ],
-    // Its own process group, so the renderer and helper processes go with it.
-    { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
-  );
-  const killGroup = (sig: NodeJS.Signals): void => {
-    try {
-      process.kill(-proc.pid!, sig);
-    } catch {
-      // already gone
-    }
-  };
-  t.teardown(async () => {
-    if (proc.exitCode === null) {
-      killGroup('SIGTERM');
-      const timer = setTimeout(() => killGroup('SIGKILL'), 3000);
-      await once(proc, 'exit');
-      clearTimeout(timer);
-    }
-    killGroup('SIGKILL'); // helpers that outlive the browser process
-    // Chromium's helpers may still be writing the profile for a moment: retry, and never fail the test on it.
-    try {
-      rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
-    } catch (err) {
-      t.comment?.(`could not remove ${profile}: ${(err as Error).message}`);
-    }
-  });
-  let stderr = '';
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`chromium did not open its DevTools port in 30 s:\n${stderr.slice(-2000)}`)), 30_000);
-    proc.stderr!.on('data', (b: Buffer) => {
-      stderr += b.toString();
-      const m = /DevTools listening on (ws:\/\/\S+)/.exec(stderr);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`chromium exited with ${code}:\n${stderr.slice(-2000)}`));
-    });
-  });
-  return { proc, endpoint };
-}
-
-t.test('Chromium exchanges text and binary WebSocket messages through wsplice', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent: install it with \`apt-get install -y chromium\` (Debian) to run the browser test` }, async (t) => {
+t.test('Chromium exchanges text and binary WebSocket messages through wsplice', { skip: chromiumSkip }, async (t) => {
   // The backend: the page over plain HTTP, and a `ws` server on /ws.
   const seen: { headers: http.IncomingHttpHeaders[]; pageHeaders: http.IncomingHttpHeaders[] } = { headers: [], pageHeaders: [] };
   const server = http.createServer((req, res) => {
@@ -209,26 +118,10 @@ t.test('Chromium exchanges text and binary WebSocket messages through wsplice', 
   const { endpoint } = await launchChromium(t);
   const browser = await cdp(endpoint);
   t.teardown(() => browser.close());
-  const pageUrl = `http://127.0.0.1:${addr.port}/`;
-  const { targetId } = (await browser.send('Target.createTarget', { url: pageUrl })) as { targetId: string };
-  const { sessionId } = (await browser.send('Target.attachToTarget', { targetId, flatten: true })) as { sessionId: string };
-
-  let raw: string | undefined;
-  const deadline = Date.now() + 30_000;
-  while (raw === undefined && Date.now() < deadline) {
-    const r = (await browser.send('Runtime.evaluate', { expression: 'window.__result', returnByValue: true }, sessionId)) as {
-      result?: { value?: string };
-    };
-    raw = r.result?.value;
-    if (raw === undefined) await new Promise((res) => setTimeout(res, 100));
-  }
+  const { out, raw, dom } = await pageResult(browser, `http://127.0.0.1:${addr.port}/`);
   t.ok(raw !== undefined, 'the page reported a result within 30 s');
-  const out = JSON.parse(raw ?? '{}') as Record<string, unknown>;
   t.comment(JSON.stringify(out));
-  const dom = (await browser.send('Runtime.evaluate', { expression: "document.getElementById('result').textContent", returnByValue: true }, sessionId)) as {
-    result?: { value?: string };
-  };
-  t.equal(dom.result?.value, raw, 'the result is in the DOM');
+  t.equal(dom, raw, 'the result is in the DOM');
 
   t.equal(out.error, undefined, 'no error in the page');
   t.equal(out.protocol, 'chat.v1', 'subprotocol negotiated through the proxy');
