@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { WebSocket } from 'ws';
 import { closeWss, port, wsEcho } from './helpers.js';
+import { TestPki } from './edge/fixtures/certs.js';
 
 // The CLI is tested as users run it: the compiled bin (`npm test` builds first).
 const BIN = fileURLToPath(new URL('../dist/src/cli/main.js', import.meta.url));
@@ -145,6 +146,48 @@ t.test('starts from a config file, proxies a WebSocket, closes gracefully on SIG
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'exit 0 after a graceful close');
   await closed;
+});
+
+t.test('a config file listens with TLS from a listen object; bad entries are named by -t', async (t) => {
+  const pki = new TestPki();
+  t.teardown(() => pki.cleanup());
+  const leaf = pki.leaf('cli', ['localhost', '127.0.0.1']);
+  const bad = writeTemp('bad-listen.json', JSON.stringify({
+    listen: [{ adress: '127.0.0.1:0' }, { address: '127.0.0.1:0', tls: { certificates: [] } }, { address: '127.0.0.1:0', proxyProtocol: 'yes' }],
+    upstreams: { backend: { servers: ['127.0.0.1:9'] } },
+  }));
+  const r = run(['-t', '-c', bad]);
+  t.equal(r.status, 1, '-t fails');
+  t.match(r.stderr, /listen\[0\]\.adress/, 'the unknown key is named');
+  t.match(r.stderr, /listen\[1\]\.tls\.certificates/, 'the empty certificate list is named');
+  t.match(r.stderr, /listen\[2\]\.proxyProtocol/, 'the non-boolean is named');
+
+  const wss = await wsEcho('tls-cli');
+  t.teardown(() => closeWss(wss));
+  const conf = writeTemp('tls-listen.json', JSON.stringify({
+    listen: ['127.0.0.1:0', { address: '127.0.0.1:0', tls: { certificates: [{ cert: leaf.cert, key: leaf.key }] } }],
+    upstreams: { backend: { servers: [`127.0.0.1:${port(wss)}`] } },
+    timeouts: { drainMs: 300 },
+  }));
+  const child = spawn(process.execPath, [BIN, '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  const lines = await new Promise<string[]>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = [...out.matchAll(/wsplice listening on (\S+)\n/g)].map((x) => x[1]!);
+      if (m.length === 2) resolve(m);
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}`)));
+  });
+  const ws = new WebSocket(`wss://${lines[1]}/websocket`, { ca: pki.read(pki.ca.cert), servername: 'localhost' });
+  await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+  ws.send('whoami');
+  t.equal(await new Promise<string>((r) => ws.once('message', (m) => r(String(m)))), 'tls-cli', 'wss through the TLS listener of the file');
+  ws.terminate();
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.kill('SIGTERM');
+  t.equal(await exited, 0);
 });
 
 t.test('the demo runs two echo backends behind the proxy', async (t) => {

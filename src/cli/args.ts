@@ -9,12 +9,13 @@ import { parseArgs as parseFlags } from 'node:util';
 import { didYouMean, Issues, type ConfigIssue, type SourceMap } from '../config/issues.js';
 import type { ProxyOptions, RouteConfig, UpstreamConfig } from '../options.js';
 import { FLAGS, type FlagRow } from './flags.js';
-import { loadConfigFile } from './load.js';
+import { loadConfigFile, type ListenEntry } from './load.js';
 
 export { USAGE } from './flags.js';
 
 export interface CliArgs {
-  listen: string[];
+  /** --listen values, else the config file's `listen` entries (strings or objects with TLS/PROXY options). */
+  listen: ListenEntry[];
   options: ProxyOptions | null;
   /** Where each option field was written, when they come from a file. */
   where: SourceMap | undefined;
@@ -133,9 +134,10 @@ export function parseArgs(argv: string[]): CliArgs {
       out.where = loaded.where;
       const fileListen = opts.listen;
       delete opts.listen;
-      if (out.listen.length === 0 && Array.isArray(fileListen)) out.listen = fileListen.filter((l): l is string => typeof l === 'string');
-      if (fileListen !== undefined && (!Array.isArray(fileListen) || fileListen.some((l) => typeof l !== 'string'))) {
-        is.error('listen', 'must be an array of "HOST:PORT" strings');
+      const entry = (l: unknown): l is ListenEntry => typeof l === 'string' || (typeof l === 'object' && l !== null && !Array.isArray(l));
+      if (out.listen.length === 0 && Array.isArray(fileListen)) out.listen = fileListen.filter(entry);
+      if (fileListen !== undefined && (!Array.isArray(fileListen) || !fileListen.every(entry))) {
+        is.error('listen', 'must be an array of "HOST:PORT" strings or {address, tls?, proxyProtocol?} objects');
       }
     }
   }
@@ -144,4 +146,4 @@ export function parseArgs(argv: string[]): CliArgs {
   return out;
 }
 
-export { parseListen } from './load.js';
+export { parseListen, parseListenEntry, type ListenEntry } from './load.js';

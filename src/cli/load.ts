@@ -7,6 +7,9 @@ import { readFileSync } from 'node:fs';
 import { parseJsonConfig, type LoadedConfig } from '../config/json.js';
 import { ConfigError } from '../errors.js';
 import type { Issues } from '../config/issues.js';
+import type { ListenTarget } from '../server.js';
+import type { ListenerEdgeOptions } from '../tls/listener.js';
+import { resolveListenerTls } from '../tls/options.js';
 
 export function loadConfigFile(file: string, is: Issues): LoadedConfig | null {
   let text: string;
@@ -22,6 +25,21 @@ export function loadConfigFile(file: string, is: Issues): LoadedConfig | null {
     return null;
   }
   return r;
+}
+
+/** A `listen` entry of a config file: an address string, or an object with one and the listener's edge options. */
+export type ListenEntry = string | ({ address: string } & ListenerEdgeOptions);
+
+/** A listen entry -> a listen target (TLS and PROXY options carried through, checked for shape). */
+export function parseListenEntry(e: ListenEntry, field: string): ListenTarget {
+  if (typeof e === 'string') return parseListen(e);
+  const { address, tls, proxyProtocol, ...rest } = e;
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0) throw new ConfigError(`${field}.${unknown[0]}`, 'unknown key (a listen entry takes address, tls, proxyProtocol)');
+  if (typeof address !== 'string') throw new ConfigError(`${field}.address`, 'must be "HOST:PORT", "[v6]:PORT", "PORT" or "unix:/path"');
+  if (proxyProtocol !== undefined && typeof proxyProtocol !== 'boolean') throw new ConfigError(`${field}.proxyProtocol`, 'must be true or false');
+  if (tls !== undefined) resolveListenerTls(tls, `${field}.tls`);
+  return { ...parseListen(address), ...(tls !== undefined ? { tls } : {}), ...(proxyProtocol !== undefined ? { proxyProtocol } : {}) };
 }
 
 /** `HOST:PORT`, `[v6]:PORT`, `PORT` or `unix:/path` -> a listen target. */

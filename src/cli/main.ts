@@ -13,8 +13,8 @@ import { ConfigError, WspliceError } from '../errors.js';
 import { llhttpBuild } from '../http1/llhttp.js';
 import { resolveOptions, type ProxyOptions } from '../options.js';
 import { selectRelay } from '../relay/index.js';
-import { WspliceProxy } from '../server.js';
-import { parseArgs, parseListen, USAGE, type CliArgs } from './args.js';
+import { WspliceProxy, type ListenTarget } from '../server.js';
+import { parseArgs, parseListenEntry, USAGE, type CliArgs, type ListenEntry } from './args.js';
 import { portOf, startEchoBackend } from './demo.js';
 
 function version(): string {
@@ -45,12 +45,12 @@ function reportIssues(err: unknown): boolean {
 
 interface Prepared {
   proxy: WspliceProxy;
-  targets: Array<ReturnType<typeof parseListen>>;
+  targets: ListenTarget[];
   backends: Server[];
 }
 
 /** The demo's echo backends and options, or the given ones; null when nothing says where to send traffic. */
-async function optionsFor(args: CliArgs, backends: Server[]): Promise<{ options: ProxyOptions; listen: string[] } | null> {
+async function optionsFor(args: CliArgs, backends: Server[]): Promise<{ options: ProxyOptions; listen: ListenEntry[] } | null> {
   if (!args.demo) return args.options === null ? null : { options: args.options, listen: args.listen };
   for (const name of ['echo-1', 'echo-2']) backends.push(await startEchoBackend(name));
   const servers = backends.map((b) => `127.0.0.1:${portOf(b)}`);
@@ -78,7 +78,17 @@ async function prepare(args: CliArgs): Promise<Prepared | number> {
     }
     is.throwIfErrors();
     const listen = given.listen.length > 0 ? given.listen : ['127.0.0.1:8080'];
-    return { proxy: new WspliceProxy(given.options), targets: listen.map(parseListen), backends };
+    const targets: ListenTarget[] = [];
+    listen.forEach((l, i) => {
+      try {
+        targets.push(parseListenEntry(l, `listen[${i}]`));
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        is.error(err.field || `listen[${i}]`, err.message.replace(/^[^:]*: /, ''));
+      }
+    });
+    is.throwIfErrors();
+    return { proxy: new WspliceProxy(given.options), targets, backends };
   } catch (err) {
     for (const s of backends) s.close();
     if (!reportIssues(err)) throw err;
