@@ -180,7 +180,7 @@ t.test('a config file listens with TLS from a listen object; bad entries are nam
     });
     child.once('exit', (code) => reject(new Error(`exited ${code}`)));
   });
-  const ws = new WebSocket(`wss://${lines[1]}/websocket`, { ca: pki.read(pki.ca.cert), servername: 'localhost' });
+  const ws = new WebSocket(`wss://${lines[1]}/websocket`, { ca: pki.read(pki.ca.cert), servername: 'localhost' } as WebSocket.ClientOptions);
   await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
   ws.send('whoami');
   t.equal(await new Promise<string>((r) => ws.once('message', (m) => r(String(m)))), 'tls-cli', 'wss through the TLS listener of the file');
