@@ -51,6 +51,8 @@ t.test('bench runner, tiny mode: direct and wsplice-js', async (t) => {
     const kinds = new Set(mine.map((s) => s.scenario.split('-')[0]));
     for (const k of ['handshake', 'pingpong', 'stream', 'http']) t.ok(kinds.has(k), `${peer}: ${k} measured`);
     if (peer !== 'direct') t.ok(kinds.has('idle'), `${peer}: idle measured`);
+    if (peer !== 'direct') t.ok(kinds.has('wss'), `${peer}: the wss rows measured through its TLS listener`);
+    else t.notOk(kinds.has('wss'), 'direct has no TLS listener: no wss sample');
     for (const s of mine) {
       t.ok(s.ok, `${peer} ${s.scenario}: passed its checks (${s.error ?? ''})`);
       t.ok(s.result && s.result.count > 0, `${peer} ${s.scenario}: operations completed`);

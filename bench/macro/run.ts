@@ -12,6 +12,7 @@ import { renderChart } from './report/chart.js';
 import { type Backend, LoadGen, startBackend } from './orchestrate/gen-driver.js';
 import { type Sample, measure } from './orchestrate/measure.js';
 import { ALL_PEERS, type PeerContext, type PeerSpec, type RunningPeer } from './orchestrate/peers/peers.js';
+import type { BenchCert } from './orchestrate/peers/configs.js';
 import { type Mode, type Plan, makePlan } from './orchestrate/plan.js';
 import { ULIMIT_SH, freePort, killAllNow } from './orchestrate/proc.js';
 import { type RunMeta, renderMarkdown } from './report/report.js';
@@ -71,6 +72,21 @@ function sh(cmd: string): string {
   }
 }
 
+/** A self-signed EC certificate for localhost in the run's dir, for every peer's TLS listener; null without openssl. */
+function makeCert(dir: string): BenchCert | null {
+  const cert = join(dir, 'bench-cert.pem');
+  const key = join(dir, 'bench-key.pem');
+  const pem = join(dir, 'bench-combined.pem');
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert,
+      '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  } catch {
+    return null;
+  }
+  writeFileSync(pem, readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
+  return { cert, key, pem };
+}
+
 async function startPeer(spec: PeerSpec, ctx: PeerContext): Promise<RunningPeer> {
   return spec.start(ctx, spec.name === 'direct' ? ctx.backendPort : await freePort());
 }
@@ -99,7 +115,8 @@ async function main(): Promise<void> {
 
   const backend: Backend = await startBackend(distMacro);
   const gen = LoadGen.start(distMacro);
-  const ctx: PeerContext = { root, dir, backendPort: backend.port, maxFds };
+  const ctx: PeerContext = { root, dir, backendPort: backend.port, maxFds, cert: makeCert(dir) };
+  if (ctx.cert === null) log('no openssl: the wss rows are skipped');
   const skipped: RunMeta['skipped'] = [];
   const running = new Map<string, { spec: PeerSpec; peer: RunningPeer }>();
   const wanted = ALL_PEERS.filter((p) => !args.peers || args.peers.includes(p.name));
@@ -158,6 +175,7 @@ async function main(): Promise<void> {
       const roundSamples: Sample[] = [];
       for (const [name, entry] of running) {
         if (sc.kind === 'idle' && name === 'direct') continue; // no proxy to weigh
+        if (sc.tls && entry.peer.tlsPort === undefined) continue; // no TLS listener: n/a
         roundSamples.push(await runOne(sc, round, name, entry));
       }
       // Other processes took CPU during this round: measure it again (bounded in count and time).

@@ -97,7 +97,7 @@ export async function startPeer(name: string, backendPort: number, t?: Teardown)
   const spec = ALL_PEERS.find((p) => p.name === name);
   if (!spec) throw new Error(`unknown peer ${name} (${PEER_NAMES.join(', ')})`);
   const dir = mkdtempSync(join(tmpdir(), `wsplice-peer-${name}-`));
-  const ctx = { root: ROOT, dir, backendPort, maxFds: 1024 };
+  const ctx = { root: ROOT, dir, backendPort, maxFds: 1024, cert: null };
   const why = spec.unavailable(ctx);
   if (why) {
     rmSync(dir, { recursive: true, force: true });

@@ -41,7 +41,7 @@ export async function runHandshake(job: HandshakeJob, ctl: Control): Promise<Job
     while (running && total++ < MAX_OPS) {
       const t0 = performance.now();
       try {
-        const { socket, rest } = await openTunnel(job.port);
+        const { socket, rest } = await openTunnel(job.port, job.tls === true);
         const t1 = performance.now();
         await closeTunnel(socket, rest);
         if (measuring) {

@@ -75,7 +75,7 @@ class PingConn implements FrameSink {
 }
 
 export async function runPingPong(job: PingPongJob, ctl: Control): Promise<JobResult> {
-  const tunnels = await openTunnels(job.port, job.connections, 64);
+  const tunnels = await openTunnels(job.port, job.connections, 64, job.tls === true);
   const s: Shared = {
     ring: frameRing(job.size), lat: new LatencyRecorder(), running: true, measuring: false,
     count: 0, total: 0, errors: 0, firstError: null, checksumOk: true,

@@ -85,7 +85,7 @@ class StreamConn implements FrameSink {
 }
 
 export async function runStream(job: StreamJob, ctl: Control): Promise<JobResult> {
-  const tunnels = await openTunnels(job.port, job.connections, 64);
+  const tunnels = await openTunnels(job.port, job.connections, 64, job.tls === true);
   const s: Shared = {
     ring: frameRing(job.size), running: true, measuring: false,
     bytes: 0, frames: 0, errors: 0, firstError: null, checksumOk: true,

@@ -3,6 +3,8 @@
 
 interface JobBase {
   port: number;
+  /** Connect with TLS (wss): the certificate is the run's own, not verified (a load generator, not a client). */
+  tls?: boolean;
   /** Load time measured, after `warmupMs` of unmeasured load on the same connections. */
   durationMs: number;
   warmupMs: number;

@@ -1,5 +1,6 @@
 // Client side of the WebSocket handshake over a raw socket, for the load generator.
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { acceptKey, buildUpgradeRequest } from '../common/ws-frames.js';
 
 // A fixed key: the request bytes are built once per port; the accept value is still checked.
@@ -25,9 +26,12 @@ function upgradeRequest(port: number): Buffer {
 }
 
 /** Connects to 127.0.0.1:port and completes a WebSocket upgrade; rejects on any deviation or after 10 s. */
-export function openTunnel(port: number): Promise<OpenTunnel> {
+export function openTunnel(port: number, tls = false): Promise<OpenTunnel> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, noDelay: true });
+    const socket: Socket = tls
+      ? tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
+      : connect({ host: '127.0.0.1', port, noDelay: true });
+    if (tls) socket.setNoDelay(true);
     let head: Buffer | null = null;
     const fail = (why: string): void => {
       cleanup();
@@ -67,7 +71,7 @@ export function openTunnel(port: number): Promise<OpenTunnel> {
 }
 
 /** Opens `n` tunnels with at most `parallel` handshakes in flight (a burst of SYNs would overflow backlogs). */
-export async function openTunnels(port: number, n: number, parallel: number): Promise<OpenTunnel[]> {
+export async function openTunnels(port: number, n: number, parallel: number, tls = false): Promise<OpenTunnel[]> {
   const out: OpenTunnel[] = [];
   let next = 0;
   let firstError: Error | null = null;
@@ -75,7 +79,7 @@ export async function openTunnels(port: number, n: number, parallel: number): Pr
     while (next < n && firstError === null) {
       next++;
       try {
-        out.push(await openTunnel(port));
+        out.push(await openTunnel(port, tls));
       } catch (e) {
         firstError ??= e as Error;
       }

@@ -106,7 +106,7 @@ export async function measure(ctx: MeasureContext, sc: Scenario, peer: RunningPe
       result = await runWrk(peer.port, sc.connections, Math.max(1, Math.round(sc.durationMs / 1000)));
       b = snap();
     } else {
-      const common = { port: peer.port, durationMs: sc.durationMs, warmupMs: sc.warmupMs };
+      const common = { port: sc.tls ? peer.tlsPort! : peer.port, tls: sc.tls, durationMs: sc.durationMs, warmupMs: sc.warmupMs };
       const job: Job = sc.kind === 'handshake' ? { kind: 'handshake', concurrency: sc.connections, ...common }
         : sc.kind === 'http' ? { kind: 'http', connections: sc.connections, ...common }
         : { kind: sc.kind, connections: sc.connections, size: sc.size, ...common };

@@ -7,6 +7,8 @@ export interface Scenario {
   id: string;
   title: string;
   kind: 'handshake' | 'pingpong' | 'stream' | 'idle' | 'http';
+  /** Over TLS (wss), against each peer's TLS listener; peers without one show n/a. */
+  tls: boolean;
   connections: number;
   size: number;
   durationMs: number;
@@ -80,6 +82,11 @@ function sizeLabel(n: number): string {
   return n >= KIB ? `${n / KIB}KiB` : `${n}B`;
 }
 
+/** The same load over TLS: `wss-` rows, against each peer's TLS listener on the same certificate. */
+function wss(s: Scenario): Scenario {
+  return { ...s, id: `wss-${s.id}`, title: `wss ${s.title}`, tls: true };
+}
+
 function scenario(kind: Scenario['kind'], connections: number, size: number, durationMs: number, warmupMs: number): Scenario {
   const title: Record<Scenario['kind'], string> = {
     handshake: `handshake (upgrade + close), ${connections} concurrent`,
@@ -90,7 +97,7 @@ function scenario(kind: Scenario['kind'], connections: number, size: number, dur
   };
   const id = kind === 'idle' ? `idle-${connections}` : kind === 'pingpong' || kind === 'stream'
     ? `${kind}-c${connections}-${sizeLabel(size)}` : `${kind}-c${connections}`;
-  return { id, title: title[kind], kind, connections, size, durationMs, warmupMs };
+  return { id, title: title[kind], kind, tls: false, connections, size, durationMs, warmupMs };
 }
 
 /**
@@ -113,12 +120,14 @@ export function makePlan(mode: Mode, maxFds: number): Plan {
         scenario('stream', 1, 64 * KIB, d, w),
         scenario('idle', 50, 0, 0, 0),
         scenario('http', 4, 0, d, w),
+        wss(scenario('handshake', 4, 0, d, w)),
+        wss(scenario('pingpong', 4, 64, d, w)),
       ],
     };
   }
   if (mode === 'quick') {
-    // Under 3 minutes with 7 peers x 3 rounds: short windows, and ping-pong at 50 and 500 only.
-    // ~2.5 min on a quiet machine, so a busy one still fits in 3.
+    // About 3 minutes with 9 peers x 3 rounds: short windows, ping-pong at 50 and 500 only, and
+    // over TLS only the handshake and ping-pong rows.
     const d = 500;
     const w = 150;
     return {
@@ -131,6 +140,8 @@ export function makePlan(mode: Mode, maxFds: number): Plan {
         scenario('stream', 8, KIB, d, w),
         scenario('idle', idleTunnels(2000, maxFds), 0, 0, 0),
         scenario('http', 50, 0, d, w),
+        wss(scenario('handshake', 50, 0, d, w)),
+        wss(scenario('pingpong', 50, 64, d, w)),
       ],
     };
   }
@@ -152,6 +163,10 @@ export function makePlan(mode: Mode, maxFds: number): Plan {
       scenario('stream', 8, 64 * KIB, d, w),
       scenario('idle', idleTunnels(10_000, maxFds), 0, 0, 0),
       scenario('http', 50, 0, d, w),
+      wss(scenario('handshake', 50, 0, d, w)),
+      wss(scenario('pingpong', 50, 64, d, w)),
+      wss(scenario('pingpong', 500, 64, d, w)),
+      wss(scenario('stream', 1, 64 * KIB, d, w)),
     ],
   };
 }

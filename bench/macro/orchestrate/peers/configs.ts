@@ -1,7 +1,15 @@
 // Config files the runner writes for the native peers. Loopback only.
 
 /** fds a proxy may use: 2 per tunnel plus slack, within the hard limit the children get. */
-export function nginxConfig(o: { dir: string; port: number; backendPort: number; workers: '1' | 'auto'; maxFds: number }): string {
+/** The run's certificate (self-signed for localhost, made by the runner): every TLS listener serves it. */
+export interface BenchCert {
+  cert: string;
+  key: string;
+  /** cert then key in one file, as HAProxy's `crt` takes it. */
+  pem: string;
+}
+
+export function nginxConfig(o: { dir: string; port: number; backendPort: number; workers: '1' | 'auto'; maxFds: number; tls?: { port: number; cert: BenchCert } }): string {
   // The http{} part is the usual WebSocket proxy block, with `location /` so plain
   // GETs go through the same block; access_log off because no other peer logs each request.
   return `daemon off;
@@ -32,7 +40,10 @@ http {
 
     server {
         listen 127.0.0.1:${o.port};
-
+${o.tls ? `        listen 127.0.0.1:${o.tls.port} ssl;
+        ssl_certificate ${o.tls.cert.cert};
+        ssl_certificate_key ${o.tls.cert.key};
+` : ''}
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
@@ -45,7 +56,7 @@ http {
 `;
 }
 
-export function haproxyConfig(o: { port: number; backendPort: number; maxFds: number }): string {
+export function haproxyConfig(o: { port: number; backendPort: number; maxFds: number; tls?: { port: number; cert: BenchCert } }): string {
   // maxconn counts client-side connections; each tunnel also holds a server-side one.
   return `global
     nbthread 1
@@ -61,7 +72,8 @@ defaults
 
 frontend fe
     bind 127.0.0.1:${o.port}
-    default_backend be
+${o.tls ? `    bind 127.0.0.1:${o.tls.port} ssl crt ${o.tls.cert.pem} alpn http/1.1
+` : ''}    default_backend be
 
 backend be
     server s1 127.0.0.1:${o.backendPort}

@@ -3,9 +3,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Managed, spawnManaged, stopManaged, waitForLine, waitForPort } from '../proc.js';
+import { freePort, type Managed, spawnManaged, stopManaged, waitForLine, waitForPort } from '../proc.js';
 import { processTree } from '../procfs.js';
-import { haproxyConfig, nginxConfig } from './configs.js';
+import { type BenchCert, haproxyConfig, nginxConfig } from './configs.js';
 
 export interface PeerContext {
   /** Repository root (holds dist/). */
@@ -15,10 +15,14 @@ export interface PeerContext {
   backendPort: number;
   /** Soft fd limit the children run with. */
   maxFds: number;
+  /** The certificate TLS listeners serve (null: no openssl, no TLS rows). */
+  cert: BenchCert | null;
 }
 
 export interface RunningPeer {
   port: number;
+  /** A TLS listener on the same proxy, same configuration (absent: the peer has none). */
+  tlsPort?: number;
   /** The proxy's processes now (empty for direct). */
   pids(): number[];
   stop(): Promise<void>;
@@ -48,17 +52,18 @@ function versionOf(cmd: string, args: string[]): string {
 }
 
 /** Wraps a started process: ready when `readyLine` shows (if given) and the port accepts. */
-async function ready(m: Managed, port: number, readyLine: RegExp | null, what: string): Promise<RunningPeer> {
+async function ready(m: Managed, port: number, readyLine: RegExp | null, what: string, tlsPort?: number): Promise<RunningPeer> {
   try {
     if (readyLine) await waitForLine(m, readyLine, 15_000);
     await waitForPort(port, m, 15_000);
+    if (tlsPort !== undefined) await waitForPort(tlsPort, m, 15_000);
   } catch (e) {
     await stopManaged(m, 500);
     const out = m.output().trim().split('\n').slice(-5).join(' | ');
     throw new Error(`${what}: ${(e as Error).message}${out ? ` (${out})` : ''}`);
   }
   m.child.stdout!.resume(); // keep draining stdout so a chatty peer never blocks on a full pipe
-  return { port, pids: () => processTree(m.pid), stop: () => stopManaged(m) };
+  return { port, ...(tlsPort !== undefined ? { tlsPort } : {}), pids: () => processTree(m.pid), stop: () => stopManaged(m) };
 }
 
 const direct: PeerSpec = {
@@ -77,9 +82,10 @@ function nginx(workers: '1' | 'auto'): PeerSpec {
       const dir = join(ctx.dir, `nginx-${workers}-${port}`);
       mkdirSync(dir, { recursive: true });
       const conf = join(dir, 'nginx.conf');
-      writeFileSync(conf, nginxConfig({ dir, port, backendPort: ctx.backendPort, workers, maxFds: ctx.maxFds }));
+      const tls = ctx.cert ? { port: await freePort(), cert: ctx.cert } : undefined;
+      writeFileSync(conf, nginxConfig({ dir, port, backendPort: ctx.backendPort, workers, maxFds: ctx.maxFds, ...(tls ? { tls } : {}) }));
       const m = spawnManaged('nginx', ['-c', conf, '-p', dir, '-e', join(dir, 'error.log')], { stdin: 'ignore' });
-      return ready(m, port, null, this.name);
+      return ready(m, port, null, this.name, tls?.port);
     },
   };
 }
@@ -90,9 +96,10 @@ const haproxy: PeerSpec = {
   version: () => versionOf('haproxy', ['-v']).replace(/^HAProxy version (\S+).*/, 'HAProxy $1'),
   async start(ctx, port) {
     const conf = join(ctx.dir, `haproxy-${port}.cfg`);
-    writeFileSync(conf, haproxyConfig({ port, backendPort: ctx.backendPort, maxFds: ctx.maxFds }));
+    const tls = ctx.cert ? { port: await freePort(), cert: ctx.cert } : undefined;
+    writeFileSync(conf, haproxyConfig({ port, backendPort: ctx.backendPort, maxFds: ctx.maxFds, ...(tls ? { tls } : {}) }));
     const m = spawnManaged('haproxy', ['-db', '-f', conf], { stdin: 'ignore' });
-    return ready(m, port, null, 'haproxy');
+    return ready(m, port, null, 'haproxy', tls?.port);
   },
 };
 
@@ -152,11 +159,17 @@ function wsplice(relay: 'js' | 'splice' | 'auto'): PeerSpec {
     },
     version: wspliceVersion,
     async start(ctx, port) {
-      // The CLI takes its settings as flags; they are kept beside the other configs for the record.
-      const args = [join(ctx.root, WSPLICE_CLI), '--listen', `127.0.0.1:${port}`, '--upstream', `127.0.0.1:${ctx.backendPort}`, '--relay', relay];
-      writeFileSync(join(ctx.dir, `wsplice-${relay}-${port}.args`), `${args.join(' ')}\n`);
-      const m = spawnManaged(process.execPath, args, { cwd: ctx.root, stdin: 'ignore' });
-      return ready(m, port, /wsplice listening on /, `wsplice-${relay}`);
+      // As users run it: the CLI with a config file (kept beside the other configs for the record),
+      // a plain listener and, when the run has a certificate, a TLS one serving it.
+      const tlsPort = ctx.cert ? await freePort() : undefined;
+      const conf = join(ctx.dir, `wsplice-${relay}-${port}.json`);
+      writeFileSync(conf, `${JSON.stringify({
+        listen: [`127.0.0.1:${port}`, ...(ctx.cert ? [{ address: `127.0.0.1:${tlsPort}`, tls: { certificates: [{ cert: ctx.cert.cert, key: ctx.cert.key }] } }] : [])],
+        upstreams: { backend: { servers: [`127.0.0.1:${ctx.backendPort}`] } },
+        relay,
+      }, null, 1)}\n`);
+      const m = spawnManaged(process.execPath, [join(ctx.root, WSPLICE_CLI), '-c', conf], { cwd: ctx.root, stdin: 'ignore' });
+      return ready(m, port, /wsplice listening on /, `wsplice-${relay}`, tlsPort);
     },
   };
 }
