@@ -45,6 +45,7 @@ export const ERRORS = {
   WSPLICE_TLS_HANDSHAKE: refused(0),                  // TLS handshake failed (reason from OpenSSL or the client certificate)
   WSPLICE_CLIENT_LIMIT: refused(503, 'Retry-After: 1\r\n'), // per-client connection or request limit (429 or 503 as configured)
   WSPLICE_CONFIG: quiet(),                            // invalid options or config file
+  WSPLICE_EMBED_MISUSE: quiet(),                      // proxy.ws/proxy.web given a socket or response they cannot take
 } as const satisfies Record<string, ErrorRow>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -20,6 +20,9 @@ export { BadRequestError, ConfigError, HandshakeError, UpstreamError, WspliceErr
 export type { RelayKind, TunnelCloseReason, TunnelMove, TunnelStats } from './relay/types.js';
 export { acceptFor } from './websocket/handshake.js';
 export { llhttpBuild } from './http1/llhttp.js';
+export type { EmbedOptions } from './embed/target.js';
+export type { WsResult } from './embed/ws.js';
+export type { EmbedCallback } from './embed/host.js';
 
 /** Create a proxy. Options are validated now: a ConfigError names the offending field. */
 export function createProxy(options: ProxyOptions): WspliceProxy {

@@ -18,6 +18,10 @@ import { ClientLimiter } from './limits/limiter.js';
 import { listenerFront, type FrontRefusal, type ListenerEdgeOptions, type ListenerFront } from './tls/listener.js';
 import type { ReloadResult } from './tls/terminator.js';
 import { UpstreamTls } from './tls/upstream.js';
+import type { IncomingMessage } from 'node:http';
+import { quiet, type EmbedCallback, type EmbedHost } from './embed/host.js';
+import { TargetGroups, type EmbedOptions } from './embed/target.js';
+import { proxyUpgrade, type WsResult } from './embed/ws.js';
 
 export interface TunnelEvent {
   id: number;
@@ -94,6 +98,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
     connections: 0, tunnels: 0, tunnelsTotal: 0, bytesUp: 0, bytesDown: 0, refused: 0, upstreamErrors: 0,
   };
   private closing: Promise<void> | null = null;
+  private readonly embed: EmbedHost;
 
   constructor(input: ProxyOptions) {
     super();
@@ -128,6 +133,41 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       ...this.reporters(relay),
     };
     this.handleConnection = this.handleConnection.bind(this);
+    this.embed = this.embedHost(options, groups);
+    this.ws = this.ws.bind(this);
+  }
+
+  /** What proxy.ws and proxy.web need of the proxy (src/embed/). */
+  private embedHost(options: ResolvedOptions, groups: ReadonlyMap<string, UpstreamGroup>): EmbedHost {
+    const max = options.limits.maxConnections;
+    const accepting = (): boolean => !this.ctx.draining && !(max > 0 && this.live.size >= max);
+    return {
+      ctx: this.ctx,
+      targets: new TargetGroups(options, groups),
+      accepting,
+      adopt: (c: Connection) => {
+        this.live.add(c);
+        this.counters.connections++;
+        if (channels.connection.hasSubscribers) channels.connection.publish({ id: c.id, remoteAddress: c.remoteAddress });
+        return true;
+      },
+    };
+  }
+
+  /**
+   * Proxy an upgrade an http.Server already parsed (its 'upgrade' event): the same checks,
+   * routing, 101 validation and relays as a listener. Resolves once the tunnel is open (or the
+   * upstream's non-101 answer was relayed); rejects with the refusal or upstream failure after its
+   * answer was written. Never throws; an unawaited rejection is not an unhandled one.
+   */
+  ws(req: IncomingMessage, socket: Socket, head?: Buffer, options?: EmbedOptions): Promise<WsResult>;
+  ws(req: IncomingMessage, socket: Socket, head: Buffer | undefined, options: EmbedOptions | undefined, callback: EmbedCallback<Socket>): void;
+  ws(req: IncomingMessage, socket: Socket, head: Buffer | undefined, callback: EmbedCallback<Socket>): void;
+  ws(req: IncomingMessage, socket: Socket, head?: Buffer, options?: EmbedOptions | EmbedCallback<Socket>, callback?: EmbedCallback<Socket>): Promise<WsResult> | void {
+    const cb = typeof options === 'function' ? options : callback;
+    const p = quiet(proxyUpgrade(this.embed, req, socket, head, typeof options === 'function' ? undefined : options));
+    if (cb === undefined) return p;
+    p.then(() => {}, (err: Error) => cb(err, req, socket));
   }
 
   /** How connections report: counters, events, and diagnostics_channel messages. */

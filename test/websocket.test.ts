@@ -1,8 +1,8 @@
 import t from 'tap';
 import { WebSocket } from 'ws';
-import { acceptFor } from '../src/index.js';
+import { acceptFor, createProxy } from '../src/index.js';
 import {
-  EXAMPLE_ACCEPT as ACCEPT, EXAMPLE_KEY as KEY, closeWss, connect, nextMessage, openWs, parseResponse, port, rawBackend,
+  EXAMPLE_ACCEPT as ACCEPT, EXAMPLE_KEY as KEY, FRONTS, closeWss, connect, frontPort, nextMessage, openWs, parseResponse, port, rawBackend,
   rawExchange, readAll, respond101, respondOnce, startProxy, upgradeHead, waitFor, wsEcho,
 } from './support/index.js';
 
@@ -65,9 +65,10 @@ t.test('upstream bytes sent right behind its 101 reach the client', async (t) =>
   ws.terminate();
 });
 
-t.test('client handshake refusals, before any upstream is touched', async (t) => {
+for (const front of FRONTS) t.test(`${front}: client handshake refusals, before any upstream is touched`, async (t) => {
   const backend = await rawBackend(respondOnce('HTTP/1.1 500 x\r\nContent-Length: 0\r\n\r\n'));
-  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } } });
+  const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } } });
+  const p = await frontPort(proxy, front);
   t.teardown(async () => { await proxy.close(); await backend.close(); });
   const base = 'GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: upgrade\r\n';
   const cases: Array<[string, string, number, RegExp]> = [
@@ -82,9 +83,10 @@ t.test('client handshake refusals, before any upstream is touched', async (t) =>
     ['no Host', `GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`, 400, /Host/],
   ];
   for (const [name, req, status, reason] of cases) {
-    const res = parseResponse(await rawExchange(port(proxy), req));
+    const res = parseResponse(await rawExchange(p, req));
     t.equal(res.status, status, `${name} -> ${status}`);
-    t.match(res.body, reason, `${name}: the reason is given`);
+    // Node's own parser refuses a head without Host before any 'upgrade' event: its 400 has no reason.
+    if (front === 'listener' || name !== 'no Host') t.match(res.body, reason, `${name}: the reason is given`);
     if (status === 426) t.equal(res.headers.get('sec-websocket-version'), '13', `${name}: 426 names version 13`);
     t.equal(res.headers.get('connection'), 'close');
   }

@@ -10,20 +10,28 @@ import { connBytes, parseRequests, rawExchange, world } from './fixtures/harness
 
 const w = await world();
 t.teardown(w.close);
+// The same cases through an app's http.Server and proxy.ws. Only upgrades reach wsplice there:
+// the app answers plain requests itself.
+const embedded = await world({}, undefined, 'proxy.ws');
+t.teardown(embedded.close);
+const FRONT_CASES = [
+  { front: 'listener', fw: w, cases: HEAD_CASES },
+  { front: 'proxy.ws', fw: embedded, cases: HEAD_CASES.filter((k) => k.upgrade === true) },
+] as const;
 
-for (const c of HEAD_CASES) {
-  t.test(`${c.id}: refused with ${c.status.join('/')}, upstream receives nothing (nginx 1.22: ${c.nginx}; HAProxy 2.6: ${c.haproxy})`, async (t) => {
-    const connsBefore = w.backend.conns.length;
-    const refusedBefore = w.h.refused.length;
-    const r = await rawExchange(w.h.port, [c.bytes]);
+for (const { front, fw, cases } of FRONT_CASES) for (const c of cases) {
+  t.test(`${front}: ${c.id}: refused with ${c.status.join('/')}, upstream receives nothing (nginx 1.22: ${c.nginx}; HAProxy 2.6: ${c.haproxy})`, async (t) => {
+    const connsBefore = fw.backend.conns.length;
+    const refusedBefore = fw.h.refused.length;
+    const r = await rawExchange(fw.h.port, [c.bytes]);
     t.ok(r.statuses.length >= 1 && c.status.includes(r.statuses[0]!), `status ${r.statuses[0]} is one of ${c.status}`, { why: c.why, text: r.text.slice(0, 200) });
     t.equal(r.statuses.length, 1, 'exactly one response: the pipelined request behind it is never served');
     t.match(r.text, /Connection: close\r\n/, 'the proxy closes the connection after the refusal');
     t.equal(r.end, 'fin', 'the proxy ends the connection itself');
-    t.equal(w.backend.conns.length, connsBefore, 'no upstream connection was opened');
-    t.notOk(w.backend.conns.slice(connsBefore).some((k) => connBytes(k).includes(MARKER)), 'the smuggled request never reached an upstream');
-    t.equal(w.h.refused.length, refusedBefore + 1, 'one refused event');
-    t.equal(w.h.refused.at(-1)?.status, r.statuses[0], 'the event carries the status sent');
+    t.equal(fw.backend.conns.length, connsBefore, 'no upstream connection was opened');
+    t.notOk(fw.backend.conns.slice(connsBefore).some((k) => connBytes(k).includes(MARKER)), 'the smuggled request never reached an upstream');
+    t.equal(fw.h.refused.length, refusedBefore + 1, 'one refused event');
+    t.equal(fw.h.refused.at(-1)?.status, r.statuses[0], 'the event carries the status sent');
   });
 }
 

@@ -1,4 +1,6 @@
 /** The proxy under test, in this process. */
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { createProxy, type ProxyOptions } from '../../src/index.js';
 
 /** What `createProxy` returns (named by inference, so a rename of the class changes nothing here). */
@@ -9,4 +11,30 @@ export async function startProxy(opts: ProxyOptions): Promise<TestProxy> {
   const proxy = createProxy(opts);
   await proxy.listen({ host: '127.0.0.1', port: 0 });
   return proxy;
+}
+
+/** How clients reach the proxy: its own listener, or an app's http.Server handing upgrades to `proxy.ws`. */
+export type Front = 'listener' | 'proxy.ws';
+export const FRONTS: readonly Front[] = ['listener', 'proxy.ws'];
+
+/**
+ * An http.Server on 127.0.0.1:0 that hands every upgrade to `proxy.ws` and answers plain
+ * requests itself (200 "app"); closed when the proxy closes. Resolves with its port.
+ */
+export async function embeddingServer(proxy: TestProxy): Promise<number> {
+  const app = http.createServer((_req, res) => res.end('app'));
+  app.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => void proxy.ws(req, socket, head));
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', () => r()));
+  proxy.once('close', () => {
+    app.closeAllConnections();
+    app.close();
+  });
+  return (app.address() as AddressInfo).port;
+}
+
+/** The port to reach a proxy through `front` (the listener's, started here, or an embedding server's). */
+export async function frontPort(proxy: TestProxy, front: Front): Promise<number> {
+  if (front === 'proxy.ws') return embeddingServer(proxy);
+  const a = await proxy.listen({ host: '127.0.0.1', port: 0 });
+  return (a as AddressInfo).port;
 }
