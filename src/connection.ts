@@ -11,17 +11,17 @@
  */
 import type { Socket } from 'node:net';
 import type { ProxyContext } from './context.js';
-import { ERRORS, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
+import { ERRORS, WspliceError, type ErrorCode } from './errors.js';
 import { openExchange, type Exchange } from './exchange.js';
 import type { ResponseHead } from './http1/head.js';
 import { Ev, Limit, type Parser } from './http1/llhttp.js';
 import { dropSet, responseHasNoBody } from './http1/semantics.js';
 import { errorResponse, forwardResponseHead } from './http1/serialize.js';
 import type { Tunnel, TunnelMove } from './relay/types.js';
+import { ExchangeRecord } from './observe/record.js';
 import { resetOrDestroy } from './sockets.js';
 import { decide, expiry, KEEP, State, timeoutFor, Verdict } from './state.js';
 import { StateTimer } from './timeouts.js';
-import type { Backend } from './upstream/group.js';
 import { HeadVerdict, UpstreamLeg, type LegOwner } from './upstream/leg.js';
 import { checkGenericUpgrade, checkUpstreamAccept } from './websocket/handshake.js';
 import { clientAddress } from './proxy-protocol/peer.js';
@@ -33,6 +33,8 @@ export class Connection implements LegOwner {
   readonly id = ++lastId;
   state: State = State.HeadIdle;
   readonly client: Socket;
+  /** Timings and outcome of the exchange in progress, for logs and metrics (marks per exchange, never per chunk). */
+  readonly rec = new ExchangeRecord();
   private readonly ctx: ProxyContext;
   private readonly timer: StateTimer;
   private readonly leg: UpstreamLeg;
@@ -46,7 +48,8 @@ export class Connection implements LegOwner {
   /** The client sent its FIN: no request after those already received. */
   private clientEnded = false;
 
-  constructor(ctx: ProxyContext, client: Socket) {
+  /** `listener`: the accepting listener's address, for logs and metrics. */
+  constructor(ctx: ProxyContext, client: Socket, readonly listener = '') {
     this.ctx = ctx;
     this.client = client;
     this.timer = new StateTimer(this.onTimeout.bind(this));
@@ -110,7 +113,10 @@ export class Connection implements LegOwner {
     let again = false;
     while (pos < chunk.length || again) {
       again = false;
-      if (this.state === State.HeadIdle) this.enter(State.HeadReading);
+      if (this.state === State.HeadIdle) {
+        this.enter(State.HeadReading);
+        this.rec.begin(this.client, chunk.length - pos);
+      }
       if (this.reqParser === null && (this.reqParser = this.ctx.requestParsers.acquire()) === null) {
         this.fail('WSPLICE_OVERLOADED', 'no head parser free (limits.maxParsers)');
         return;
@@ -166,7 +172,7 @@ export class Connection implements LegOwner {
   /** Returns false when the request was refused. */
   private onRequestHead(p: Parser): boolean {
     this.requests++;
-    const x = openExchange(p, this.ctx, this.id, this.remoteAddress);
+    const x = openExchange(p, this.ctx, this.id, this.remoteAddress, this.rec);
     if (x instanceof WspliceError) {
       this.fail(x.code, x.message);
       return false;
@@ -212,6 +218,7 @@ export class Connection implements LegOwner {
   private onClientClose(): void {
     if (this.tunnel !== null) return; // the relay owns it
     this.enter(State.Closed);
+    this.ctx.exchangeEnded(this, 'closed');
     this.leg.close(false);
     this.releaseRequestParser();
     this.pending = null;
@@ -225,6 +232,7 @@ export class Connection implements LegOwner {
   private connect(x: Exchange): void {
     const backend = x.group.pick();
     x.backend = backend;
+    this.rec.connecting(backend.label);
     this.enter(State.Connecting);
     const proto = (this.client as { encrypted?: boolean }).encrypted === true ? 'https' : this.ctx.options.proto;
     const name = x.group.name;
@@ -239,6 +247,7 @@ export class Connection implements LegOwner {
   legConnected(): void {
     // Early data of an upgrade stays held: no client byte reaches the upstream before a valid 101.
     this.enter(State.AwaitHead);
+    this.rec.connected();
     const x = this.x!;
     if (!x.upgrade && !x.bodyDone) this.client.resume();
   }
@@ -255,6 +264,8 @@ export class Connection implements LegOwner {
 
   legHead(res: ResponseHead, p: Parser, chunk: Buffer, pos: number): HeadVerdict {
     const x = this.x!;
+    this.rec.firstByte();
+    if (res.status >= 200 || res.status === 101) this.rec.status = res.status;
     if (res.status === 101) return this.openTunnel(x, res, p, chunk, pos); // the leg let it through: an upgrade was asked
     if (res.status >= 100 && res.status < 200) {
       // Interim (100 Continue, 103): forwarded to HTTP/1.1 clients, then the final response follows.
@@ -311,11 +322,14 @@ export class Connection implements LegOwner {
       ctx.connectionClosed(this);
     });
     ctx.tunnelOpened(this, backend, this.tunnel.relay); // the relay never ends a tunnel inside start()
+    this.rec.unsent = early?.length ?? 0; // early data is the tunnel's, not the handshake's
+    ctx.exchangeEnded(this, 'tunnel');
     return HeadVerdict.Stop;
   }
 
   legDone(eof: boolean): void {
     const x = this.x!;
+    this.ctx.exchangeEnded(this, 'response');
     if (eof) x.keepAlive = false;
     this.leg.retire();
     this.x = null;
@@ -368,7 +382,7 @@ export class Connection implements LegOwner {
     const backend = row.backend && x !== null ? x.backend : null;
     if (backend !== null) x!.group.fail(backend);
     const verdict = decide(this.state, code, x !== null && this.canRetry(x));
-    this.report(code, reason, verdict === Verdict.Reset || verdict === Verdict.Drop ? 0 : row.status, backend);
+    this.ctx.failed(this, code, reason, verdict === Verdict.Reset || verdict === Verdict.Drop ? 0 : row.status, backend);
     switch (verdict) {
       case Verdict.Retry:
         x!.tries++;
@@ -391,13 +405,6 @@ export class Connection implements LegOwner {
     }
   }
 
-  /** The event of `code`'s row, if it has one. `status`: what the client is answered (0: nothing). */
-  private report(code: ErrorCode, reason: string, status: number, backend: Backend | null): void {
-    const event = ERRORS[code].event;
-    if (event === 'refused') this.ctx.refused(this, new WspliceError(code, reason, status));
-    else if (event === 'upstreamError') this.ctx.upstreamFailed(this, new UpstreamError(code, backend?.label ?? '-', reason));
-  }
-
   /** Write the last answer (or only a FIN), and give the client a moment to read it. */
   private finish(response: Buffer | null): void {
     this.leg.close(false);
@@ -408,17 +415,20 @@ export class Connection implements LegOwner {
     if (!this.client.destroyed) {
       if (response !== null) this.client.end(response);
       else this.client.end();
+      this.ctx.exchangeEnded(this, 'closed'); // after the answer, so its bytes count
       this.client.resume(); // discard whatever else the client sends until it closes
     }
   }
 
   /** Something broke mid-message: no clean response is possible. RST both ends. */
   private reset(): void {
+    this.ctx.exchangeEnded(this, 'closed');
     this.leg.close(true);
     resetOrDestroy(this.client);
   }
 
   private drop(): void {
+    this.ctx.exchangeEnded(this, 'closed');
     this.leg.close(false);
     this.client.destroy();
   }

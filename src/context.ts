@@ -4,7 +4,8 @@
  * turns them into events, counters and diagnostics_channel messages).
  */
 import type { Connection } from './connection.js';
-import type { UpstreamError, WspliceError } from './errors.js';
+import type { ExchangeOutcome } from './observe/record.js';
+import type { ErrorCode, UpstreamError, WspliceError } from './errors.js';
 import type { ParserPool } from './http1/llhttp.js';
 import type { ClientLimiter } from './limits/limiter.js';
 import type { ResolvedOptions } from './options.js';
@@ -29,5 +30,9 @@ export interface ProxyContext {
   tunnelClosed(c: Connection, backend: Backend, stats: TunnelStats): void;
   refused(c: Connection, err: WspliceError): void;
   upstreamFailed(c: Connection, err: UpstreamError): void;
+  /** A failure of `code`: reported as its error-table row says. `status`: what the client is answered (0: nothing). */
+  failed(c: Connection, code: ErrorCode, reason: string, status: number, backend: Backend | null): void;
   connectionClosed(c: Connection): void;
+  /** An exchange ended (response done, tunnel opened, or the connection closed mid-exchange). */
+  exchangeEnded(c: Connection, outcome: ExchangeOutcome): void;
 }

@@ -5,8 +5,12 @@
 import diagnostics from 'node:diagnostics_channel';
 
 export const channels = {
-  /** { id, remoteAddress } a client connection was accepted. */
+  /** { id, listener, remoteAddress, remotePort } a client connection was accepted. */
   connection: diagnostics.channel('wsplice:connection'),
+  /** { id, listener, remoteAddress, remotePort } a client connection closed. */
+  connectionClose: diagnostics.channel('wsplice:connection-close'),
+  /** ExchangeEvent: one request/response exchange ended (response done, tunnel opened, or cut short). */
+  exchange: diagnostics.channel('wsplice:exchange'),
   /** { id, method, target, kind } a request head was parsed. */
   request: diagnostics.channel('wsplice:request'),
   /** { id, status, code, reason } the proxy answered with its own error response. */

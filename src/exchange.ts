@@ -3,6 +3,7 @@
  * got. Made once per request head; the connection keeps it until the response
  * is complete (a tunnel keeps nothing of it).
  */
+import type { ExchangeRecord } from './observe/record.js';
 import type { ProxyContext } from './context.js';
 import { channels } from './diagnostics.js';
 import { BadRequestError, WspliceError } from './errors.js';
@@ -91,7 +92,7 @@ export class Exchange {
  * A request head just parsed by `p`: checked (framing, Host, the WebSocket
  * handshake) and routed. Returns the exchange, or the refusal to answer with.
  */
-export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAddress: string): Exchange | WspliceError {
+export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAddress: string, rec: ExchangeRecord | null = null): Exchange | WspliceError {
   const req = readRequestHead(p);
   let info: RequestInfo;
   try {
@@ -99,6 +100,7 @@ export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAdd
   } catch (err) {
     return err instanceof WspliceError ? err : new BadRequestError(String(err));
   }
+  rec?.head(req.method, info.host, info.path, info.kind);
   const refusal = info.kind === 'websocket' ? checkClientHandshake(req) : null;
   if (refusal !== null) return refusal;
   if (channels.request.hasSubscribers) channels.request.publish({ id, method: req.method, target: req.target, kind: info.kind });

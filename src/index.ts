@@ -9,8 +9,10 @@ import type { ProxyOptions } from './options.js';
 
 export { WspliceProxy } from './server.js';
 export type {
-  ListenTarget, ProxyEvents, ProxyStats, RefusedEvent, RelayMovedEvent, TunnelCloseEvent, TunnelEvent, UpstreamErrorEvent,
+  ConnectionEvent, ListenTarget, ProxyEvents, ProxyStats, RefusedEvent, RelayMovedEvent, ReloadEvent, TunnelCloseEvent, TunnelEvent, UpstreamErrorEvent,
 } from './server.js';
+export type { ExchangeEvent, ExchangeOutcome } from './observe/record.js';
+export { startAdmin, AdminServer, ProxyMetrics, type Admin, type AdminSource, type MetricsOptions, type ProxyStatus } from './admin/index.js';
 export type {
   ForwardingConfig, LimitConfig, ProxyOptions, RouteConfig, TimeoutConfig, UpstreamConfig, UpstreamServerConfig,
 } from './options.js';

@@ -7,7 +7,7 @@ import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { Connection } from './connection.js';
 import type { ProxyContext } from './context.js';
 import { channels } from './diagnostics.js';
-import { ConfigError, type UpstreamError, type WspliceError } from './errors.js';
+import { ConfigError, ERRORS, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
 import { ParserPool, TYPE_REQUEST, TYPE_RESPONSE } from './http1/llhttp.js';
 import { resolveOptions, type ProxyOptions, type ResolvedOptions } from './options.js';
 import { selectRelay } from './relay/index.js';
@@ -17,6 +17,7 @@ import { UpstreamGroup, type Backend } from './upstream/group.js';
 import { ClientLimiter } from './limits/limiter.js';
 import { listenerFront, type FrontRefusal, type ListenerEdgeOptions, type ListenerFront } from './tls/listener.js';
 import type { ReloadResult } from './tls/terminator.js';
+import type { ExchangeEvent, ExchangeOutcome } from './observe/record.js';
 import { UpstreamTls } from './tls/upstream.js';
 import type { IncomingMessage } from 'node:http';
 import { quiet, type EmbedCallback, type EmbedHost } from './embed/host.js';
@@ -57,6 +58,24 @@ export interface UpstreamErrorEvent {
   reason: string;
 }
 
+/** A client connection accepted or closed (`connection` / `connectionClose`). */
+export interface ConnectionEvent {
+  id: number;
+  /** The listener's address as `HOST:PORT`, `[v6]:PORT` or `unix:/path` ('' for handleConnection). */
+  listener: string;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+/** A configuration reload's result (`reload`). */
+export interface ReloadEvent {
+  ok: boolean;
+  /** The configuration generation now in force (1 at start, +1 per successful reload). */
+  generation: number;
+  /** Why the new options were refused (ok false). */
+  error?: string;
+}
+
 export interface ProxyStats {
   /** Client connections open now. */
   connections: number;
@@ -70,6 +89,11 @@ export interface ProxyStats {
 }
 
 export interface ProxyEvents {
+  connection: [ConnectionEvent];
+  connectionClose: [ConnectionEvent];
+  /** One per request/response exchange, when it ends: what an access log line says. */
+  exchange: [ExchangeEvent];
+  reload: [ReloadEvent];
   tunnel: [TunnelEvent];
   tunnelClose: [TunnelCloseEvent];
   relayMoved: [RelayMovedEvent];
@@ -99,6 +123,8 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   };
   private closing: Promise<void> | null = null;
   private readonly embed: EmbedHost;
+  /** 1 at start, +1 per successful reload. */
+  generation = 1;
 
   constructor(input: ProxyOptions) {
     super();
@@ -172,6 +198,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
 
   /** How connections report: counters, events, and diagnostics_channel messages. */
   private reporters(relay: Relay): Omit<ProxyContext, 'options' | 'router' | 'requestParsers' | 'responseParsers' | 'relay' | 'limiter' | 'upstreamTls' | 'draining'> {
+    const emitWhenHeard = this.emitWhenHeard.bind(this);
     const self = this;
     return {
       tunnelOpened(c: Connection, backend: Backend, kind: RelayKind) {
@@ -196,6 +223,8 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       },
       refused(c: Connection, err: WspliceError) {
         self.counters.refused++;
+        c.rec.code = err.code;
+        if (err.status > 0) c.rec.status = err.status;
         const ev: RefusedEvent = { id: c.id, remoteAddress: c.remoteAddress, status: err.status, code: err.code, reason: err.message };
         if (channels.refused.hasSubscribers) channels.refused.publish(ev);
         if (self.listenerCount('refused') > 0) self.emit('refused', ev);
@@ -206,17 +235,46 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
         if (channels.upstreamError.hasSubscribers) channels.upstreamError.publish(ev);
         if (self.listenerCount('upstreamError') > 0) self.emit('upstreamError', ev);
       },
+      failed(c: Connection, code: ErrorCode, reason: string, status: number, backend: Backend | null) {
+        c.rec.code = code;
+        if (status > 0) c.rec.status = status;
+        const event = ERRORS[code].event;
+        if (event === 'refused') this.refused(c, new WspliceError(code, reason, status));
+        else if (event === 'upstreamError') this.upstreamFailed(c, new UpstreamError(code, backend?.label ?? '-', reason));
+      },
       connectionClosed(c: Connection) {
-        if (self.live.delete(c)) self.counters.connections--;
+        if (!self.live.delete(c)) return;
+        self.counters.connections--;
+        emitWhenHeard(channels.connectionClose, 'connectionClose', () => connectionEvent(c));
+      },
+      exchangeEnded(c: Connection, outcome: ExchangeOutcome) {
+        if (!emitWhenHeard(channels.exchange, 'exchange', () => c.rec.end(c, outcome))) c.rec.open = false;
       },
     };
+  }
+
+  /** Publish and emit an event built only when someone listens; false when nobody does. */
+  private emitWhenHeard<K extends 'connection' | 'connectionClose' | 'exchange'>(
+    channel: { hasSubscribers: boolean; publish(m: unknown): void }, name: K, build: () => ProxyEvents[K][0] | null,
+  ): boolean {
+    if (!channel.hasSubscribers && this.listenerCount(name) === 0) return false;
+    const ev = build();
+    if (ev === null) return true;
+    if (channel.hasSubscribers) channel.publish(ev);
+    (this.emit as (n: K, e: ProxyEvents[K][0]) => boolean)(name, ev);
+    return true;
+  }
+
+  /** Listening and not draining: what a readiness probe asks. */
+  get ready(): boolean {
+    return !this.ctx.draining && this.servers.some((s) => s.listening);
   }
 
   /**
    * Take over a client socket accepted elsewhere (an app's own net.Server).
    * The socket should have been created with allowHalfOpen so a FIN is relayed.
    */
-  handleConnection(socket: Socket): void {
+  handleConnection(socket: Socket, listener = ''): void {
     const max = this.options.limits.maxConnections;
     if (this.ctx.draining || (max > 0 && this.live.size >= max)) {
       // Over the limit: closed at once, before a byte is read (nginx does the same past worker_connections).
@@ -224,10 +282,10 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       if (!this.ctx.draining) this.counters.refused++;
       return;
     }
-    const c = new Connection(this.ctx, socket);
+    const c = new Connection(this.ctx, socket, listener);
     this.live.add(c);
     this.counters.connections++;
-    if (channels.connection.hasSubscribers) channels.connection.publish({ id: c.id, remoteAddress: c.remoteAddress });
+    this.emitWhenHeard(channels.connection, 'connection', () => connectionEvent(c));
   }
 
   /**
@@ -236,12 +294,14 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
    */
   listen(target: ListenTarget = 0): Promise<AddressInfo | string> {
     let front: ListenerFront | null;
+    let label = ''; // the address, once listening: connections carry it for logs and metrics
+    const accept = (s: Socket): void => this.handleConnection(s, label);
     try {
-      front = typeof target === 'object' ? this.frontFor(target) : null;
+      front = typeof target === 'object' ? this.frontFor(target, accept) : null;
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, front?.onConnection ?? this.handleConnection);
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, front?.onConnection ?? accept);
     this.servers.push(server);
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
@@ -255,6 +315,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
           if (this.listenerCount('error') > 0) this.emit('error', err);
         });
         const addr = server.address() as AddressInfo | string;
+        label = typeof addr === 'string' ? `unix:${addr}` : addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`;
         this.emit('listening', addr);
         resolve(addr);
       };
@@ -266,10 +327,10 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   }
 
   /** PROXY header, TLS and per-client limits in front of a listener (src/tls/listener.ts). */
-  private frontFor(target: ListenerEdgeOptions): ListenerFront | null {
+  private frontFor(target: ListenerEdgeOptions, accept: (s: Socket) => void): ListenerFront | null {
     const shared = { realIpFrom: this.options.realIpFrom, limiter: this.ctx.limiter, headTimeoutMs: this.options.timeouts.headMs };
     const front = listenerFront(target, shared, {
-      accept: this.handleConnection,
+      accept,
       refused: (code: FrontRefusal, status: number, reason: string, remoteAddress: string) => {
         this.counters.refused++;
         const ev: RefusedEvent = { id: 0, remoteAddress, status, code, reason };
@@ -341,4 +402,8 @@ function upstreamTlsOf(options: ResolvedOptions): Map<string, UpstreamTls> {
     }
   }
   return out;
+}
+
+function connectionEvent(c: Connection): ConnectionEvent {
+  return { id: c.id, listener: c.listener, remoteAddress: c.remoteAddress, remotePort: c.client.remotePort ?? 0 };
 }

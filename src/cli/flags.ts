@@ -28,6 +28,10 @@ const OWN: FlagRow[] = [
     help: 'send paths under PREFIX to these backends (repeatable;\n=PREFIX for an exact match: --route =/ws=127.0.0.1:9000)',
   },
   {
+    name: 'admin', arg: 'HOST:PORT',
+    help: 'serve /metrics, /healthz, /readyz and /status here (a bare PORT binds\n127.0.0.1; off by default; file: "admin": {"listen": ...})',
+  },
+  {
     name: 'config', short: 'c', arg: 'FILE',
     help: 'configuration file: FILE.json in the JSON format, any other name in\nnginx syntax (see README); --listen and the option flags given too win',
   },

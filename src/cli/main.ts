@@ -14,6 +14,7 @@ import { llhttpBuild } from '../http1/llhttp.js';
 import { resolveOptions, type ProxyOptions } from '../options.js';
 import { selectRelay } from '../relay/index.js';
 import { WspliceProxy, type ListenTarget } from '../server.js';
+import { parseAdminListen, startAdmin, type Admin, type AdminTarget } from '../admin/index.js';
 import { parseArgs, parseListenEntry, USAGE, type CliArgs, type ListenEntry } from './args.js';
 import { portOf, startEchoBackend } from './demo.js';
 
@@ -45,6 +46,7 @@ function reportIssues(err: unknown): boolean {
 
 interface Prepared {
   proxy: WspliceProxy;
+  admin: AdminTarget | null;
   targets: ListenTarget[];
   backends: Server[];
 }
@@ -87,8 +89,14 @@ async function prepare(args: CliArgs): Promise<Prepared | number> {
         is.error(err.field || `listen[${i}]`, err.message.replace(/^[^:]*: /, ''));
       }
     });
+    let admin: AdminTarget | null = null;
+    try {
+      if (args.admin !== null) admin = parseAdminListen(args.admin);
+    } catch (err) {
+      is.error('--admin', (err as Error).message.replace(/^admin listen: /, ''));
+    }
     is.throwIfErrors();
-    return { proxy: new WspliceProxy(given.options), targets, backends };
+    return { proxy: new WspliceProxy(given.options), admin, targets, backends };
   } catch (err) {
     for (const s of backends) s.close();
     if (!reportIssues(err)) throw err;
@@ -163,9 +171,24 @@ async function main(): Promise<number> {
     return 0;
   }
   if (!args.quiet) logEvents(p.proxy);
-  if (!(await listenAll(p))) return 1;
+  let admin: Admin | null = null;
+  if (p.admin !== null) {
+    try {
+      admin = await startAdmin(p.proxy, p.admin);
+      process.stdout.write(`wsplice admin on ${fmt(admin.address)}\n`);
+    } catch (err) {
+      say((err as Error).message); // e.g. "admin listener 127.0.0.1:9100: address already in use (EADDRINUSE)"
+      for (const s of p.backends) s.close();
+      return 1;
+    }
+  }
+  if (!(await listenAll(p))) {
+    await admin?.close();
+    return 1;
+  }
   if (args.demo) demoBanner(p);
   await untilSignal(p);
+  await admin?.close();
   return 0;
 }
 
