@@ -42,15 +42,25 @@ export interface TunnelCloseEvent extends TunnelStats {
   backend: string;
 }
 
-export interface RefusedEvent {
-  id: number;
+/** Where a refused or failed request came from and went ('-' when its head was not read). */
+export interface RequestContext {
   remoteAddress: string;
+  remotePort: number;
+  listener: string;
+  method: string;
+  host: string;
+  path: string;
+  requestId: string;
+}
+
+export interface RefusedEvent extends RequestContext {
+  id: number;
   status: number;
   code: string;
   reason: string;
 }
 
-export interface UpstreamErrorEvent {
+export interface UpstreamErrorEvent extends RequestContext {
   id: number;
   backend: string;
   status: number;
@@ -225,13 +235,13 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
         self.counters.refused++;
         c.rec.code = err.code;
         if (err.status > 0) c.rec.status = err.status;
-        const ev: RefusedEvent = { id: c.id, remoteAddress: c.remoteAddress, status: err.status, code: err.code, reason: err.message };
+        const ev: RefusedEvent = { id: c.id, ...requestContext(c), status: err.status, code: err.code, reason: err.message };
         if (channels.refused.hasSubscribers) channels.refused.publish(ev);
         if (self.listenerCount('refused') > 0) self.emit('refused', ev);
       },
       upstreamFailed(c: Connection, err: UpstreamError) {
         self.counters.upstreamErrors++;
-        const ev: UpstreamErrorEvent = { id: c.id, backend: err.backend, status: err.status, code: err.code, reason: err.message };
+        const ev: UpstreamErrorEvent = { id: c.id, ...requestContext(c), backend: err.backend, status: err.status, code: err.code, reason: err.message };
         if (channels.upstreamError.hasSubscribers) channels.upstreamError.publish(ev);
         if (self.listenerCount('upstreamError') > 0) self.emit('upstreamError', ev);
       },
@@ -333,7 +343,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       accept,
       refused: (code: FrontRefusal, status: number, reason: string, remoteAddress: string) => {
         this.counters.refused++;
-        const ev: RefusedEvent = { id: 0, remoteAddress, status, code, reason };
+        const ev: RefusedEvent = { id: 0, remoteAddress, remotePort: 0, listener: '', method: '-', host: '-', path: '-', requestId: '-', status, code, reason };
         if (channels.refused.hasSubscribers) channels.refused.publish(ev);
         if (this.listenerCount('refused') > 0) this.emit('refused', ev);
       },
@@ -406,4 +416,17 @@ function upstreamTlsOf(options: ResolvedOptions): Map<string, UpstreamTls> {
 
 function connectionEvent(c: Connection): ConnectionEvent {
   return { id: c.id, listener: c.listener, remoteAddress: c.remoteAddress, remotePort: c.client.remotePort ?? 0 };
+}
+
+function requestContext(c: Connection): RequestContext {
+  const r = c.rec;
+  return {
+    remoteAddress: c.remoteAddress,
+    remotePort: c.client.remotePort ?? 0,
+    listener: c.listener,
+    method: r.method,
+    host: r.host,
+    path: r.path,
+    requestId: `${c.id}-${r.seq}`,
+  };
 }

@@ -10,14 +10,15 @@ import { didYouMean, Issues, type ConfigIssue, type SourceMap } from '../config/
 import type { ProxyOptions, RouteConfig, UpstreamConfig } from '../options.js';
 import { FLAGS, type FlagRow } from './flags.js';
 import { loadConfigFile, type ListenEntry } from './load.js';
+import { checkLevel, DEFAULT_SERVICE, takeService, type ServiceSettings } from './service.js';
 
 export { USAGE } from './flags.js';
 
 export interface CliArgs {
   /** --listen values, else the config file's `listen` entries (strings or objects with TLS/PROXY options). */
   listen: ListenEntry[];
-  /** --admin, else the file's `admin.listen`: where the admin listener serves (null: off). */
-  admin: string | null;
+  /** Admin listener and logs: flags win over the file's top-level keys. */
+  service: ServiceSettings;
   options: ProxyOptions | null;
   /** Where each option field was written, when they come from a file. */
   where: SourceMap | undefined;
@@ -114,15 +115,13 @@ function applyOptionFlags(opts: Record<string, unknown>, values: Values, is: Iss
   }
 }
 
-/** The file's `admin: { listen }` (taken out of the proxy options: it configures the process, not the proxy). */
-function adminOf(opts: Record<string, unknown>, is: Issues): string | null {
-  const a = opts.admin;
-  delete opts.admin;
-  if (a === undefined) return null;
-  const listen = typeof a === 'object' && a !== null ? (a as Record<string, unknown>).listen : undefined;
-  if (typeof listen === 'string' || typeof listen === 'number') return String(listen);
-  is.error('admin', 'must be {"listen": "HOST:PORT"} (a bare port binds 127.0.0.1)');
-  return null;
+/** --admin, --access-log, --error-log, --log-level over whatever the file said. */
+function serviceFlags(s: ServiceSettings, values: Values, is: Issues): void {
+  if (typeof values.admin === 'string') s.admin = values.admin;
+  if (typeof values['access-log'] === 'string') s.accessLog = values['access-log'];
+  if (typeof values['error-log'] === 'string') s.errorLog = values['error-log'];
+  if (typeof values['log-level'] === 'string') s.logLevel = checkLevel(values['log-level'], '--log-level', is) ?? s.logLevel;
+  if (values.quiet === true) s.logLevel = 'error';
 }
 
 /** Parse argv (without node and script). Bad flags come back in `issues`, all of them. */
@@ -131,7 +130,7 @@ export function parseArgs(argv: string[]): CliArgs {
   const values = readFlags(argv, is);
   const flag = (n: string): boolean => values[n] === true;
   const out: CliArgs = {
-    listen: list(values.listen), admin: typeof values.admin === 'string' ? values.admin : null, options: null, where: undefined, configFile: null, issues: is.list,
+    listen: list(values.listen), service: { ...DEFAULT_SERVICE }, options: null, where: undefined, configFile: null, issues: is.list,
     demo: flag('demo'), test: flag('test'), dump: flag('dump'), quiet: flag('quiet'), help: flag('help'), version: flag('version'),
   };
   const file = typeof values.config === 'string' ? values.config : null;
@@ -147,7 +146,7 @@ export function parseArgs(argv: string[]): CliArgs {
       out.where = loaded.where;
       const fileListen = opts.listen;
       delete opts.listen;
-      out.admin ??= adminOf(opts, is);
+      Object.assign(out.service, takeService(opts, is));
       const entry = (l: unknown): l is ListenEntry => typeof l === 'string' || (typeof l === 'object' && l !== null && !Array.isArray(l));
       if (out.listen.length === 0 && Array.isArray(fileListen)) out.listen = fileListen.filter(entry);
       if (fileListen !== undefined && (!Array.isArray(fileListen) || !fileListen.every(entry))) {
@@ -156,6 +155,7 @@ export function parseArgs(argv: string[]): CliArgs {
     }
   }
   applyOptionFlags(opts ?? {}, values, is);
+  serviceFlags(out.service, values, is);
   out.options = opts as ProxyOptions | null;
   return out;
 }

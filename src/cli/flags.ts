@@ -31,6 +31,9 @@ const OWN: FlagRow[] = [
     name: 'admin', arg: 'HOST:PORT',
     help: 'serve /metrics, /healthz, /readyz and /status here (a bare PORT binds\n127.0.0.1; off by default; file: "admin": {"listen": ...})',
   },
+  { name: 'access-log', arg: 'TARGET', help: 'one JSON line per request and per tunnel: stdout, stderr, off or a file\n(default off; file: "accessLog"; reopened on SIGUSR1)' },
+  { name: 'error-log', arg: 'TARGET', help: 'refusals, upstream failures, service messages as JSON lines: stdout,\nstderr, off or a file (default stderr; file: "errorLog")' },
+  { name: 'log-level', arg: 'LEVEL', help: 'error log level: fatal, error, warn, info, debug, trace (default info;\nrefusals are info, upstream failures warn; -q is error)' },
   {
     name: 'config', short: 'c', arg: 'FILE',
     help: 'configuration file: FILE.json in the JSON format, any other name in\nnginx syntax (see README); --listen and the option flags given too win',
@@ -41,7 +44,7 @@ const MODES: FlagRow[] = [
   { name: 'demo', help: 'run the demo: two echo backends behind the proxy on 127.0.0.1:8080' },
   { name: 'test', short: 't', help: 'check the configuration, report every problem and exit (like nginx -t)' },
   { name: 'dump', short: 'T', help: 'check, then print the effective configuration and exit (like nginx -T)' },
-  { name: 'quiet', short: 'q', help: 'no per-event log lines on stderr' },
+  { name: 'quiet', short: 'q', help: 'error log at level error only (no line per refusal or upstream failure)' },
   { name: 'version', short: 'v', help: 'print the version, parser build and relay, then exit' },
   { name: 'help', short: 'h', help: 'print this help' },
 ];
@@ -81,5 +84,5 @@ A WebSocket and HTTP/1.1 reverse proxy.
 ${FLAGS.map(usageLine).join('\n')}
 
 Exit status: 0 ok; 1 -t found a problem, or a runtime failure; 2 a usage or configuration error at start.
-Signals: SIGTERM and SIGINT close gracefully (stop accepting, drain, then exit).
+Signals: SIGTERM and SIGINT close gracefully (stop accepting, drain, then exit); SIGUSR1 reopens the log files.
 `;

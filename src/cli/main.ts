@@ -15,6 +15,7 @@ import { resolveOptions, type ProxyOptions } from '../options.js';
 import { selectRelay } from '../relay/index.js';
 import { WspliceProxy, type ListenTarget } from '../server.js';
 import { parseAdminListen, startAdmin, type Admin, type AdminTarget } from '../admin/index.js';
+import { startLogs } from './service.js';
 import { parseArgs, parseListenEntry, USAGE, type CliArgs, type ListenEntry } from './args.js';
 import { portOf, startEchoBackend } from './demo.js';
 
@@ -91,7 +92,7 @@ async function prepare(args: CliArgs): Promise<Prepared | number> {
     });
     let admin: AdminTarget | null = null;
     try {
-      if (args.admin !== null) admin = parseAdminListen(args.admin);
+      if (args.service.admin !== null) admin = parseAdminListen(args.service.admin);
     } catch (err) {
       is.error('--admin', (err as Error).message.replace(/^admin listen: /, ''));
     }
@@ -109,12 +110,6 @@ function failed(args: CliArgs): number {
   if (!args.test && !args.dump) return 2;
   say(`configuration${args.configFile !== null ? ` file ${args.configFile}` : ''} test failed`);
   return 1;
-}
-
-function logEvents(proxy: WspliceProxy): void {
-  proxy.on('refused', (e) => process.stderr.write(`refused #${e.id} ${e.remoteAddress} ${e.status} ${e.code}: ${e.reason}\n`));
-  proxy.on('upstreamError', (e) => process.stderr.write(`upstream #${e.id} ${e.status} ${e.code}: ${e.reason}\n`));
-  proxy.on('error', (e) => process.stderr.write(`error: ${e.message}\n`));
 }
 
 async function listenAll(p: Prepared): Promise<boolean> {
@@ -170,7 +165,8 @@ async function main(): Promise<number> {
     process.stdout.write(`wsplice: configuration ok (${p.proxy.groups.size} upstream group(s), ${p.proxy.relayNote})\n`);
     return 0;
   }
-  if (!args.quiet) logEvents(p.proxy);
+  const logs = startLogs(p.proxy, args.service, say);
+  process.on('SIGUSR1', () => logs.reopen());
   let admin: Admin | null = null;
   if (p.admin !== null) {
     try {
@@ -179,16 +175,19 @@ async function main(): Promise<number> {
     } catch (err) {
       say((err as Error).message); // e.g. "admin listener 127.0.0.1:9100: address already in use (EADDRINUSE)"
       for (const s of p.backends) s.close();
+      await logs.close();
       return 1;
     }
   }
   if (!(await listenAll(p))) {
     await admin?.close();
+    await logs.close();
     return 1;
   }
   if (args.demo) demoBanner(p);
   await untilSignal(p);
   await admin?.close();
+  await logs.close();
   return 0;
 }
 
