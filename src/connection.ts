@@ -53,7 +53,7 @@ export class Connection implements LegOwner {
     this.ctx = ctx;
     this.client = client;
     this.timer = new StateTimer(this.onTimeout.bind(this));
-    this.leg = new UpstreamLeg(this, ctx.responseParsers, this.timer, ctx.options.limits.maxEarlyDataBytes);
+    this.leg = new UpstreamLeg(this, ctx, this.timer, ctx.options.limits.maxEarlyDataBytes);
     this.onClientData = this.onClientData.bind(this);
     this.onClientEnd = this.onClientEnd.bind(this);
     this.onClientClose = this.onClientClose.bind(this);

@@ -13,6 +13,7 @@ import type { Relay, RelayKind, TunnelMove, TunnelStats } from './relay/types.js
 import type { Router } from './router.js';
 import type { UpstreamTls } from './tls/upstream.js';
 import type { Backend } from './upstream/group.js';
+import type { RetiredSockets } from './upstream/retire.js';
 
 export interface ProxyContext {
   readonly options: ResolvedOptions;
@@ -24,6 +25,8 @@ export interface ProxyContext {
   readonly limiter: ClientLimiter | null;
   /** Upstream groups that speak TLS, by name. */
   readonly upstreamTls: ReadonlyMap<string, UpstreamTls>;
+  /** Finished upstream connections waiting for their backend to close (bounded). */
+  readonly retired: RetiredSockets;
   draining: boolean;
   tunnelOpened(c: Connection, backend: Backend, relay: RelayKind): void;
   tunnelMoved(c: Connection, backend: Backend, move: TunnelMove): void;

@@ -75,6 +75,8 @@ export interface TimeoutConfig {
   idleMs?: number;
   /** How long close() waits for tunnels and exchanges before ending them. Default 10 000. */
   drainMs?: number;
+  /** How long a finished upstream connection may take to close on the backend's side before the proxy closes it. Default 1 000; 0 closes at once. */
+  retireMs?: number;
 }
 
 export interface LimitConfig {
@@ -94,6 +96,8 @@ export interface LimitConfig {
    * request is answered 503. 0 = derived: a 1 GiB parser heap, 32,768 each way at the default maxHeadBytes.
    */
   maxParsers?: number;
+  /** Finished upstream connections waiting for their backend to close, at most; past it the oldest is closed. Default 512. */
+  maxRetired?: number;
 }
 
 export interface ProxyOptions {
@@ -148,6 +152,7 @@ export const TIMEOUT_ROWS = {
   responseMs: ms(60_000, 'upstream response head, and each read of a plain response (504)', 'proxy_read_timeout', '--read-timeout'),
   idleMs: ms(60_000, 'tunnel with no byte either way; 0 disables', 'proxy_read_timeout', '--idle-timeout'),
   drainMs: ms(10_000, 'how long close() lets exchanges and tunnels finish', 'worker_shutdown_timeout'),
+  retireMs: ms(1_000, 'how long a finished upstream connection may take to close on its side; then the proxy closes it'),
 } satisfies Rows;
 
 const count = (def: number, min: number, doc: string, nginx?: string): FieldRow<number> & { default: number } => ({
@@ -161,6 +166,7 @@ export const LIMIT_ROWS = {
   maxEarlyDataBytes: count(64 * 1024, 1, 'bytes a client may send behind an upgrade head before the 101 (over it: closed)'),
   maxConnections: count(0, 0, 'client connections open at once, tunnels included; 0 = no limit', 'worker_connections'),
   maxParsers: count(0, 0, 'heads parsed at once per direction (503 past it); 0 = derived from a 1 GiB parser heap'),
+  maxRetired: count(512, 0, 'finished upstream connections waiting for their backend to close; past it the oldest is closed'),
 } satisfies Rows;
 
 /** Headers the proxy writes itself: a configuration may not set them (nor remove the framing ones). */

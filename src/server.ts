@@ -14,6 +14,7 @@ import { selectRelay } from './relay/index.js';
 import type { Relay, RelayKind, TunnelMove, TunnelStats } from './relay/types.js';
 import { Router } from './router.js';
 import { UpstreamGroup, type Backend } from './upstream/group.js';
+import { RetiredSockets } from './upstream/retire.js';
 import { ClientLimiter } from './limits/limiter.js';
 import { listenerFront, type FrontRefusal, type ListenerEdgeOptions, type ListenerFront } from './tls/listener.js';
 import type { ReloadResult } from './tls/terminator.js';
@@ -96,6 +97,10 @@ export interface ProxyStats {
   bytesDown: number;
   refused: number;
   upstreamErrors: number;
+  /** Finished upstream connections waiting now for their backend to close. */
+  retiredWaiting: number;
+  /** Finished upstream connections the proxy closed itself (the backend kept them open past timeouts.retireMs, or limits.maxRetired was reached). */
+  retiredClosed: number;
 }
 
 export interface ProxyEvents {
@@ -129,7 +134,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   private readonly fronts: ListenerFront[] = [];
   private readonly live = new Set<Connection>();
   private readonly counters: ProxyStats = {
-    connections: 0, tunnels: 0, tunnelsTotal: 0, bytesUp: 0, bytesDown: 0, refused: 0, upstreamErrors: 0,
+    connections: 0, tunnels: 0, tunnelsTotal: 0, bytesUp: 0, bytesDown: 0, refused: 0, upstreamErrors: 0, retiredWaiting: 0, retiredClosed: 0,
   };
   private closing: Promise<void> | null = null;
   private readonly embed: EmbedHost;
@@ -165,6 +170,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       relay,
       limiter: options.clientLimits !== null ? new ClientLimiter(options.clientLimits) : null,
       upstreamTls: upstreamTlsOf(options),
+      retired: new RetiredSockets(options.timeouts.retireMs, options.limits.maxRetired),
       draining: false,
       ...this.reporters(relay),
     };
@@ -207,7 +213,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   }
 
   /** How connections report: counters, events, and diagnostics_channel messages. */
-  private reporters(relay: Relay): Omit<ProxyContext, 'options' | 'router' | 'requestParsers' | 'responseParsers' | 'relay' | 'limiter' | 'upstreamTls' | 'draining'> {
+  private reporters(relay: Relay): Omit<ProxyContext, 'options' | 'router' | 'requestParsers' | 'responseParsers' | 'relay' | 'limiter' | 'upstreamTls' | 'retired' | 'draining'> {
     const emitWhenHeard = this.emitWhenHeard.bind(this);
     const self = this;
     return {
@@ -371,7 +377,8 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   }
 
   stats(): ProxyStats {
-    return { ...this.counters };
+    const r = this.ctx.retired;
+    return { ...this.counters, retiredWaiting: r.size, retiredClosed: r.closedByProxy };
   }
 
   /**
@@ -393,6 +400,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       for (const f of this.fronts) f.close(); // handshakes still in progress
       for (const c of this.live) c.destroy();
       while (this.live.size > 0) await new Promise((r) => setTimeout(r, 5));
+      this.ctx.retired.closeAll();
       await stopped;
       this.emit('close');
     })();

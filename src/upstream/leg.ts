@@ -17,6 +17,14 @@ import { resetOrDestroy } from '../sockets.js';
 import type { StateTimer } from '../timeouts.js';
 import type { UpstreamTls } from '../tls/upstream.js';
 import type { Backend } from './group.js';
+import type { RetiredSockets } from './retire.js';
+
+/** What every leg of a proxy shares (the proxy context has these). */
+export interface LegShared {
+  readonly responseParsers: ParserPool;
+  /** Finished connections waiting for their backend to close. */
+  readonly retired: RetiredSockets;
+}
 
 /** What the owner makes of a response head. */
 export const enum HeadVerdict {
@@ -55,12 +63,10 @@ interface LegSocket extends Socket {
   leg?: UpstreamLeg | null;
 }
 
-/** How long a finished upstream connection may take to close on its side. */
-const RETIRE_MS = 5_000;
-
 export class UpstreamLeg {
   private readonly owner: LegOwner;
   private readonly parsers: ParserPool;
+  private readonly retired: RetiredSockets;
   private readonly timer: StateTimer;
   /** Body bytes held while connecting; over this the owner pauses the client. */
   private readonly maxHeld: number;
@@ -74,9 +80,10 @@ export class UpstreamLeg {
   private held: Buffer[] = [];
   private heldBytes = 0;
 
-  constructor(owner: LegOwner, parsers: ParserPool, timer: StateTimer, maxHeld: number) {
+  constructor(owner: LegOwner, shared: LegShared, timer: StateTimer, maxHeld: number) {
     this.owner = owner;
-    this.parsers = parsers;
+    this.parsers = shared.responseParsers;
+    this.retired = shared.retired;
     this.timer = timer;
     this.maxHeld = maxHeld;
   }
@@ -136,18 +143,12 @@ export class UpstreamLeg {
    * The response is complete and the backend was asked to close (Connection:
    * close). Let it close first: the side that closes first keeps TIME_WAIT, and
    * a proxy that closes first runs out of ephemeral ports at a few thousand
-   * requests/s. The socket is unhooked first: nothing it does later counts.
+   * requests/s. The wait is bounded (retire.ts). The socket is unhooked first:
+   * nothing it does later counts.
    */
   retire(): void {
     const up = this.release();
-    if (up === null) return;
-    if (up.readableEnded || up.destroyed) {
-      up.destroy();
-      return;
-    }
-    up.on('end', destroySelf);
-    up.setTimeout(RETIRE_MS, destroySelf);
-    up.resume(); // a stray byte after the message must not stall the close
+    if (up !== null) this.retired.add(up);
   }
 
   /**
@@ -325,8 +326,4 @@ function onDrain(this: LegSocket): void {
 function onClose(this: LegSocket): void {
   const leg = this.leg;
   if (leg != null && leg.socket === this) leg.socketClosed();
-}
-
-function destroySelf(this: Socket): void {
-  this.destroy();
 }
