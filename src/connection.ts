@@ -47,6 +47,8 @@ export class Connection implements LegOwner {
   private requests = 0;
   /** The client sent its FIN: no request after those already received. */
   private clientEnded = false;
+  /** A pipelined request waits for the client to read the responses before it (its 'drain'). */
+  private awaitingDrain = false;
 
   /** `listener`: the accepting listener's address, for logs and metrics. */
   constructor(ctx: ProxyContext, client: Socket, readonly listener = '') {
@@ -195,7 +197,7 @@ export class Connection implements LegOwner {
     const x = this.x;
     switch (this.state) {
       case State.HeadIdle:
-        this.finish(null);
+        if (!this.awaitingDrain) this.finish(null); // else the held requests are answered first
         return;
       case State.HeadReading:
         this.fail('WSPLICE_BAD_REQUEST', 'connection closed in the middle of a request head');
@@ -213,6 +215,10 @@ export class Connection implements LegOwner {
 
   private onClientDrain(): void {
     if (this.state === State.AwaitHead || this.state === State.Streaming) this.leg.resume();
+    else if (this.awaitingDrain && this.state === State.HeadIdle) {
+      this.awaitingDrain = false;
+      this.nextExchange();
+    }
   }
 
   private onClientClose(): void {
@@ -339,6 +345,18 @@ export class Connection implements LegOwner {
     }
     // Back to reading heads; a pipelined request may already be waiting.
     this.enter(State.HeadIdle);
+    // Backpressure across exchanges: while the client is not reading what it was sent, the
+    // next pipelined request waits (its bytes stay held, bounded, the client paused).
+    if (this.pending !== null && this.client.writableLength > this.client.writableHighWaterMark) {
+      this.client.pause();
+      this.awaitingDrain = true;
+      return;
+    }
+    this.nextExchange();
+  }
+
+  /** Start on the pipelined bytes, if any; else wait for the next request. */
+  private nextExchange(): void {
     const pending = this.pending;
     this.pending = null;
     // An idle keep-alive connection holds no parser; the next request takes one from the pool.
