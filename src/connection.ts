@@ -14,18 +14,17 @@ import type { ProxyContext } from './context.js';
 import { ERRORS, WspliceError, type ErrorCode } from './errors.js';
 import { openExchange, type Exchange } from './exchange.js';
 import type { ResponseHead } from './http1/head.js';
-import { Ev, Limit, type Parser } from './http1/llhttp.js';
+import { Ev, type Parser } from './http1/llhttp.js';
 import { dropSet, responseHasNoBody } from './http1/semantics.js';
 import { errorResponse, forwardResponseHead } from './http1/serialize.js';
 import type { Tunnel, TunnelMove } from './relay/types.js';
 import { ExchangeRecord } from './observe/record.js';
 import { resetOrDestroy } from './sockets.js';
-import { decide, expiry, KEEP, State, timeoutFor, Verdict } from './state.js';
+import { decide, expiry, KEEP, parseFailure, State, timeoutFor, Verdict } from './state.js';
 import { StateTimer } from './timeouts.js';
 import { HeadVerdict, UpstreamLeg, type LegOwner } from './upstream/leg.js';
 import { checkGenericUpgrade, checkUpstreamAccept } from './websocket/handshake.js';
 import { clientAddress } from './proxy-protocol/peer.js';
-import { proxyHeaderFor } from './proxy-protocol/write.js';
 
 let lastId = 0;
 
@@ -127,7 +126,7 @@ export class Connection implements LegOwner {
       const inHead = this.x === null;
       const ev = p.execute(chunk, pos);
       if (ev === Ev.Error) {
-        this.refuseParse(p);
+        this.fail(...parseFailure(p.limit, p.reason, !inHead));
         return;
       }
       if (inHead) {
@@ -215,10 +214,7 @@ export class Connection implements LegOwner {
 
   private onClientDrain(): void {
     if (this.state === State.AwaitHead || this.state === State.Streaming) this.leg.resume();
-    else if (this.awaitingDrain && this.state === State.HeadIdle) {
-      this.awaitingDrain = false;
-      this.nextExchange();
-    }
+    else if (this.awaitingDrain && this.state === State.HeadIdle) this.nextExchange();
   }
 
   private onClientClose(): void {
@@ -241,11 +237,7 @@ export class Connection implements LegOwner {
     this.rec.connecting(backend.label);
     this.enter(State.Connecting);
     const proto = (this.client as { encrypted?: boolean }).encrypted === true ? 'https' : this.ctx.options.proto;
-    const name = x.group.name;
-    const sendProxy = this.ctx.options.upstreams.get(name)?.sendProxy ?? null;
-    const preamble = sendProxy !== null ? proxyHeaderFor(this.client, sendProxy) : null;
-    const head = x.requestHead(this.ctx.options, proto);
-    if (!this.leg.connect(backend, head, x.upgrade, this.ctx.upstreamTls.get(name), preamble)) {
+    if (!this.leg.connect(backend, x.requestHead(this.ctx.options, proto), x.upgrade, x.group.name)) {
       this.fail('WSPLICE_OVERLOADED', 'no response parser free (limits.maxParsers)');
     }
   }
@@ -357,6 +349,7 @@ export class Connection implements LegOwner {
 
   /** Start on the pipelined bytes, if any; else wait for the next request. */
   private nextExchange(): void {
+    this.awaitingDrain = false;
     const pending = this.pending;
     this.pending = null;
     // An idle keep-alive connection holds no parser; the next request takes one from the pool.
@@ -378,14 +371,6 @@ export class Connection implements LegOwner {
     if (e !== null) this.fail(e[0], e[1]);
     else if (this.state === State.HeadIdle) this.finish(null); // idle keep-alive, or never spoke
     else if (this.state === State.Lingering) this.client.destroy();
-  }
-
-  private refuseParse(p: Parser): void {
-    if (p.limit === Limit.HeadTooLarge) this.fail('WSPLICE_HEAD_TOO_LARGE', 'request head too large');
-    else if (p.limit === Limit.TooManyHeaders) this.fail('WSPLICE_HEAD_TOO_LARGE', p.reason);
-    else if (p.limit === Limit.UriTooLong) this.fail('WSPLICE_URI_TOO_LONG', p.reason);
-    else if (this.x !== null) this.fail('WSPLICE_BAD_REQUEST', `malformed request body: ${p.reason}`);
-    else this.fail('WSPLICE_BAD_REQUEST', `malformed request: ${p.reason}`);
   }
 
   /** Another backend may be tried: nothing was sent yet (a connect that failed). */

@@ -12,6 +12,7 @@
  * (`Exchange.bodyDone` is false): it is forwarded as it comes.
  */
 import { ERRORS, type ErrorCode } from './errors.js';
+import { Limit } from './http1/llhttp.js';
 import type { TimeoutConfig } from './options.js';
 
 export const enum State {
@@ -106,4 +107,12 @@ export function decide(state: State, code: ErrorCode, canRetry: boolean): Verdic
     default:
       return Verdict.Drop; // Tunnel (the relay owns it), Lingering, Closed
   }
+}
+
+/** What a request the parser refused is answered with (`inBody`: the head had been read). */
+export function parseFailure(limit: Limit, reason: string, inBody: boolean): [ErrorCode, string] {
+  if (limit === Limit.HeadTooLarge) return ['WSPLICE_HEAD_TOO_LARGE', 'request head too large'];
+  if (limit === Limit.TooManyHeaders) return ['WSPLICE_HEAD_TOO_LARGE', reason];
+  if (limit === Limit.UriTooLong) return ['WSPLICE_URI_TOO_LONG', reason];
+  return ['WSPLICE_BAD_REQUEST', inBody ? `malformed request body: ${reason}` : `malformed request: ${reason}`];
 }

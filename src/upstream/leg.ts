@@ -15,12 +15,16 @@ import { readResponseHead, type ResponseHead } from '../http1/head.js';
 import { Ev, type Parser, type ParserPool } from '../http1/llhttp.js';
 import { resetOrDestroy } from '../sockets.js';
 import type { StateTimer } from '../timeouts.js';
+import type { ResolvedOptions } from '../options.js';
+import { proxyHeaderFor } from '../proxy-protocol/write.js';
 import type { UpstreamTls } from '../tls/upstream.js';
 import type { Backend } from './group.js';
 import type { RetiredSockets } from './retire.js';
 
 /** What every leg of a proxy shares (the proxy context has these). */
 export interface LegShared {
+  readonly options: ResolvedOptions;
+  readonly upstreamTls: ReadonlyMap<string, UpstreamTls>;
   readonly responseParsers: ParserPool;
   /** Finished connections waiting for their backend to close. */
   readonly retired: RetiredSockets;
@@ -67,6 +71,7 @@ export class UpstreamLeg {
   private readonly owner: LegOwner;
   private readonly parsers: ParserPool;
   private readonly retired: RetiredSockets;
+  private readonly shared: LegShared;
   private readonly timer: StateTimer;
   /** Body bytes held while connecting; over this the owner pauses the client. */
   private readonly maxHeld: number;
@@ -84,6 +89,7 @@ export class UpstreamLeg {
     this.owner = owner;
     this.parsers = shared.responseParsers;
     this.retired = shared.retired;
+    this.shared = shared;
     this.timer = timer;
     this.maxHeld = maxHeld;
   }
@@ -94,13 +100,16 @@ export class UpstreamLeg {
   }
 
   /**
-   * Open a connection to `backend`; `head` goes out first once it is up, then any held body bytes.
-   * `tls`: the group speaks TLS; `preamble`: a PROXY protocol header sent ahead of everything.
-   * False: no response parser is free (limits.maxParsers), nothing was opened.
+   * Open a connection to `backend` of upstream `group`; `head` goes out first once it is up, then
+   * any held body bytes (behind a PROXY protocol header when the group sends one, over TLS when it
+   * speaks TLS). False: no response parser is free (limits.maxParsers), nothing was opened.
    */
-  connect(backend: Backend, head: Buffer, upgrade: boolean, tls: UpstreamTls | undefined, preamble: Buffer | null): boolean {
+  connect(backend: Backend, head: Buffer, upgrade: boolean, group: string): boolean {
     // The response parser is taken first: when none is left no backend connection is opened.
     if (this.parser === null && (this.parser = this.parsers.acquire()) === null) return false;
+    const tls = this.shared.upstreamTls.get(group);
+    const sendProxy = this.shared.options.upstreams.get(group)?.sendProxy ?? null;
+    const preamble = sendProxy !== null ? proxyHeaderFor(this.owner.client, sendProxy) : null;
     const a = backend.address;
     const target = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
     const up: LegSocket =
