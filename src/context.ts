@@ -15,6 +15,9 @@ import type { UpstreamTls } from './tls/upstream.js';
 import type { Backend } from './upstream/group.js';
 import type { RetiredSockets } from './upstream/retire.js';
 
+/** Who an event is about: a client connection, or one proxy.web exchange. */
+export type ReportedClient = Pick<Connection, 'id' | 'remoteAddress' | 'rec'>;
+
 export interface ProxyContext {
   readonly options: ResolvedOptions;
   readonly router: Router;
@@ -31,8 +34,8 @@ export interface ProxyContext {
   tunnelOpened(c: Connection, backend: Backend, relay: RelayKind): void;
   tunnelMoved(c: Connection, backend: Backend, move: TunnelMove): void;
   tunnelClosed(c: Connection, backend: Backend, stats: TunnelStats): void;
-  refused(c: Connection, err: WspliceError): void;
-  upstreamFailed(c: Connection, err: UpstreamError): void;
+  refused(c: ReportedClient, err: WspliceError): void;
+  upstreamFailed(c: ReportedClient, err: UpstreamError): void;
   /** A failure of `code`: reported as its error-table row says. `status`: what the client is answered (0: nothing). */
   failed(c: Connection, code: ErrorCode, reason: string, status: number, backend: Backend | null): void;
   connectionClosed(c: Connection): void;

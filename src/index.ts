@@ -24,6 +24,7 @@ export { acceptFor } from './websocket/handshake.js';
 export { llhttpBuild } from './http1/llhttp.js';
 export type { EmbedOptions } from './embed/target.js';
 export type { WsResult } from './embed/ws.js';
+export type { WebResult } from './embed/web.js';
 export type { EmbedCallback } from './embed/host.js';
 
 /** Create a proxy. Options are validated now: a ConfigError names the offending field. */

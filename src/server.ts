@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import { Connection } from './connection.js';
-import type { ProxyContext } from './context.js';
+import type { ProxyContext, ReportedClient } from './context.js';
 import { channels } from './diagnostics.js';
 import { ConfigError, ERRORS, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
 import { ParserPool, TYPE_REQUEST, TYPE_RESPONSE } from './http1/llhttp.js';
@@ -20,10 +20,11 @@ import { listenerFront, type FrontRefusal, type ListenerEdgeOptions, type Listen
 import type { ReloadResult } from './tls/terminator.js';
 import type { ExchangeEvent, ExchangeOutcome } from './observe/record.js';
 import { UpstreamTls } from './tls/upstream.js';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { quiet, type EmbedCallback, type EmbedHost } from './embed/host.js';
 import { TargetGroups, type EmbedOptions } from './embed/target.js';
 import { proxyUpgrade, type WsResult } from './embed/ws.js';
+import { proxyRequest, type WebResult } from './embed/web.js';
 
 export interface TunnelEvent {
   id: number;
@@ -177,6 +178,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
     this.handleConnection = this.handleConnection.bind(this);
     this.embed = this.embedHost(options, groups);
     this.ws = this.ws.bind(this);
+    this.web = this.web.bind(this);
   }
 
   /** What proxy.ws and proxy.web need of the proxy (src/embed/). */
@@ -212,6 +214,22 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
     p.then(() => {}, (err: Error) => cb(err, req, socket));
   }
 
+  /**
+   * Proxy a plain request an http.Server parsed (its 'request' event) to the route's upstream or
+   * `options.target`: the listener's checks and forwarding rules, bodies streamed both ways.
+   * Failures answer as a listener does (4xx, 502, 504) and reject; with a callback, the callback
+   * answers instead (http-proxy's error handler). Never throws.
+   */
+  web(req: IncomingMessage, res: ServerResponse, options?: EmbedOptions): Promise<WebResult>;
+  web(req: IncomingMessage, res: ServerResponse, options: EmbedOptions | undefined, callback: EmbedCallback<ServerResponse>): void;
+  web(req: IncomingMessage, res: ServerResponse, callback: EmbedCallback<ServerResponse>): void;
+  web(req: IncomingMessage, res: ServerResponse, options?: EmbedOptions | EmbedCallback<ServerResponse>, callback?: EmbedCallback<ServerResponse>): Promise<WebResult> | void {
+    const cb = typeof options === 'function' ? options : callback;
+    const p = quiet(proxyRequest(this.embed, req, res, typeof options === 'function' ? undefined : options, cb === undefined));
+    if (cb === undefined) return p;
+    p.then(() => {}, (err: Error) => cb(err, req, res));
+  }
+
   /** How connections report: counters, events, and diagnostics_channel messages. */
   private reporters(relay: Relay): Omit<ProxyContext, 'options' | 'router' | 'requestParsers' | 'responseParsers' | 'relay' | 'limiter' | 'upstreamTls' | 'retired' | 'draining'> {
     const emitWhenHeard = this.emitWhenHeard.bind(this);
@@ -237,7 +255,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
         if (channels.tunnelClose.hasSubscribers) channels.tunnelClose.publish(ev);
         if (self.listenerCount('tunnelClose') > 0) self.emit('tunnelClose', ev);
       },
-      refused(c: Connection, err: WspliceError) {
+      refused(c: ReportedClient, err: WspliceError) {
         self.counters.refused++;
         c.rec.code = err.code;
         if (err.status > 0) c.rec.status = err.status;
@@ -245,7 +263,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
         if (channels.refused.hasSubscribers) channels.refused.publish(ev);
         if (self.listenerCount('refused') > 0) self.emit('refused', ev);
       },
-      upstreamFailed(c: Connection, err: UpstreamError) {
+      upstreamFailed(c: ReportedClient, err: UpstreamError) {
         self.counters.upstreamErrors++;
         const ev: UpstreamErrorEvent = { id: c.id, ...requestContext(c), backend: err.backend, status: err.status, code: err.code, reason: err.message };
         if (channels.upstreamError.hasSubscribers) channels.upstreamError.publish(ev);

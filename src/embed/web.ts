@@ -1,0 +1,304 @@
+/**
+ * `proxy.web(req, res)`: a plain request an app's http.Server parsed, sent to
+ * the route's upstream (or `options.target`). The request is checked and its
+ * head built by the listener's own rules (classifyRequest, forwardRequestHead:
+ * hop-by-hop removal, Host, X-Forwarded-*); Node's http client carries it,
+ * since Node has already taken the body's framing off (streams both ways with
+ * backpressure). Failures answer as a listener does (502, 504, 4xx with the
+ * reason), or go to the callback.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import net, { type Socket } from 'node:net';
+import type { ProxyContext, ReportedClient } from '../context.js';
+import { ERRORS, UpstreamError, WspliceError, type ErrorCode, type ErrorRow } from '../errors.js';
+import type { Head, RequestHead } from '../http1/head.js';
+import { F_CHUNKED, F_CONTENT_LENGTH, F_TRANSFER_ENCODING } from '../http1/llhttp.js';
+import { classifyRequest, dropSet, HOP_BY_HOP, type RequestInfo } from '../http1/semantics.js';
+import { forwardRequestHead } from '../http1/serialize.js';
+import { ExchangeRecord } from '../observe/record.js';
+import { clientAddress } from '../proxy-protocol/peer.js';
+import type { Backend, UpstreamGroup } from '../upstream/group.js';
+import type { EmbedHost } from './host.js';
+import type { EmbedOptions, EmbedPlan } from './target.js';
+
+export interface WebResult {
+  /** The upstream's status, relayed. */
+  status: number;
+  /** The backend that answered. */
+  backend: string;
+}
+
+/** Methods a retry may run twice (RFC 9110 9.2.2), when no body byte was sent. */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+let lastId = 0;
+
+export function proxyRequest(host: EmbedHost, req: IncomingMessage, res: ServerResponse, options: EmbedOptions | undefined, answer: boolean): Promise<WebResult> {
+  return new Promise<WebResult>((resolve, reject) => {
+    const misuse = checkArgs(req, res);
+    if (misuse !== null) {
+      reject(misuse);
+      return;
+    }
+    const x = new WebExchange(host.ctx, req, res, answer, resolve, reject);
+    let plan: EmbedPlan;
+    try {
+      plan = host.targets.plan(options);
+    } catch (err) {
+      x.abandon(err as Error);
+      return;
+    }
+    x.start(plan);
+  });
+}
+
+function checkArgs(req: IncomingMessage, res: ServerResponse): WspliceError | null {
+  const misuse = (why: string): WspliceError => new WspliceError('WSPLICE_EMBED_MISUSE', why);
+  if (req === null || typeof req !== 'object' || !Array.isArray(req.rawHeaders)) return misuse('proxy.web needs the IncomingMessage of the request event');
+  if (res === null || typeof res !== 'object' || typeof res.writeHead !== 'function') return misuse('proxy.web needs the ServerResponse of the request event');
+  if ((req as { upgrade?: boolean }).upgrade === true) return misuse('an upgrade request: proxy it with proxy.ws from the upgrade event');
+  if (res.headersSent || res.writableEnded) return misuse('the response was already started (headers sent)');
+  if (res.destroyed || req.socket === null || req.socket.destroyed) return misuse('the client connection is already closed');
+  return null;
+}
+
+/** The head model of what Node parsed, for the listener's checks and head writer. */
+function headOf(req: IncomingMessage): RequestHead {
+  const names: string[] = [];
+  const keys: string[] = [];
+  const values: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    names.push(raw[i]!);
+    keys.push(raw[i]!.toLowerCase());
+    values.push(raw[i + 1]!);
+  }
+  let flags = 0;
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined) flags |= F_TRANSFER_ENCODING | (/(?:^|,)\s*chunked\s*$/i.test(te) ? F_CHUNKED : 0);
+  const cl = req.headers['content-length'];
+  if (cl !== undefined) flags |= F_CONTENT_LENGTH;
+  // Express mounts rewrite req.url; the client's target is originalUrl (as http-proxy-middleware sends it).
+  const target = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/';
+  return {
+    names, keys, values, flags,
+    versionMajor: req.httpVersionMajor,
+    versionMinor: req.httpVersionMinor,
+    contentLength: cl !== undefined ? Number(cl) : 0,
+    headBytes: 0,
+    method: req.method ?? 'GET',
+    target,
+  };
+}
+
+/** Response header pairs for res.writeHead: hop-by-hop and Connection-named ones removed. */
+function responseHeaders(up: IncomingMessage): string[] {
+  const raw = up.rawHeaders;
+  const h: Head = headOf(up);
+  const drop = dropSet(h);
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const k = h.keys[i / 2]!;
+    if (HOP_BY_HOP.has(k) || drop.has(k)) continue;
+    out.push(raw[i]!, raw[i + 1]!);
+  }
+  return out;
+}
+
+/** The forwarded head (the listener's bytes) as header pairs for Node's client. */
+function headerPairs(head: Buffer): string[] {
+  const lines = head.toString('latin1').split('\r\n');
+  const out: string[] = [];
+  for (let i = 1; i < lines.length && lines[i] !== ''; i++) {
+    const l = lines[i]!;
+    const c = l.indexOf(':');
+    out.push(l.slice(0, c), l.slice(c + 2));
+  }
+  return out;
+}
+
+class WebExchange implements ReportedClient {
+  readonly id = ++lastId;
+  /** What the proxy's reporters note of a failure (code, status). */
+  readonly rec = new ExchangeRecord();
+  readonly remoteAddress: string;
+  private plan!: EmbedPlan;
+  private info!: RequestInfo;
+  private head!: RequestHead;
+  private group!: UpstreamGroup;
+  private backend: Backend | null = null;
+  private up: http.ClientRequest | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private tries = 0;
+  private bodySent = false;
+  /** The current try's socket is connected. */
+  private connected = false;
+  private done = false;
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    /** Answer failures on `res` (false: a callback does). */
+    private readonly answer: boolean,
+    private readonly resolve: (r: WebResult) => void,
+    private readonly reject: (e: Error) => void,
+  ) {
+    this.remoteAddress = clientAddress(req.socket);
+    this.onClientGone = this.onClientGone.bind(this);
+  }
+
+  /** Check and route as a listener does, then the first try. */
+  start(plan: EmbedPlan): void {
+    this.plan = plan;
+    this.head = headOf(this.req);
+    try {
+      this.info = classifyRequest(this.head, plan.options.tunnelProtocols);
+    } catch (err) {
+      this.fail(err instanceof WspliceError ? err : new WspliceError('WSPLICE_BAD_REQUEST', String(err)));
+      return;
+    }
+    if (this.info.hasBody && (this.req.readableDidRead || this.req.readableEnded)) {
+      this.abandon(new WspliceError('WSPLICE_EMBED_MISUSE', 'the request body was already read (a body parser ran before proxy.web)'));
+      return;
+    }
+    const group = plan.group ?? this.ctx.router.match(this.info.host, this.info.path);
+    if (group === null) {
+      this.fail(new WspliceError('WSPLICE_NO_ROUTE', `no route for ${this.info.path}`));
+      return;
+    }
+    this.group = group;
+    this.res.once('close', this.onClientGone);
+    this.connect();
+  }
+
+  /** Options were refused before anything started. */
+  abandon(err: Error): void {
+    this.settle(err);
+    if (this.answer && !this.res.headersSent) this.writeAnswer(500, 'proxy misconfigured');
+  }
+
+  private connect(): void {
+    const b = (this.backend = this.group.pick());
+    this.connected = false;
+    const o = this.plan.options;
+    const proto = (this.req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : o.proto;
+    const head = forwardRequestHead(this.head, this.info, o.forward, {
+      remoteAddress: this.remoteAddress, proto, fallbackHost: b.address.kind === 'unix' ? 'localhost' : b.label,
+    });
+    const tls = this.ctx.upstreamTls.get(this.group.name);
+    const a = b.address;
+    const target = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
+    const up = http.request({
+      method: this.head.method,
+      path: this.info.path,
+      headers: headerPairs(head),
+      createConnection: () => (tls !== undefined ? tls.connect(target, b.label, null) : net.connect({ ...target, noDelay: true })) as Socket,
+    });
+    this.up = up;
+    this.arm(o.timeouts.connectMs, 'WSPLICE_UPSTREAM_TIMEOUT', 'connect timed out');
+    up.on('socket', (s: Socket) => s.once(tls !== undefined ? 'secureConnect' : 'connect', () => this.onConnected()));
+    up.on('response', (r: IncomingMessage) => this.onResponse(r));
+    up.on('error', (err: Error & { code?: string }) => this.onUpstreamError(up, err));
+    if (this.info.hasBody) {
+      this.req.pipe(up);
+      this.req.once('data', () => (this.bodySent = true));
+    } else up.end();
+  }
+
+  private onConnected(): void {
+    this.connected = true;
+    this.arm(this.plan.options.timeouts.responseMs, 'WSPLICE_UPSTREAM_TIMEOUT', 'response head timed out');
+  }
+
+  private onResponse(r: IncomingMessage): void {
+    this.clearTimer();
+    this.group.succeed(this.backend!);
+    const res = this.res;
+    r.on('error', () => res.destroy());
+    res.writeHead(r.statusCode ?? 502, r.statusMessage, responseHeaders(r));
+    // A stalled body: the client is cut off, as a listener resets it.
+    r.socket.setTimeout(this.plan.options.timeouts.responseMs, () => {
+      r.destroy();
+      res.destroy();
+    });
+    r.pipe(res);
+    res.once('finish', () => this.settle(null, { status: r.statusCode ?? 0, backend: this.backend!.label }));
+    r.once('aborted', () => res.destroy());
+  }
+
+  private onUpstreamError(up: http.ClientRequest, err: Error & { code?: string }): void {
+    if (up !== this.up || this.done) return;
+    const why = err.code ?? err.message;
+    if (this.res.headersSent) {
+      this.res.destroy(); // mid-body: no clean answer is possible
+      this.settle(new UpstreamError('WSPLICE_UPSTREAM_ABORTED', this.backend!.label, `upstream error: ${why}`));
+      return;
+    }
+    const connecting = !this.connected;
+    this.upstreamFailed(connecting ? 'WSPLICE_UPSTREAM_CONNECT' : 'WSPLICE_UPSTREAM_CLOSED', connecting ? `connect failed: ${why}` : `upstream error: ${why}`, connecting);
+  }
+
+  /** A backend failed before a response: retry on the next one when nothing was sent, else answer. */
+  private upstreamFailed(code: ErrorCode, reason: string, connecting: boolean): void {
+    this.clearTimer();
+    const b = this.backend!;
+    this.group.fail(b);
+    const err = new UpstreamError(code, b.label, reason);
+    this.ctx.upstreamFailed(this, err);
+    const replayable = !this.bodySent && (IDEMPOTENT.has(this.head.method) || !this.info.hasBody);
+    const up = this.up!;
+    this.up = null;
+    up.destroy();
+    if (connecting && replayable && this.tries + 1 < this.group.backends.length) {
+      this.tries++;
+      this.connect();
+      return;
+    }
+    this.fail(err);
+  }
+
+  private arm(ms: number, code: ErrorCode, reason: string): void {
+    this.clearTimer();
+    if (ms > 0) this.timer = setTimeout(() => this.upstreamFailed(code, reason, !this.connected), ms);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private onClientGone(): void {
+    if (this.done) return;
+    this.clearTimer();
+    this.up?.destroy();
+    this.settle(new WspliceError('WSPLICE_CLIENT_GONE', 'the client left before the response was complete'));
+  }
+
+  /** Refused or failed: the listener's answer (or the callback's turn), then settle. */
+  private fail(err: WspliceError): void {
+    const row: ErrorRow = ERRORS[err.code];
+    if (row.event === 'refused') this.ctx.refused(this, err);
+    if (this.answer && !this.res.headersSent && err.status > 0) this.writeAnswer(err.status, row.text ?? err.message, err.code);
+    else if (this.answer && !this.res.headersSent) this.res.destroy();
+    this.settle(err);
+  }
+
+  /** The proxy's own answer, as errorResponse words it; the connection closes after it. */
+  private writeAnswer(status: number, reason: string, code?: ErrorCode): void {
+    const text = `${status} ${http.STATUS_CODES[status] ?? 'Error'}: ${reason.replace(/[^\x20-\x7e]/g, '?')}\n`;
+    const headers: Record<string, string> = { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': String(text.length), Connection: 'close' };
+    if (code === 'WSPLICE_WS_VERSION') headers['Sec-WebSocket-Version'] = '13';
+    this.res.writeHead(status, headers);
+    this.res.end(text);
+  }
+
+  private settle(err: Error | null, result?: WebResult): void {
+    if (this.done) return;
+    this.done = true;
+    this.clearTimer();
+    this.res.removeListener('close', this.onClientGone);
+    if (err !== null) this.reject(err);
+    else this.resolve(result!);
+  }
+}
