@@ -16,7 +16,7 @@ import type { Backend } from './upstream/group.js';
 import type { RetiredSockets } from './upstream/retire.js';
 
 /** Who an event is about: a client connection, or one proxy.web exchange. */
-export type ReportedClient = Pick<Connection, 'id' | 'remoteAddress' | 'rec'>;
+export type ReportedClient = Pick<Connection, 'id' | 'remoteAddress' | 'rec' | 'client' | 'listener'>;
 
 export interface ProxyContext {
   readonly options: ResolvedOptions;

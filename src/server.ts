@@ -444,7 +444,7 @@ function connectionEvent(c: Connection): ConnectionEvent {
   return { id: c.id, listener: c.listener, remoteAddress: c.remoteAddress, remotePort: c.client.remotePort ?? 0 };
 }
 
-function requestContext(c: Connection): RequestContext {
+function requestContext(c: ReportedClient): RequestContext {
   const r = c.rec;
   return {
     remoteAddress: c.remoteAddress,

@@ -122,6 +122,9 @@ class WebExchange implements ReportedClient {
   /** What the proxy's reporters note of a failure (code, status). */
   readonly rec = new ExchangeRecord();
   readonly remoteAddress: string;
+  readonly client: Socket;
+  /** Events name no listener: the app's server accepted it. */
+  readonly listener = 'embedded';
   private plan!: EmbedPlan;
   private info!: RequestInfo;
   private head!: RequestHead;
@@ -145,6 +148,9 @@ class WebExchange implements ReportedClient {
     private readonly reject: (e: Error) => void,
   ) {
     this.remoteAddress = clientAddress(req.socket);
+    this.client = req.socket;
+    this.rec.method = req.method ?? '-';
+    this.rec.path = req.url ?? '-';
     this.onClientGone = this.onClientGone.bind(this);
   }
 
