@@ -5,7 +5,6 @@
  * timeout), every failure through `fail` (which asks `decide` what it means in
  * the current state), and a connection ends in one of three ways: `finish`
  * (an answer or a FIN, then linger), `reset` (RST both ends) or `drop`.
- *
  * Request heads are parsed once by llhttp; body bytes and frames are only
  * sliced, never copied or decoded.
  */
@@ -23,6 +22,7 @@ import { resetOrDestroy } from './sockets.js';
 import { decide, expiry, KEEP, parseFailure, State, timeoutFor, Verdict } from './state.js';
 import { StateTimer } from './timeouts.js';
 import { HeadVerdict, UpstreamLeg, type LegOwner } from './upstream/leg.js';
+import { causeOf, causeOfStatus, mayRetry } from './upstream/retry.js';
 import { checkGenericUpgrade, checkUpstreamAccept } from './websocket/handshake.js';
 import { clientAddress } from './proxy-protocol/peer.js';
 
@@ -237,7 +237,8 @@ export class Connection implements LegOwner {
     this.rec.connecting(backend.label);
     this.enter(State.Connecting);
     const proto = (this.client as { encrypted?: boolean }).encrypted === true ? 'https' : this.ctx.options.proto;
-    if (!this.leg.connect(backend, x.requestHead(this.ctx.options, proto), x.upgrade, x.group.name)) {
+    const kind = x.legKind(this.ctx.pools);
+    if (!this.leg.connect(backend, x.requestHead(this.ctx.options, proto, kind), kind, x.group.name)) {
       this.fail('WSPLICE_OVERLOADED', 'no response parser free (limits.maxParsers)');
     }
   }
@@ -252,7 +253,7 @@ export class Connection implements LegOwner {
 
   /** Request body bytes, in order, to the upstream (held by the leg until it is connected). */
   private toUpstream(b: Buffer): void {
-    if (this.leg.connected) this.x!.bodySent = true;
+    this.x!.bodySent = true; // held or sent: either way a retry could not send it again
     if (!this.leg.send(b)) this.client.pause();
   }
 
@@ -268,8 +269,10 @@ export class Connection implements LegOwner {
     if (res.status >= 100 && res.status < 200) {
       // Interim (100 Continue, 103): forwarded to HTTP/1.1 clients, then the final response follows.
       if (x.req.versionMinor === 1) this.client.write(forwardResponseHead(res, dropSet(res), true, true));
+      x.responseStarted = true;
       return HeadVerdict.Interim;
     }
+    if (mayRetry(x, this.state, causeOfStatus(res.status), this.ctx.options)) return this.retry(x, true); // not a byte of it was passed on
     if (x.upgrade) {
       // The upgrade was refused: the response is relayed as it is, and the
       // connection will never become a tunnel. Early data is dropped unsent.
@@ -329,7 +332,7 @@ export class Connection implements LegOwner {
     const x = this.x!;
     this.ctx.exchangeEnded(this, 'response');
     if (eof) x.keepAlive = false;
-    this.leg.retire();
+    this.leg.retire(x.bodyDone);
     this.x = null;
     if (!x.keepAlive || !x.bodyDone || this.ctx.draining || (this.clientEnded && this.pending === null)) {
       this.finish(null);
@@ -339,12 +342,8 @@ export class Connection implements LegOwner {
     this.enter(State.HeadIdle);
     // Backpressure across exchanges: while the client is not reading what it was sent, the
     // next pipelined request waits (its bytes stay held, bounded, the client paused).
-    if (this.pending !== null && this.client.writableLength > this.client.writableHighWaterMark) {
-      this.client.pause();
-      this.awaitingDrain = true;
-      return;
-    }
-    this.nextExchange();
+    if (this.pending !== null && this.client.writableNeedDrain) this.awaitingDrain = true; // onClientDrain goes on
+    else this.nextExchange();
   }
 
   /** Start on the pipelined bytes, if any; else wait for the next request. */
@@ -373,9 +372,13 @@ export class Connection implements LegOwner {
     else if (this.state === State.Lingering) this.client.destroy();
   }
 
-  /** Another backend may be tried: nothing was sent yet (a connect that failed). */
-  private canRetry(x: Exchange): boolean {
-    return x.tries + 1 < x.group.backends.length && this.state === State.Connecting;
+  /** The next try; `failed`: the backend answered 502, 503 or 504, a failure as nginx counts it. */
+  private retry(x: Exchange, failed = false): HeadVerdict {
+    if (failed) x.group.fail(x.backend!);
+    x.tries++;
+    this.leg.close(false, true);
+    this.connect(x);
+    return HeadVerdict.Stop;
   }
 
   /** The one failure path: `decide` says what `code` means in this state. */
@@ -384,13 +387,11 @@ export class Connection implements LegOwner {
     const row = ERRORS[code];
     const backend = row.backend && x !== null ? x.backend : null;
     if (backend !== null) x!.group.fail(backend);
-    const verdict = decide(this.state, code, x !== null && this.canRetry(x));
+    const verdict = decide(this.state, code, x !== null && mayRetry(x, this.state, causeOf(code), this.ctx.options));
     this.ctx.failed(this, code, reason, verdict === Verdict.Reset || verdict === Verdict.Drop ? 0 : row.status, backend);
     switch (verdict) {
       case Verdict.Retry:
-        x!.tries++;
-        this.leg.close(false, true);
-        this.connect(x!);
+        this.retry(x!);
         return;
       case Verdict.Answer:
         // A backend that got part of a request is reset: it must not take it for a whole one.

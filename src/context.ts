@@ -13,6 +13,7 @@ import type { Relay, RelayKind, TunnelMove, TunnelStats } from './relay/types.js
 import type { Router } from './router.js';
 import type { UpstreamTls } from './tls/upstream.js';
 import type { Backend } from './upstream/group.js';
+import type { UpstreamPool } from './upstream/pool.js';
 import type { RetiredSockets } from './upstream/retire.js';
 
 /** Who an event is about: a client connection, or one proxy.web exchange. */
@@ -30,6 +31,8 @@ export interface ProxyContext {
   readonly upstreamTls: ReadonlyMap<string, UpstreamTls>;
   /** Finished upstream connections waiting for their backend to close (bounded). */
   readonly retired: RetiredSockets;
+  /** Keep-alive pools by upstream group name (groups with `keepalive` and no `sendProxy`). */
+  readonly pools: ReadonlyMap<string, UpstreamPool>;
   draining: boolean;
   tunnelOpened(c: Connection, backend: Backend, relay: RelayKind): void;
   tunnelMoved(c: Connection, backend: Backend, move: TunnelMove): void;

@@ -13,6 +13,7 @@ import { classifyRequest, type RequestInfo } from './http1/semantics.js';
 import { forwardRequestHead } from './http1/serialize.js';
 import type { ResolvedOptions } from './options.js';
 import type { Backend, UpstreamGroup } from './upstream/group.js';
+import { LegKind } from './upstream/leg.js';
 import { checkClientHandshake, readClientHandshake, type ClientHandshake } from './websocket/handshake.js';
 
 /** Methods a retry may run twice (RFC 9110 9.2.2). */
@@ -29,6 +30,10 @@ export class Exchange {
   backend: Backend | null = null;
   /** Backends tried so far. */
   tries = 0;
+  /** When the first try began (the bound of nextUpstream.timeoutMs). */
+  readonly startedAt = Date.now();
+  /** A byte of the response (an interim 1xx) reached the client: no other backend may be tried. */
+  responseStarted = false;
   /** The whole request (head and body) has been read from the client. */
   bodyDone: boolean;
   /** Some body bytes went to a backend: a retry could not resend them. */
@@ -55,15 +60,14 @@ export class Exchange {
     return this.info.kind !== 'plain';
   }
 
-  /** The head sent to the current backend (its address is the Host of a request that had none). */
-  /** The head sent upstream; `proto`: the client's scheme (X-Forwarded-Proto). */
-  requestHead(o: ResolvedOptions, proto: string): Buffer {
+  /** The head sent upstream; `proto`: the client's scheme (X-Forwarded-Proto); `kind`: pooled ones keep the connection open. */
+  requestHead(o: ResolvedOptions, proto: string, kind: LegKind): Buffer {
     const b = this.backend!;
     return forwardRequestHead(this.req, this.info, o.forward, {
       remoteAddress: this.remoteAddress,
       proto,
       fallbackHost: b.address.kind === 'unix' ? 'localhost' : b.label,
-    });
+    }, kind >= LegKind.Pooled);
   }
 
   /** Hold early data; false when it passed `max`. */
@@ -80,6 +84,16 @@ export class Exchange {
     this.early = [];
     this.earlyBytes = 0;
     return e.length === 0 ? null : e.length === 1 ? e[0]! : Buffer.concat(e);
+  }
+
+  /**
+   * How the leg carries it: plain HTTP/1.1 requests to a group with a keep-alive pool go on a
+   * pooled connection (`replayable` ones, without a body, may meet the keep-alive race again).
+   */
+  legKind(pools: ReadonlyMap<string, unknown>): LegKind {
+    if (this.upgrade) return LegKind.Upgrade;
+    if (this.req.versionMinor !== 1 || !pools.has(this.group.name)) return LegKind.Close;
+    return this.replayable && !this.info.hasBody ? LegKind.PooledReplayable : LegKind.Pooled;
   }
 
   /** Running it again on another backend is safe: an upgrade, or an idempotent request whose body was not sent. */

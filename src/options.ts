@@ -12,6 +12,8 @@ import { Issues, type SourceMap } from './config/issues.js';
 import { defaultMaxParsers } from './http1/llhttp.js';
 import { isSafeValue, isToken, type ForwardPolicy } from './http1/serialize.js';
 import { isValidHost } from './http1/semantics.js';
+import { RETRY_CONDITIONS, retryPolicy, type RetryCondition, type RetryPolicy } from './upstream/retry.js';
+import type { KeepaliveConfig } from './upstream/pool.js';
 import { parseAddress, type BackendAddress, type BackendOptions } from './upstream/group.js';
 import { ConfigError } from './errors.js';
 import { resolveClientLimits, type ClientLimitsConfig, type ResolvedClientLimits } from './limits/options.js';
@@ -35,6 +37,19 @@ export interface UpstreamConfig {
   tls?: UpstreamTlsConfig | boolean;
   /** Send a PROXY protocol header first (HAProxy send-proxy / send-proxy-v2). */
   sendProxy?: 'v1' | 'v2';
+  /** When a failed try moves on to the next backend (nginx proxy_next_upstream, _tries, _timeout). */
+  nextUpstream?: NextUpstreamConfig;
+  /** Idle connections kept per backend for plain requests (nginx keepalive); omitted: Connection: close. */
+  keepalive?: { idle: number; timeoutMs?: number; requests?: number };
+}
+
+export interface NextUpstreamConfig {
+  /** Default ["error", "timeout"]; [] turns retries off; "non_idempotent" lets a POST go again. */
+  on?: RetryCondition[];
+  /** Tries at most, the first included; 0 (default): one per backend. */
+  tries?: number;
+  /** No new try this long after the first began; 0 (default): no limit. */
+  timeoutMs?: number;
 }
 
 export interface RouteConfig {
@@ -123,6 +138,8 @@ export interface ResolvedUpstream {
   failTimeoutMs: number;
   tls: ResolvedUpstreamTls | null;
   sendProxy: 'v1' | 'v2' | null;
+  retry: RetryPolicy;
+  keepalive: KeepaliveConfig | null;
 }
 
 /** Options after defaults and validation. */
@@ -242,6 +259,18 @@ function thrown<T>(resolve: (v: unknown, field: string) => T, schema: JsonSchema
   };
 }
 
+const NEXT_UPSTREAM_ROWS = {
+  on: { check: arrayOf(oneOf(...RETRY_CONDITIONS)), default: ['error', 'timeout'] as RetryCondition[], doc: 'failures that move on to the next backend', nginx: 'proxy_next_upstream' },
+  tries: { check: int(0), default: 0, doc: 'tries at most, the first included; 0 = one per backend', nginx: 'proxy_next_upstream_tries' },
+  timeoutMs: { check: int(0), default: 0, doc: 'no new try this long after the first; 0 = no limit', nginx: 'proxy_next_upstream_timeout' },
+} satisfies Rows;
+
+const KEEPALIVE_ROWS = {
+  idle: { check: int(1), default: 'required', doc: 'idle connections kept per backend', nginx: 'keepalive' },
+  timeoutMs: { check: int(1), default: 60_000, doc: 'how long an idle connection is kept', nginx: 'keepalive_timeout' },
+  requests: { check: int(1), default: 1000, doc: 'requests one connection serves at most', nginx: 'keepalive_requests' },
+} satisfies Rows;
+
 export const UPSTREAM_ROWS = {
   servers: { check: arrayOf(server, true), default: 'required', doc: 'the backends', nginx: 'server' },
   maxFails: { check: int(0), default: 1, doc: 'failures before a backend is skipped; 0 never skips', nginx: 'max_fails=' },
@@ -252,6 +281,8 @@ export const UPSTREAM_ROWS = {
     nginx: 'proxy_pass https://, proxy_ssl_verify, proxy_ssl_trusted_certificate, proxy_ssl_server_name, proxy_ssl_name, proxy_ssl_certificate(_key), proxy_ssl_session_reuse',
   },
   sendProxy: { check: oneOf('v1', 'v2'), doc: 'send a PROXY protocol header first (HAProxy send-proxy / send-proxy-v2)' },
+  nextUpstream: { check: object(NEXT_UPSTREAM_ROWS), doc: 'when a failed try moves on: on (error, timeout, http_502/503/504, non_idempotent), tries, timeoutMs', nginx: 'proxy_next_upstream, proxy_next_upstream_tries, proxy_next_upstream_timeout' },
+  keepalive: { check: object(KEEPALIVE_ROWS), doc: 'keep-alive pool for plain requests: idle, timeoutMs, requests', nginx: 'keepalive, keepalive_timeout, keepalive_requests' },
 } satisfies Rows;
 
 export const ROUTE_ROWS = {
@@ -318,7 +349,7 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
   is.throwIfErrors();
   const upstreams = new Map<string, ResolvedUpstream>();
   for (const [name, u] of o.upstreams) {
-    upstreams.set(name, { backends: u.servers, maxFails: u.maxFails, failTimeoutMs: u.failTimeoutMs, tls: u.tls, sendProxy: (u.sendProxy as 'v1' | 'v2' | undefined) ?? null });
+    upstreams.set(name, { backends: u.servers, maxFails: u.maxFails, failTimeoutMs: u.failTimeoutMs, tls: u.tls, sendProxy: (u.sendProxy as 'v1' | 'v2' | undefined) ?? null, retry: retryPolicy(u.nextUpstream), keepalive: u.keepalive ?? null });
   }
   const first = upstreams.keys().next().value as string;
   const fw = o.forwarding;

@@ -14,6 +14,7 @@ import { selectRelay } from './relay/index.js';
 import type { Relay, RelayKind, TunnelMove, TunnelStats } from './relay/types.js';
 import { Router } from './router.js';
 import { UpstreamGroup, type Backend } from './upstream/group.js';
+import { UpstreamPool } from './upstream/pool.js';
 import { RetiredSockets } from './upstream/retire.js';
 import { ClientLimiter } from './limits/limiter.js';
 import { listenerFront, type FrontRefusal, type ListenerEdgeOptions, type ListenerFront } from './tls/listener.js';
@@ -102,6 +103,12 @@ export interface ProxyStats {
   retiredWaiting: number;
   /** Finished upstream connections the proxy closed itself (the backend kept them open past timeouts.retireMs, or limits.maxRetired was reached). */
   retiredClosed: number;
+  /** Plain requests that took an idle pooled upstream connection. */
+  upstreamReused: number;
+  /** Reused connections that closed before any response byte; the request went out again on a new one. */
+  upstreamRaces: number;
+  /** Idle pooled upstream connections now. */
+  upstreamIdle: number;
 }
 
 export interface ProxyEvents {
@@ -135,7 +142,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   private readonly fronts: ListenerFront[] = [];
   private readonly live = new Set<Connection>();
   private readonly counters: ProxyStats = {
-    connections: 0, tunnels: 0, tunnelsTotal: 0, bytesUp: 0, bytesDown: 0, refused: 0, upstreamErrors: 0, retiredWaiting: 0, retiredClosed: 0,
+    connections: 0, tunnels: 0, tunnelsTotal: 0, bytesUp: 0, bytesDown: 0, refused: 0, upstreamErrors: 0, retiredWaiting: 0, retiredClosed: 0, upstreamReused: 0, upstreamRaces: 0, upstreamIdle: 0,
   };
   private closing: Promise<void> | null = null;
   private readonly embed: EmbedHost;
@@ -172,6 +179,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       limiter: options.clientLimits !== null ? new ClientLimiter(options.clientLimits) : null,
       upstreamTls: upstreamTlsOf(options),
       retired: new RetiredSockets(options.timeouts.retireMs, options.limits.maxRetired),
+      pools: poolsOf(options),
       draining: false,
       ...this.reporters(relay),
     };
@@ -231,7 +239,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   }
 
   /** How connections report: counters, events, and diagnostics_channel messages. */
-  private reporters(relay: Relay): Omit<ProxyContext, 'options' | 'router' | 'requestParsers' | 'responseParsers' | 'relay' | 'limiter' | 'upstreamTls' | 'retired' | 'draining'> {
+  private reporters(relay: Relay): Omit<ProxyContext, 'options' | 'router' | 'requestParsers' | 'responseParsers' | 'relay' | 'limiter' | 'upstreamTls' | 'retired' | 'pools' | 'draining'> {
     const emitWhenHeard = this.emitWhenHeard.bind(this);
     const self = this;
     return {
@@ -396,7 +404,13 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
 
   stats(): ProxyStats {
     const r = this.ctx.retired;
-    return { ...this.counters, retiredWaiting: r.size, retiredClosed: r.closedByProxy };
+    const pooled = { upstreamReused: 0, upstreamRaces: 0, upstreamIdle: 0 };
+    for (const p of this.ctx.pools.values()) {
+      pooled.upstreamReused += p.reused;
+      pooled.upstreamRaces += p.races;
+      pooled.upstreamIdle += p.size;
+    }
+    return { ...this.counters, retiredWaiting: r.size, retiredClosed: r.closedByProxy, ...pooled };
   }
 
   /**
@@ -419,11 +433,19 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       for (const c of this.live) c.destroy();
       while (this.live.size > 0) await new Promise((r) => setTimeout(r, 5));
       this.ctx.retired.closeAll();
+      for (const p of this.ctx.pools.values()) p.closeAll();
       await stopped;
       this.emit('close');
     })();
     return this.closing;
   }
+}
+
+/** A keep-alive pool per upstream group with `keepalive`; not with sendProxy (a PROXY header names one client). */
+function poolsOf(options: ResolvedOptions): Map<string, UpstreamPool> {
+  const out = new Map<string, UpstreamPool>();
+  for (const [name, u] of options.upstreams) if (u.keepalive !== null && u.sendProxy === null) out.set(name, new UpstreamPool(u.keepalive));
+  return out;
 }
 
 /** A TLS client context per upstream group with `tls`; a bad file is a ConfigError naming the group. */

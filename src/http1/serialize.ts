@@ -47,7 +47,7 @@ const X_FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarde
  * hop-by-hop headers removed, Host per policy, X-Forwarded-* appended, then
  * Connection: close for a plain request, Connection: upgrade + Upgrade for an upgrade.
  */
-export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: ForwardPolicy, client: ClientFacts): Buffer {
+export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: ForwardPolicy, client: ClientFacts, keepAlive = false): Buffer {
   let out = `${h.method} ${info.path} HTTP/1.1\r\n`;
   // HTTP/1.1 upstream always gets a Host; an HTTP/1.0 client may have sent none.
   const host = policy.host ?? (info.host !== '' ? info.host : client.fallbackHost);
@@ -71,7 +71,7 @@ export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: Fo
   }
   if (policy.xRealIp) out += `X-Real-IP: ${client.remoteAddress}\r\n`;
   for (const [name, value] of policy.set) out += `${name}: ${value}\r\n`;
-  if (info.kind === 'plain') out += 'Connection: close\r\n\r\n';
+  if (info.kind === 'plain') out += keepAlive ? '\r\n' : 'Connection: close\r\n\r\n'; // keepAlive: a pooled connection (nginx Connection "")
   else out += `Connection: upgrade\r\nUpgrade: ${info.protocol}\r\n\r\n`;
   return Buffer.from(out, 'latin1');
 }

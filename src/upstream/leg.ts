@@ -19,6 +19,7 @@ import type { ResolvedOptions } from '../options.js';
 import { proxyHeaderFor } from '../proxy-protocol/write.js';
 import type { UpstreamTls } from '../tls/upstream.js';
 import type { Backend } from './group.js';
+import { responseKeepsAlive, type PooledSocket, type UpstreamPool } from './pool.js';
 import type { RetiredSockets } from './retire.js';
 
 /** What every leg of a proxy shares (the proxy context has these). */
@@ -28,6 +29,20 @@ export interface LegShared {
   readonly responseParsers: ParserPool;
   /** Finished connections waiting for their backend to close. */
   readonly retired: RetiredSockets;
+  /** Keep-alive pools of the upstream groups that have one, by name. */
+  readonly pools: ReadonlyMap<string, UpstreamPool>;
+}
+
+/** What the request is to the leg. */
+export const enum LegKind {
+  /** A plain request; the backend is asked to close after the response. */
+  Close = 0,
+  /** An upgrade: a 101 may answer it; never on a pooled connection. */
+  Upgrade = 1,
+  /** A plain request on a keep-alive connection, taken from the pool or opened, given back after. */
+  Pooled = 2,
+  /** Pooled, and sending it again is safe: a reused connection closing before any response byte (the keep-alive race) is retried once on a fresh one. */
+  PooledReplayable = 3,
 }
 
 /** What the owner makes of a response head. */
@@ -63,7 +78,7 @@ const enum Phase {
   Body = 3,
 }
 
-interface LegSocket extends Socket {
+interface LegSocket extends PooledSocket {
   leg?: UpstreamLeg | null;
 }
 
@@ -84,6 +99,18 @@ export class UpstreamLeg {
   private upgrade = false;
   private held: Buffer[] = [];
   private heldBytes = 0;
+  private kind = LegKind.Close;
+  private backend: Backend | null = null;
+  /** The current socket's pool (null: not pooled). */
+  private pool: UpstreamPool | null = null;
+  /** The current socket came from the pool; `gotBytes`: it has sent a byte of the response. */
+  private reused = false;
+  private gotBytes = false;
+  /** Never reused: the response said close, or bytes came behind its end (out of step). */
+  private spent = false;
+  private group = '';
+  /** The head as sent on a reused connection, for the keep-alive race. */
+  private sentHead: Buffer | null = null;
 
   constructor(owner: LegOwner, shared: LegShared, timer: StateTimer, maxHeld: number) {
     this.owner = owner;
@@ -104,9 +131,26 @@ export class UpstreamLeg {
    * any held body bytes (behind a PROXY protocol header when the group sends one, over TLS when it
    * speaks TLS). False: no response parser is free (limits.maxParsers), nothing was opened.
    */
-  connect(backend: Backend, head: Buffer, upgrade: boolean, group: string): boolean {
+  connect(backend: Backend, head: Buffer, kind: LegKind, group: string): boolean {
     // The response parser is taken first: when none is left no backend connection is opened.
     if (this.parser === null && (this.parser = this.parsers.acquire()) === null) return false;
+    this.head = head;
+    this.kind = kind;
+    this.upgrade = kind === LegKind.Upgrade;
+    this.backend = backend;
+    this.pool = kind >= LegKind.Pooled ? (this.shared.pools.get(group) ?? null) : null;
+    const idle = this.pool?.take(backend) ?? null;
+    if (idle !== null) {
+      this.hook(idle, false);
+      this.reused = true;
+      this.socketConnected();
+    } else this.open(group);
+    return true;
+  }
+
+  /** A new connection to the current backend. */
+  private open(group: string): void {
+    const backend = this.backend!;
     const tls = this.shared.upstreamTls.get(group);
     const sendProxy = this.shared.options.upstreams.get(group)?.sendProxy ?? null;
     const preamble = sendProxy !== null ? proxyHeaderFor(this.owner.client, sendProxy) : null;
@@ -115,18 +159,24 @@ export class UpstreamLeg {
     const up: LegSocket =
       tls !== undefined ? tls.connect(target, backend.label, preamble) : net.connect({ ...target, allowHalfOpen: true, noDelay: true });
     if (tls === undefined && preamble !== null) up.write(preamble); // queued until connected, ahead of the head
-    up.leg = this;
-    this.socket = up;
-    this.head = head;
-    this.upgrade = upgrade;
+    this.reused = false;
+    this.group = group;
+    this.hook(up, true);
     this.phase = Phase.Connecting;
     up.on(tls !== undefined ? 'secureConnect' : 'connect', onConnect);
+  }
+
+  /** Make `up` the current socket. `fresh`: its inert error listener is not there yet. */
+  private hook(up: LegSocket, fresh: boolean): void {
+    up.leg = this;
+    this.socket = up;
+    this.gotBytes = false;
+    this.spent = false;
     up.on('data', onData);
     up.on('end', onEnd);
-    up.on('error', onError);
+    if (fresh) up.on('error', onError);
     up.on('drain', onDrain);
     up.on('close', onClose);
-    return true;
   }
 
   /** Request body bytes, in order. False: the client should pause (backpressure, or too much held). */
@@ -155,9 +205,15 @@ export class UpstreamLeg {
    * requests/s. The wait is bounded (retire.ts). The socket is unhooked first:
    * nothing it does later counts.
    */
-  retire(): void {
+  retire(reusable: boolean): void {
+    const pool = this.pool;
+    const backend = this.backend;
+    const keep = reusable && !this.spent && pool !== null && this.phase === Phase.Body;
     const up = this.release();
-    if (up !== null) this.retired.add(up);
+    if (up === null) return;
+    if (keep && pool.put(backend!, up)) return;
+    if (keep || pool !== null) up.destroy(); // asked to stay open: the backend will not close it
+    else this.retired.add(up);
   }
 
   /**
@@ -192,16 +248,12 @@ export class UpstreamLeg {
     }
     this.phase = Phase.Idle;
     this.head = null;
+    this.pool = null;
+    this.sentHead = null;
     const up = this.socket;
     if (up === null) return null;
     this.socket = null;
-    up.leg = null;
-    up.removeListener('connect', onConnect);
-    up.removeListener('secureConnect', onConnect);
-    up.removeListener('data', onData);
-    up.removeListener('end', onEnd);
-    up.removeListener('drain', onDrain);
-    up.removeListener('close', onClose);
+    unhook(up);
     return up;
   }
 
@@ -212,6 +264,7 @@ export class UpstreamLeg {
     const up = this.socket!;
     this.phase = Phase.Waiting;
     up.write(this.head!);
+    if (this.reused) this.sentHead = this.head;
     this.head = null;
     for (const b of this.held) up.write(b);
     this.held = [];
@@ -222,6 +275,7 @@ export class UpstreamLeg {
   /** @internal */
   socketData(chunk: Buffer): void {
     if (this.parser === null) return;
+    this.gotBytes = true;
     this.timer.refresh();
     // Head and body bytes of one chunk leave in one writev, not one write each.
     const client = this.owner.client;
@@ -254,6 +308,7 @@ export class UpstreamLeg {
           this.owner.legFailed('WSPLICE_UPSTREAM_PROTOCOL', bad);
           return;
         }
+        if (this.pool !== null && res.status >= 200 && !responseKeepsAlive(res)) this.spent = true;
         const verdict = this.owner.legHead(res, p, chunk, pos);
         if (verdict === HeadVerdict.Stop) return;
         if (verdict === HeadVerdict.Body) this.phase = Phase.Body;
@@ -264,6 +319,7 @@ export class UpstreamLeg {
       if (end > pos && !this.owner.client.write(chunk.subarray(pos, end))) this.socket!.pause();
       pos = end;
       if (ev === Ev.End) {
+        if (pos < chunk.length) this.spent = true;
         this.owner.legDone(false);
         return;
       }
@@ -279,6 +335,7 @@ export class UpstreamLeg {
 
   /** @internal */
   socketEnded(): void {
+    if (this.raced()) return;
     if (this.phase === Phase.Body && this.parser !== null) {
       // A close-delimited body ends here.
       if (this.parser.finish()) this.owner.legDone(true);
@@ -290,6 +347,7 @@ export class UpstreamLeg {
 
   /** @internal */
   socketFailed(err: Error & { code?: string }): void {
+    if (this.raced()) return;
     const why = err.code ?? err.message;
     if (this.phase === Phase.Connecting) this.owner.legFailed('WSPLICE_UPSTREAM_CONNECT', `connect failed: ${why}`);
     else if (this.phase === Phase.Waiting) this.owner.legFailed('WSPLICE_UPSTREAM_CLOSED', `upstream error: ${why}`);
@@ -298,16 +356,47 @@ export class UpstreamLeg {
 
   /** @internal */
   socketClosed(): void {
+    if (this.raced()) return;
     // After a clean 'end' the exchange was already over and the socket released.
     if (this.phase === Phase.Body) this.owner.legFailed('WSPLICE_UPSTREAM_ABORTED', 'upstream closed mid-response');
     else if (this.phase === Phase.Waiting) this.owner.legFailed('WSPLICE_UPSTREAM_CLOSED', 'upstream closed before a complete response head');
     else if (this.phase === Phase.Connecting) this.owner.legFailed('WSPLICE_UPSTREAM_CLOSED', 'upstream closed');
   }
 
+  /**
+   * The keep-alive race: a reused connection the backend closed just as the
+   * request went out, before any byte of a response. Sent again once, on a new
+   * connection to the same backend, when the owner said that is safe.
+   */
+  private raced(): boolean {
+    if (!this.reused || this.gotBytes || this.phase !== Phase.Waiting || this.kind !== LegKind.PooledReplayable) return false;
+    const up = this.socket!;
+    this.socket = null;
+    unhook(up);
+    up.destroy();
+    this.parser!.reset();
+    this.head = this.sentHead;
+    this.kind = LegKind.Pooled; // once
+    this.pool!.races++;
+    this.open(this.group);
+    return true;
+  }
+
   /** @internal */
   socketDrained(): void {
     this.owner.legDrain();
   }
+}
+
+/** Every listener but the (inert) error one off: nothing `up` does later reaches a leg. */
+function unhook(up: LegSocket): void {
+  up.leg = null;
+  up.removeListener('connect', onConnect);
+  up.removeListener('secureConnect', onConnect);
+  up.removeListener('data', onData);
+  up.removeListener('end', onEnd);
+  up.removeListener('drain', onDrain);
+  up.removeListener('close', onClose);
 }
 
 // One set of listeners for every upstream socket: no closure per connection,

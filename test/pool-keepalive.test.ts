@@ -1,0 +1,118 @@
+/**
+ * Keep-alive pools for plain HTTP: idle upstream connections per backend, reused only after a
+ * complete response of known length; the keep-alive race (a reused connection closing before any
+ * response byte) is retried once on a fresh connection for idempotent requests; upgrades never
+ * take a pooled connection; the default stays Connection: close.
+ */
+import type { Socket } from 'node:net';
+import t from 'tap';
+import {
+  httpBackend, httpGet, parseResponse, port, rawBackend, rawExchange, startProxy, switchingProtocols, requestKey, upgradeHead,
+  openTunnel, waitFor,
+} from './support/index.js';
+
+const keepalive = { idle: 4 };
+
+t.test('sequential requests share one upstream connection; Connection: close is not sent', async (t) => {
+  const b = await httpBackend();
+  let conns = 0;
+  b.server.on('connection', () => conns++);
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`], keepalive } } });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
+  for (let i = 0; i < 10; i++) t.equal((await httpGet(port(proxy), `/n${i}`, { agent: false })).body, `GET /n${i} `);
+  t.equal(conns, 1, 'one upstream connection for ten requests from ten clients');
+  t.notOk(b.seen.some((s) => s.headers.connection === 'close'), 'no Connection: close upstream');
+  t.equal(proxy.stats().upstreamReused, 9);
+});
+
+t.test('without keepalive every request has its own connection and Connection: close', async (t) => {
+  const b = await httpBackend();
+  let conns = 0;
+  b.server.on('connection', () => conns++);
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } } });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
+  for (let i = 0; i < 3; i++) await httpGet(port(proxy), '/', { agent: false });
+  t.equal(conns, 3);
+  t.ok(b.seen.every((s) => s.headers.connection === 'close'));
+});
+
+t.test('keepalive.requests bounds the requests per connection; a response saying close is not reused', async (t) => {
+  const b = await httpBackend((req, res) => {
+    if (req.url !== '/close') return false;
+    res.writeHead(200, { 'Content-Length': 1, Connection: 'close' });
+    res.end('c');
+    return true;
+  });
+  let conns = 0;
+  b.server.on('connection', () => conns++);
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`], keepalive: { idle: 4, requests: 3 } } } });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
+  for (let i = 0; i < 7; i++) await httpGet(port(proxy), '/', { agent: false });
+  t.equal(conns, 3, '7 requests at 3 per connection');
+  conns = 0;
+  await httpGet(port(proxy), '/close', { agent: false });
+  await httpGet(port(proxy), '/close', { agent: false });
+  t.ok(conns >= 1, 'the pooled one was used once, then a new one per request');
+  const before = conns;
+  await httpGet(port(proxy), '/', { agent: false });
+  t.equal(conns, before + 1, 'a response that said close left nothing in the pool');
+});
+
+/** Answers the first request of each connection and keeps it; closes on the second without a byte (the race). */
+function racingBackend(): ReturnType<typeof rawBackend> {
+  const answered = new WeakMap<Socket, number>();
+  return rawBackend((sock, data) => {
+    const heads = data.toString('latin1').split('\r\n\r\n').length - 1;
+    const done = answered.get(sock) ?? 0;
+    if (heads === done) return;
+    answered.set(sock, heads);
+    if (done === 0) sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    else sock.destroy();
+  });
+}
+
+t.test('the keep-alive race: a reused connection closing before any response byte is retried once on a fresh one', async (t) => {
+  const b = await racingBackend();
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`], keepalive } } });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
+  const GET = 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+  for (let i = 0; i < 4; i++) {
+    const r = parseResponse(await rawExchange(port(proxy), GET));
+    t.equal(r.status, 200, `request ${i}: no lost request`);
+    t.equal(r.body, 'ok');
+  }
+  t.equal(proxy.stats().upstreamRaces, 3, 'every reuse met the race and went out again');
+  t.equal(b.received.length, 4, 'one fresh connection per race');
+  // A POST is not sent twice.
+  const post = 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nz';
+  t.equal(parseResponse(await rawExchange(port(proxy), post)).status, 502, 'a POST meeting the race is not repeated');
+});
+
+t.test('an upgrade never takes a pooled connection', async (t) => {
+  const answered = new WeakMap<Socket, number>();
+  const b = await rawBackend((sock, data) => {
+    const text = data.toString('latin1');
+    const heads = text.split('\r\n\r\n').length - 1;
+    if (heads === (answered.get(sock) ?? 0)) return;
+    answered.set(sock, heads);
+    if (/upgrade: websocket/i.test(text)) sock.write(switchingProtocols(requestKey(text)!));
+    else sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  });
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`], keepalive } } });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
+  t.equal((await httpGet(port(proxy), '/', { agent: false })).body, 'ok');
+  const s = await openTunnel(port(proxy), upgradeHead('/ws'));
+  s.destroy();
+  t.equal(b.received.length, 2, 'the upgrade opened its own connection');
+  t.notMatch(b.received[0]!.toString('latin1'), /upgrade/i, 'the pooled one carried only the plain request');
+});
+
+t.test('an idle pooled connection the backend closes is forgotten; the next request opens a new one', async (t) => {
+  const b = await httpBackend();
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`], keepalive } } });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
+  await httpGet(port(proxy), '/', { agent: false });
+  b.server.closeAllConnections();
+  await waitFor(() => proxy.stats().upstreamIdle === 0, 3000, 'the closed connection to leave the pool');
+  t.equal((await httpGet(port(proxy), '/again', { agent: false })).body, 'GET /again ');
+});
