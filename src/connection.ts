@@ -79,9 +79,9 @@ export class Connection implements LegOwner {
     else if (this.state === State.HeadIdle && this.pending === null) this.drop();
   }
 
-  /** End now (shutdown deadline). */
-  destroy(): void {
-    if (this.tunnel !== null) this.tunnel.close('shutdown');
+  /** End now (shutdown deadline); `goAway`: a WebSocket tunnel gets its Close 1001 first. */
+  destroy(goAway = false): void {
+    if (this.tunnel !== null) goAway ? this.tunnel.goAway() : this.tunnel.close('shutdown');
     else this.drop();
   }
 
@@ -317,7 +317,7 @@ export class Connection implements LegOwner {
     }
     const ctx = this.ctx;
     const onMove = (m: TunnelMove): void => ctx.tunnelMoved(this, backend, m);
-    this.tunnel = ctx.relay.start(client, up, early, rest.length > 0 ? rest : null, { idleTimeoutMs: ctx.options.timeouts.idleMs, onMove }, (stats) => {
+    this.tunnel = ctx.relay.start(client, up, early, rest.length > 0 ? rest : null, { idleTimeoutMs: ctx.options.timeouts.idleMs, onMove, websocket: x.handshake !== null }, (stats) => {
       this.state = State.Closed;
       ctx.tunnelClosed(this, backend, stats);
       ctx.connectionClosed(this);

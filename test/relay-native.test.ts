@@ -228,7 +228,7 @@ function loadingCases(): void {
       start(c, u, _up, _down, _o, onEnd) {
         handed = [c, u];
         setImmediate(() => onEnd({ bytesUp: 0, bytesDown: 0, durationMs: 0, reason: 'shutdown' }));
-        return { relay: 'js', bytesUp: 0, bytesDown: 0, close() {} };
+        return { relay: 'js', bytesUp: 0, bytesDown: 0, close() {}, goAway() {} };
       },
     };
     const relay = loadNativeRelay({ fallback }).relay!;

@@ -4,10 +4,15 @@
  * half-close (a FIN is relayed as end(), not as a close), and RST relayed as
  * RST. Handlers are bound once per tunnel: nothing is allocated per chunk.
  */
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { resetOrDestroy } from '../sockets.js';
+import { close1001ToServer, CLOSE_1001_TO_CLIENT, FrameCursor } from './frames.js';
 import { RelayTunnel, type Carrier } from './tunnel.js';
 import type { Relay } from './types.js';
+
+/** How long goAway waits for a direction in the middle of a frame, and then for the peers to close. */
+const GO_AWAY_GRACE_MS = 1000;
 
 /** Calls `hit` once, from inside a socket callback, when the tunnel has carried `bytes`. */
 export interface Watermark {
@@ -24,6 +29,13 @@ export class JsCarrier implements Carrier {
   private closed = 0;
   /** Total bytes at which to call watch.hit() (0: none, or already called). */
   private watchAt = 0;
+  /** Frame boundaries of each direction (WebSocket tunnels only), for goAway. */
+  private readonly upFrames: FrameCursor | null;
+  private readonly downFrames: FrameCursor | null;
+  /** goAway: a Close was written toward the upstream / the client; the grace timer. */
+  private upClosed = false;
+  private downClosed = false;
+  private away: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly tunnel: RelayTunnel,
@@ -31,6 +43,8 @@ export class JsCarrier implements Carrier {
     private readonly upstream: Socket,
     private readonly watch: Watermark | null = null,
   ) {
+    this.upFrames = tunnel.websocket ? new FrameCursor() : null;
+    this.downFrames = tunnel.websocket ? new FrameCursor() : null;
     this.onClientData = this.onClientData.bind(this);
     this.onUpstreamData = this.onUpstreamData.bind(this);
     this.onClientDrain = this.onClientDrain.bind(this);
@@ -80,7 +94,7 @@ export class JsCarrier implements Carrier {
   release(): boolean {
     const c = this.client;
     const u = this.upstream;
-    if (this.done || this.tunnel.ended || c.destroyed || u.destroyed) return false;
+    if (this.done || this.away !== null || this.tunnel.ended || c.destroyed || u.destroyed) return false;
     if (c.readableEnded || u.readableEnded || c.writableEnded || u.writableEnded) return false;
     this.done = true;
     c.removeListener('data', this.onClientData);
@@ -102,15 +116,65 @@ export class JsCarrier implements Carrier {
   }
 
   private onClientData(chunk: Buffer): void {
+    if (this.upFrames !== null) {
+      if (this.away !== null) return this.awayData(chunk, this.upFrames, true);
+      this.upFrames.advance(chunk, 0, false);
+    }
     this.bytesUp += chunk.length;
     if (!this.upstream.write(chunk)) this.client.pause();
     if (this.watchAt !== 0 && this.bytesUp + this.bytesDown >= this.watchAt) this.reached();
   }
 
   private onUpstreamData(chunk: Buffer): void {
+    if (this.downFrames !== null) {
+      if (this.away !== null) return this.awayData(chunk, this.downFrames, false);
+      this.downFrames.advance(chunk, 0, false);
+    }
     this.bytesDown += chunk.length;
     if (!this.client.write(chunk)) this.upstream.pause();
     if (this.watchAt !== 0 && this.bytesUp + this.bytesDown >= this.watchAt) this.reached();
+  }
+
+  /**
+   * End with Close 1001 both ways, each at its direction's next frame boundary, then FIN; after
+   * GO_AWAY_GRACE_MS whatever is left is destroyed. False for a tunnel that is not WebSocket.
+   */
+  goAway(): boolean {
+    if (this.upFrames === null || this.downFrames === null || this.done) return false;
+    if (this.away !== null) return true;
+    this.away = setTimeout(() => this.stop(), GO_AWAY_GRACE_MS);
+    this.away.unref();
+    if (this.upFrames.atBoundary) this.closeToward(true);
+    if (this.downFrames.atBoundary) this.closeToward(false);
+    return true;
+  }
+
+  /** Draining: pass a direction's bytes up to its next frame boundary, then close it; drop the rest. */
+  private awayData(chunk: Buffer, frames: FrameCursor, up: boolean): void {
+    if (up ? this.upClosed : this.downClosed) return; // after our Close nothing more goes that way
+    const end = frames.advance(chunk, 0, true);
+    if (end > 0) {
+      const part = end === chunk.length ? chunk : chunk.subarray(0, end);
+      if (up) this.bytesUp += part.length;
+      else this.bytesDown += part.length;
+      if (!(up ? this.upstream : this.client).write(part)) (up ? this.client : this.upstream).pause();
+    }
+    if (frames.atBoundary) this.closeToward(up);
+  }
+
+  /** Write the Close toward the upstream (masked, as a client must) or the client; FIN once both are out. */
+  private closeToward(up: boolean): void {
+    if (up) {
+      this.upClosed = true;
+      this.upstream.write(close1001ToServer(randomBytes(4)));
+    } else {
+      this.downClosed = true;
+      this.client.write(CLOSE_1001_TO_CLIENT);
+    }
+    if (this.upClosed && this.downClosed) {
+      this.upstream.end();
+      this.client.end();
+    }
   }
 
   private reached(): void {
@@ -173,6 +237,7 @@ export class JsCarrier implements Carrier {
   private finish(): void {
     if (this.done) return;
     this.done = true;
+    if (this.away !== null) clearTimeout(this.away);
     if (!this.client.destroyed) this.client.destroy();
     if (!this.upstream.destroyed) this.upstream.destroy();
     this.tunnel.finish();

@@ -228,7 +228,7 @@ class NativeCarrier implements Carrier, NativeEndSink {
     client.resume();
     upstream.resume();
     const tunnel = this.tunnel;
-    const inner = fallback.start(client, upstream, null, null, { idleTimeoutMs: tunnel.idleTimeoutMs }, (s) => tunnel.finish(s.reason));
+    const inner = fallback.start(client, upstream, null, null, { idleTimeoutMs: tunnel.idleTimeoutMs, websocket: tunnel.websocket }, (s) => tunnel.finish(s.reason));
     tunnel.carry(new ForeignCarrier(inner));
   }
 

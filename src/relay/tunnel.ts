@@ -16,6 +16,8 @@ export interface Carrier {
   readonly keepsIdle: boolean;
   /** End now: release both sockets, then call `tunnel.finish()`. */
   stop(reason: TunnelCloseReason): void;
+  /** End with Close frames at frame boundaries (see Tunnel.goAway); false when this carrier cannot. */
+  goAway?(): boolean;
 }
 
 /** The idle check runs this many times per idle period: closes within [T, 1.25 T). */
@@ -61,6 +63,10 @@ export class RelayTunnel implements Tunnel {
     return this.options.idleTimeoutMs;
   }
 
+  get websocket(): boolean {
+    return this.options.websocket === true;
+  }
+
   /** The carrier that moves the bytes from now on: the first one, or the next after a move. */
   carry(next: Carrier): void {
     const prev = this.carrier;
@@ -92,6 +98,12 @@ export class RelayTunnel implements Tunnel {
     if (this.why === null || reason === 'shutdown' || reason === 'idle-timeout') this.why = reason;
     if (this.carrier !== null) this.carrier.stop(reason);
     else this.finish();
+  }
+
+  goAway(): void {
+    if (this.state === ENDED) return;
+    this.why = 'shutdown';
+    if (this.carrier?.goAway?.() !== true) this.close('shutdown');
   }
 
   /**

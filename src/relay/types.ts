@@ -36,6 +36,8 @@ export interface RelayOptions {
   idleTimeoutMs: number;
   /** Called each time the tunnel moves to another relay (never inside `start`). */
   onMove?: (move: TunnelMove) => void;
+  /** The tunnel speaks WebSocket: relays that can follow its frame boundaries do (for goAway). */
+  websocket?: boolean;
 }
 
 /**
@@ -49,6 +51,13 @@ export interface Tunnel {
   readonly bytesDown: number;
   /** End the tunnel now (graceful shutdown, admin). Calls onEnd with `reason`. */
   close(reason: TunnelCloseReason): void;
+  /**
+   * End a WebSocket tunnel cleanly (reason 'shutdown'): a Close frame 1001 ("going away") to the
+   * client and to the backend, each at a frame boundary of its direction, then a FIN; a direction
+   * in the middle of a frame gets a bounded wait. Where the carrier cannot follow frames (the
+   * native engine today, non-WebSocket tunnels), the same as close('shutdown').
+   */
+  goAway(): void;
 }
 
 /**
