@@ -22,6 +22,7 @@ import type { ReloadResult } from './tls/terminator.js';
 import type { ExchangeEvent, ExchangeOutcome } from './observe/record.js';
 import { UpstreamTls } from './tls/upstream.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { quiet, type EmbedCallback, type EmbedHost } from './embed/host.js';
 import { TargetGroups, type EmbedOptions } from './embed/target.js';
 import { proxyUpgrade, type WsResult } from './embed/ws.js';
@@ -212,10 +213,10 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
    * upstream's non-101 answer was relayed); rejects with the refusal or upstream failure after its
    * answer was written. Never throws; an unawaited rejection is not an unhandled one.
    */
-  ws(req: IncomingMessage, socket: Socket, head?: Buffer, options?: EmbedOptions): Promise<WsResult>;
-  ws(req: IncomingMessage, socket: Socket, head: Buffer | undefined, options: EmbedOptions | undefined, callback: EmbedCallback<Socket>): void;
-  ws(req: IncomingMessage, socket: Socket, head: Buffer | undefined, callback: EmbedCallback<Socket>): void;
-  ws(req: IncomingMessage, socket: Socket, head?: Buffer, options?: EmbedOptions | EmbedCallback<Socket>, callback?: EmbedCallback<Socket>): Promise<WsResult> | void {
+  ws(req: IncomingMessage, socket: Duplex, head?: Buffer, options?: EmbedOptions): Promise<WsResult>;
+  ws(req: IncomingMessage, socket: Duplex, head: Buffer | undefined, options: EmbedOptions | undefined, callback: EmbedCallback<Duplex>): void;
+  ws(req: IncomingMessage, socket: Duplex, head: Buffer | undefined, callback: EmbedCallback<Duplex>): void;
+  ws(req: IncomingMessage, socket: Duplex, head?: Buffer, options?: EmbedOptions | EmbedCallback<Duplex>, callback?: EmbedCallback<Duplex>): Promise<WsResult> | void {
     const cb = typeof options === 'function' ? options : callback;
     const p = quiet(proxyUpgrade(this.embed, req, socket, head, typeof options === 'function' ? undefined : options));
     if (cb === undefined) return p;

@@ -9,7 +9,8 @@
  * another request, whatever route or target the app chose.
  */
 import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Connection } from '../connection.js';
 import type { ProxyContext } from '../context.js';
 import { UpstreamError, WspliceError } from '../errors.js';
@@ -56,13 +57,15 @@ class Outcome {
   }
 }
 
-export function proxyUpgrade(host: EmbedHost, req: IncomingMessage, socket: Socket, head: Buffer | undefined, options: EmbedOptions | undefined): Promise<WsResult> {
+/** `socket` is typed as Node types the upgrade event's (a Duplex); it is a net.Socket (or TLSSocket) at run time. */
+export function proxyUpgrade(host: EmbedHost, req: IncomingMessage, duplex: Duplex, head: Buffer | undefined, options: EmbedOptions | undefined): Promise<WsResult> {
   return new Promise<WsResult>((resolve, reject) => {
-    const misuse = checkArgs(req, socket, head);
+    const misuse = checkArgs(req, duplex, head);
     if (misuse !== null) {
       reject(misuse);
       return;
     }
+    const socket = duplex as Socket;
     handed.add(socket);
     let plan: EmbedPlan;
     try {
@@ -90,9 +93,9 @@ export function proxyUpgrade(host: EmbedHost, req: IncomingMessage, socket: Sock
 }
 
 /** Why these arguments cannot be taken (the socket is left alone), or null. */
-function checkArgs(req: IncomingMessage, socket: Socket, head: Buffer | undefined): WspliceError | null {
+function checkArgs(req: IncomingMessage, socket: Duplex, head: Buffer | undefined): WspliceError | null {
   const misuse = (why: string): WspliceError => new WspliceError('WSPLICE_EMBED_MISUSE', why);
-  if (socket === null || typeof socket !== 'object' || typeof socket.unshift !== 'function') return misuse('proxy.ws needs the socket of the upgrade event');
+  if (!(socket instanceof Socket)) return misuse('proxy.ws needs the socket of the upgrade event (a net.Socket)');
   if (handed.has(socket)) return misuse('proxy.ws was already called on this socket');
   if (req === null || typeof req !== 'object' || !Array.isArray(req.rawHeaders)) return misuse('proxy.ws needs the IncomingMessage of the upgrade event');
   if ((req as { upgrade?: boolean }).upgrade !== true) return misuse('not an upgrade request (req.upgrade is false): proxy plain requests with proxy.web');

@@ -136,6 +136,14 @@ const nodePipe: PeerSpec = {
 
 const WSPLICE_CLI = 'dist/src/cli/main.js';
 
+/** wsplice as a library in an http.Server (proxy.web + proxy.ws), the like-for-like peer of http-proxy. */
+const wspliceEmbed: PeerSpec = {
+  name: 'wsplice-embed',
+  unavailable: (ctx) => (existsSync(join(ctx.root, 'dist/src/index.js')) ? null : 'dist/src/index.js not built yet'),
+  version: (ctx) => `${wspliceVersion(ctx)} in node:http`.trim(),
+  start: (ctx, port) => startNodePeer(ctx, port, 'wsplice-embed'),
+};
+
 function wspliceVersion(ctx: PeerContext): string {
   if (!existsSync(join(ctx.root, WSPLICE_CLI))) return '';
   return versionOf(process.execPath, [join(ctx.root, WSPLICE_CLI), '--version']);
@@ -175,5 +183,5 @@ function wsplice(relay: 'js' | 'splice' | 'auto'): PeerSpec {
 }
 
 export const ALL_PEERS: readonly PeerSpec[] = [
-  direct, nginx('1'), nginx('auto'), haproxy, httpProxy, nodePipe, wsplice('js'), wsplice('splice'), wsplice('auto'),
+  direct, nginx('1'), nginx('auto'), haproxy, httpProxy, nodePipe, wsplice('js'), wsplice('splice'), wsplice('auto'), wspliceEmbed,
 ];
