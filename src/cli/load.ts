@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseJsonConfig, type LoadedConfig } from '../config/json.js';
+import { loadNginxConfig } from '../config/nginx/read.js';
 import { ConfigError } from '../errors.js';
 import type { Issues } from '../config/issues.js';
 import type { ListenTarget } from '../server.js';
@@ -12,6 +13,7 @@ import type { ListenerEdgeOptions } from '../tls/listener.js';
 import { resolveListenerTls } from '../tls/options.js';
 
 export function loadConfigFile(file: string, is: Issues): LoadedConfig | null {
+  if (!file.endsWith('.json')) return loadNginxConfig(file, is);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

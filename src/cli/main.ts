@@ -160,6 +160,7 @@ async function main(): Promise<number> {
   if (args.version) return void process.stdout.write(version() + '\n'), 0;
   const p = await prepare(args);
   if (typeof p === 'number') return p;
+  for (const i of args.issues) if (i.severity === 'warning') say(`warning: ${formatIssue(i)}`);
   if (args.test || args.dump) {
     if (args.dump) process.stdout.write(JSON.stringify({ listen: p.targets, ...(args.options ?? {}) }, null, 2) + '\n');
     process.stdout.write(`wsplice: configuration ok (${p.proxy.groups.size} upstream group(s), ${p.proxy.relayNote})\n`);

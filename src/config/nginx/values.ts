@@ -51,6 +51,7 @@ export function parseListenAddress(s: string): { address: string } | { error: st
     port = m[2] ?? '80';
   }
   const n = Number(port);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) return { error: `invalid port in "${s}" of the "listen" directive (1-65535)` };
+  // Port 0 (an ephemeral port) is wsplice's own extension, for tests and embedding.
+  if (!Number.isInteger(n) || n < 0 || n > 65535) return { error: `invalid port in "${s}" of the "listen" directive (0-65535)` };
   return { address: `${host}:${n}` };
 }

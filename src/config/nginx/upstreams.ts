@@ -1,0 +1,87 @@
+/**
+ * upstream{} blocks and proxy_pass targets onto `upstreams`: a named block is
+ * a group; an address (`http://127.0.0.1:3000`) is a group of one named after
+ * it. TLS to the backends (`proxy_pass https://` with proxy_ssl_*) is the
+ * group's `tls`. Server parameters and balancing the model cannot say yet are
+ * refused with their line.
+ */
+import { merged, type Build, type LocationScope, type UpstreamScope } from './build.js';
+import type { Directive } from './parse.js';
+
+/** Each group's scheme and TLS settings, as the locations that use it say. */
+const uses = new WeakMap<Build, Map<string, { scheme: string; tls: Record<string, unknown> | null; at: Directive }>>();
+
+function upstreamTls(loc: LocationScope): Record<string, unknown> {
+  const s = merged(loc.settings, 'proxySsl');
+  const o: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(s)) if (k !== 'sendName') o[k] = v.value;
+  if (s.sendName?.value === false) o.serverName = false;
+  return o;
+}
+
+/** The group a location's proxy_pass names (made for a bare address), or null after reporting why not. */
+export function upstreamFor(loc: LocationScope, b: Build): string | null {
+  const p = loc.pass!;
+  const table = uses.get(b) ?? new Map();
+  uses.set(b, table);
+  let name = p.target;
+  if (!b.upstreams.has(name)) {
+    const hasPort = /:\d+$/.test(name);
+    if (!hasPort && !/^[\d.]+$|^\[/.test(name) && !name.includes('.')) {
+      return b.error(p.at, `host not found in upstream "${name}"`), null;
+    }
+    if (!hasPort) name = `${name}:${p.scheme === 'https' ? 443 : 80}`;
+  }
+  const tls = p.scheme === 'https' ? upstreamTls(loc) : null;
+  const had = table.get(name);
+  if (had !== undefined && JSON.stringify([had.scheme, had.tls]) !== JSON.stringify([p.scheme, tls])) {
+    b.notYet(p.at, `upstream "${name}" used with different schemes or proxy_ssl_* settings`);
+  }
+  if (had === undefined) table.set(name, { scheme: p.scheme, tls, at: p.at });
+  return name;
+}
+
+/** Per-server max_fails / fail_timeout: the group's when every server agrees. */
+function groupFailures(u: UpstreamScope, o: Record<string, unknown>, b: Build): void {
+  for (const k of ['maxFails', 'failTimeoutMs']) {
+    const vals = new Set(u.servers.map((s) => s.params[k]));
+    if (vals.size > 1) b.notYet(u.servers.find((s) => s.params[k] !== undefined)!.at, `"${k === 'maxFails' ? 'max_fails' : 'fail_timeout'}" differing between servers of one upstream`);
+    const v = u.servers[0]?.params[k];
+    if (vals.size === 1 && v !== undefined) o[k] = v;
+  }
+}
+
+function group(u: UpstreamScope, b: Build): Record<string, unknown> {
+  if (u.servers.length === 0) b.error(u.at, 'no servers are inside upstream');
+  const o: Record<string, unknown> = {};
+  o.servers = u.servers.map((s, i) => {
+    b.where.set(`upstreams.${u.name}.servers[${i}]`, { file: s.at.file, line: s.at.line });
+    for (const k of Object.keys(s.params)) if (!['weight', 'maxFails', 'failTimeoutMs'].includes(k)) b.notYet(s.at, `the server parameter "${k}"`);
+    return s.params.weight !== undefined ? { address: s.address, weight: s.params.weight } : s.address;
+  });
+  groupFailures(u, o, b);
+  for (const k of ['balance', 'keepalive', 'sticky']) {
+    const at = (k === 'balance' ? u.out.balanceAt : (u.out[k] as { at?: Directive } | undefined)?.at) as Directive | undefined;
+    if (at !== undefined) b.notYet(at, `"${at.name}"`);
+  }
+  return o;
+}
+
+export function upstreamsOf(b: Build): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const table = uses.get(b) ?? new Map();
+  for (const [name, u] of b.upstreams) {
+    b.where.set(`upstreams.${name}`, { file: u.at.file, line: u.at.line });
+    const g = group(u, b);
+    if (u.servers.length > 0) out[name] = g;
+    if (!table.has(name)) b.warn(u.at, `upstream "${name}" is not used by any proxy_pass`);
+  }
+  for (const [name, use] of table) {
+    if (!b.upstreams.has(name)) {
+      out[name] = { servers: [name] };
+      b.where.set(`upstreams.${name}`, { file: use.at.file, line: use.at.line });
+    }
+    if (use.tls !== null) (out[name] as Record<string, unknown>).tls = use.tls;
+  }
+  return out;
+}
