@@ -5,6 +5,7 @@
  * is reported once; its lines are then dropped (counted) and serving goes on,
  * until a reopen succeeds.
  */
+import { openSync } from 'node:fs';
 import { pino, type Logger, type LoggerOptions } from 'pino';
 
 type Destination = ReturnType<typeof pino.destination>;
@@ -42,11 +43,11 @@ export class LogSink {
   /** Reopen the file (after logrotate moved it), or retry one that failed. */
   reopen(): void {
     if (!this.isFile()) return;
-    if (this.stream !== null && this.logger !== null) {
-      this.stream.reopen();
-      return;
-    }
+    const old = this.stream;
+    this.stream = null;
+    this.logger = null;
     this.open();
+    if (old !== null) old.end(); // flushes what it holds to the old (rotated) file, then closes it
   }
 
   /** Flush and close. */
@@ -71,8 +72,17 @@ export class LogSink {
 
   private open(): void {
     if (!this.enabled) return;
-    const dest = this.target === 'stdout' ? 1 : this.target === 'stderr' ? 2 : this.target;
-    const stream = pino.destination({ dest, sync: false, append: true, mkdir: false, minLength: 0 });
+    // The file is opened here, synchronously: the stream has its fd from the start, so neither an
+    // exit nor a write ever meets a stream still opening, and a path that cannot be opened is
+    // known at once. Lines are still written asynchronously.
+    let dest: number;
+    try {
+      dest = this.target === 'stdout' ? 1 : this.target === 'stderr' ? 2 : openSync(this.target, 'a');
+    } catch (err) {
+      this.report(err as NodeJS.ErrnoException);
+      return;
+    }
+    const stream = pino.destination({ dest, sync: false, minLength: 0 });
     stream.on('error', (err: NodeJS.ErrnoException) => this.broken(stream, err));
     this.stream = stream;
     this.reported = false;
@@ -88,9 +98,12 @@ export class LogSink {
     } catch {
       // already gone
     }
-    if (!this.reported) {
-      this.reported = true;
-      this.onProblem(`log ${this.target}: ${err.code ?? err.message}; its lines are dropped until it can be reopened (SIGUSR1)`);
-    }
+    this.report(err);
+  }
+
+  private report(err: NodeJS.ErrnoException): void {
+    if (this.reported) return;
+    this.reported = true;
+    this.onProblem(`log ${this.target}: ${err.code ?? err.message}; its lines are dropped until it can be reopened (SIGUSR1)`);
   }
 }
