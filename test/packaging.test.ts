@@ -1,13 +1,13 @@
 // The package as a consumer gets it: `npm pack` ships only what runs; the tarball installs into a
 // fresh project (from the local npm cache where it can, else the npm registry), builds its native relay there, type-checks
 // a consumer file under moduleResolution nodenext and bundler, and runs the README's library
-// example against two `ws` backends.
+// example against two `ws` backends and its three embedding examples (node:http, Express, Fastify).
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { ROOT, closeWss, openWs, port, whoami, within, wsEcho } from './support/index.js';
+import { ROOT, closeWss, httpBackend, httpGet, openWs, port, whoami, within, wsEcho } from './support/index.js';
 
 t.setTimeout(420_000); // a native build in the consumer's install, on a loaded machine
 
@@ -188,4 +188,63 @@ t.test('the README example type-checks under nodenext and bundler, and runs', as
   t.match(out, /^tunnel \d+ to 127\.0\.0\.1:\d+ via (js|splice)$/m, "the example's tunnel event line");
   child.kill('SIGTERM');
   t.equal(await within(exited, 15_000, 'the example to exit on SIGTERM'), 0, 'SIGTERM closes it gracefully');
+});
+
+/** The ```ts blocks under "### Embedding" in the installed README, ports swapped for live backends. */
+function embeddingExamples(t: Test, chat: number, api: number): string[] {
+  const readme = readFileSync(join(installed, 'README.md'), 'utf8');
+  const start = readme.indexOf('\n### Embedding');
+  const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
+  const blocks = [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  t.equal(blocks.length, 3, 'three embedding examples: node:http, Express, Fastify');
+  return blocks.map((code) => {
+    for (const from of ["'127.0.0.1:3001'", "'127.0.0.1:3002'", '8080']) t.ok(code.includes(from), `an example uses ${from}`);
+    return code.replace("'127.0.0.1:3001'", `'127.0.0.1:${chat}'`).replace("'127.0.0.1:3002'", `'127.0.0.1:${api}'`).replace('8080', '0');
+  });
+}
+
+t.test('the README embedding examples (node:http, Express, Fastify) type-check and run in the installed project', async (t) => {
+  if (!existsSync(installed)) return t.fail('not installed');
+  const deps = run('npm', ['install', '--prefer-offline', '--no-package-lock', '--no-save', 'express@5', 'fastify@5', '@types/express@5'], consumer);
+  t.equal(deps.status, 0, show(deps, 'express and fastify install into the consumer'));
+  if (deps.status !== 0) return;
+  const chat = await wsEcho('chat');
+  const api = await httpBackend();
+  t.teardown(async () => { await closeWss(chat); await api.close(); });
+  const files = ['embed-http.ts', 'embed-express.ts', 'embed-fastify.ts'];
+  embeddingExamples(t, port(chat), api.port).forEach((code, i) => writeFileSync(join(consumer, files[i]!), code));
+  const base = { target: 'ES2022', strict: true, skipLibCheck: true, lib: ['ES2023'], types: ['node'], typeRoots: [join(ROOT, 'node_modules/@types')] };
+  writeFileSync(join(consumer, 'tsconfig.embed.json'), JSON.stringify({
+    compilerOptions: { ...base, module: 'NodeNext', moduleResolution: 'NodeNext', outDir: 'out' }, files,
+  }));
+  writeFileSync(join(consumer, 'tsconfig.embed-bundler.json'), JSON.stringify({
+    compilerOptions: { ...base, module: 'ESNext', moduleResolution: 'Bundler', noEmit: true }, files,
+  }));
+  const nodenext = tsc('tsconfig.embed.json');
+  t.equal(nodenext.status, 0, show(nodenext, 'tsc, moduleResolution nodenext'));
+  const bundler = tsc('tsconfig.embed-bundler.json');
+  t.equal(bundler.status, 0, show(bundler, 'tsc, moduleResolution bundler'));
+  if (nodenext.status !== 0) return;
+  for (const f of files) {
+    const child = spawn(process.execPath, [join('out', f.replace(/\.ts$/, '.js'))], { cwd: consumer, stdio: ['ignore', 'pipe', 'pipe'] });
+    t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const p = await within(new Promise<number>((resolve, reject) => {
+      child.stdout.on('data', () => {
+        const m = /listening on .*port: (\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      void exited.then((code) => reject(new Error(`${f} exited (${code}): ${out}`)));
+    }), 30_000, `${f} to listen`);
+    t.equal((await httpGet(p, '/')).body, 'app', `${f}: the app's own route`);
+    t.equal((await httpGet(p, '/api/items', { method: 'POST' }, 'b')).body, 'POST /api/items b', `${f}: /api through proxy.web`);
+    const ws = await openWs(`ws://127.0.0.1:${p}/ws/live`);
+    t.equal(await whoami(ws), 'chat', `${f}: /ws through proxy.ws`);
+    ws.terminate();
+    child.kill('SIGKILL');
+    await exited;
+  }
 });
