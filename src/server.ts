@@ -8,19 +8,17 @@ import { Connection } from './connection.js';
 import type { ProxyContext, ReportedClient } from './context.js';
 import { channels } from './diagnostics.js';
 import { ConfigError, ERRORS, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
-import { ParserPool, TYPE_REQUEST, TYPE_RESPONSE } from './http1/llhttp.js';
 import { resolveOptions, type ProxyOptions, type ResolvedOptions } from './options.js';
+import type { SourceMap } from './config/issues.js';
 import { selectRelay } from './relay/index.js';
 import type { Relay, RelayKind, TunnelMove, TunnelStats } from './relay/types.js';
-import { Router } from './router.js';
-import { UpstreamGroup, type Backend } from './upstream/group.js';
-import { UpstreamPool } from './upstream/pool.js';
+import type { UpstreamGroup, Backend } from './upstream/group.js';
+import { buildGeneration, type Generation } from './generation.js';
+import type { UpstreamPool } from './upstream/pool.js';
 import { RetiredSockets } from './upstream/retire.js';
-import { ClientLimiter } from './limits/limiter.js';
 import { listenerFront, type FrontRefusal, type ListenerEdgeOptions, type ListenerFront } from './tls/listener.js';
 import type { ReloadResult } from './tls/terminator.js';
 import type { ExchangeEvent, ExchangeOutcome } from './observe/record.js';
-import { UpstreamTls } from './tls/upstream.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { quiet, type EmbedCallback, type EmbedHost } from './embed/host.js';
@@ -133,13 +131,22 @@ export interface ProxyEvents {
 export type ListenTarget = number | string | ({ host?: string; port?: number; path?: string } & ListenerEdgeOptions);
 
 export class WspliceProxy extends EventEmitter<ProxyEvents> {
-  readonly options: ResolvedOptions;
-  readonly groups: ReadonlyMap<string, UpstreamGroup>;
   readonly relayKind: 'js' | 'splice';
   /** Why this relay was chosen (e.g. why the native one was not). */
   readonly relayNote: string;
-  private readonly ctx: ProxyContext;
+  /** 1 at start, +1 per successful reload. */
+  generation = 1;
+  /** What new connections are accepted under; reload() replaces it, open connections keep theirs. */
+  private ctx: ProxyContext;
+  private gen: Generation;
+  private readonly relay: Relay;
+  /** One budget of retired upstream sockets for every generation (its settings are the first configuration's). */
+  private readonly retired: RetiredSockets;
+  /** Keep-alive pools of earlier generations (their old exchanges may still put a socket back). */
+  private readonly oldPools: UpstreamPool[] = [];
+  private readonly reporting: Reporters;
   private readonly servers: Server[] = [];
+  private readonly bound = new Map<Server, Listener>();
   private readonly fronts: ListenerFront[] = [];
   private readonly live = new Set<Connection>();
   private readonly counters: ProxyStats = {
@@ -147,57 +154,114 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   };
   private closing: Promise<void> | null = null;
   private readonly embed: EmbedHost;
-  /** 1 at start, +1 per successful reload. */
-  generation = 1;
+  private targets: TargetGroups;
 
   constructor(input: ProxyOptions) {
     super();
     const options = resolveOptions(input);
-    this.options = options;
-    const groups = new Map<string, UpstreamGroup>();
-    for (const [name, u] of options.upstreams) groups.set(name, new UpstreamGroup(name, u.backends, u.maxFails, u.failTimeoutMs));
-    this.groups = groups;
-    let relay: Relay;
     try {
       const r = selectRelay(options.relay);
-      relay = r.relay;
+      this.relay = r.relay;
       this.relayNote = r.note;
     } catch (err) {
       throw new ConfigError('relay', (err as Error).message);
     }
-    this.relayKind = relay.kind;
-    const limits = {
-      maxHeadBytes: options.limits.maxHeadBytes,
-      maxHeaders: options.limits.maxHeaders,
-      maxUriBytes: options.limits.maxUriBytes,
-    };
-    this.ctx = {
-      options,
-      router: new Router(options.routes, groups),
-      requestParsers: new ParserPool(TYPE_REQUEST, limits, options.limits.maxParsers),
-      responseParsers: new ParserPool(TYPE_RESPONSE, { ...limits, maxHeaders: Math.max(limits.maxHeaders, 200) }, options.limits.maxParsers),
-      relay,
-      limiter: options.clientLimits !== null ? new ClientLimiter(options.clientLimits) : null,
-      upstreamTls: upstreamTlsOf(options),
-      retired: new RetiredSockets(options.timeouts.retireMs, options.limits.maxRetired),
-      pools: poolsOf(options),
-      draining: false,
-      ...this.reporters(relay),
-    };
+    this.relayKind = this.relay.kind;
+    this.gen = buildGeneration(options, null);
+    this.retired = new RetiredSockets(options.timeouts.retireMs, options.limits.maxRetired);
+    this.reporting = this.reporters(this.relay);
+    this.ctx = this.contextOf(this.gen);
+    this.targets = new TargetGroups(options, this.gen.groups);
     this.handleConnection = this.handleConnection.bind(this);
-    this.embed = this.embedHost(options, groups);
+    this.embed = this.embedHost();
     this.ws = this.ws.bind(this);
     this.web = this.web.bind(this);
   }
 
-  /** What proxy.ws and proxy.web need of the proxy (src/embed/). */
-  private embedHost(options: ResolvedOptions, groups: ReadonlyMap<string, UpstreamGroup>): EmbedHost {
-    const max = options.limits.maxConnections;
-    const accepting = (): boolean => !this.ctx.draining && !(max > 0 && this.live.size >= max);
+  /** The options in force for new connections. */
+  get options(): ResolvedOptions {
+    return this.gen.options;
+  }
+
+  /** The upstream groups new connections are routed to. */
+  get groups(): ReadonlyMap<string, UpstreamGroup> {
+    return this.gen.groups;
+  }
+
+  private contextOf(g: Generation): ProxyContext {
+    const { options, router, requestParsers, responseParsers, limiter, upstreamTls, pools } = g;
+    const { relay, retired } = this;
+    return { options, router, requestParsers, responseParsers, relay, limiter, upstreamTls, retired, pools, draining: false, ...this.reporting };
+  }
+
+  /**
+   * Swap the configuration for new connections: routes, upstreams, forwarding, limits, timeouts,
+   * and every listener's TLS certificates and PROXY/limit front (files re-read). Everything is
+   * checked first; on any error nothing changes, a `reload` event says why and the ConfigError
+   * (ConfigErrors: every problem) is thrown. Open exchanges and tunnels keep what they started
+   * with; a keep-alive connection of the old configuration closes after its next exchange (as
+   * nginx's old workers do). The relay stays the one chosen at start.
+   */
+  reload(input: ProxyOptions, where?: SourceMap): void {
+    let gen: Generation;
+    let fronts: Map<Listener, ListenerFront | null>;
+    try {
+      if (this.closing !== null) throw new ConfigError('reload', 'the proxy is closing');
+      gen = buildGeneration(resolveOptions(input, where), this.gen);
+      fronts = this.frontsFor(gen);
+    } catch (err) {
+      this.emit('reload', { ok: false, generation: this.generation, error: (err as Error).message });
+      throw err;
+    }
+    const old = this.ctx;
+    this.gen = gen;
+    this.ctx = this.contextOf(gen);
+    this.targets = new TargetGroups(gen.options, gen.groups);
+    for (const [l, front] of fronts) this.swapFront(l, front);
+    old.draining = true; // its keep-alive connections close after their next exchange
+    // Pooled upstream sockets belong to the old backends: closed now, and again at close() for any put back since.
+    for (const p of old.pools.values()) p.closeAll();
+    this.oldPools.push(...old.pools.values());
+    this.generation++;
+    this.emit('reload', { ok: true, generation: this.generation });
+  }
+
+  /** A new front per listener for `gen` (TLS files read now). Throws ConfigError, naming the listener. */
+  private frontsFor(gen: Generation): Map<Listener, ListenerFront | null> {
+    const out = new Map<Listener, ListenerFront | null>();
+    try {
+      for (const l of this.bound.values()) out.set(l, this.makeFront(l, gen));
+    } catch (err) {
+      for (const f of out.values()) f?.retire();
+      throw err;
+    }
+    return out;
+  }
+
+  private swapFront(l: Listener, front: ListenerFront | null): void {
+    const old = l.front;
+    l.front = front;
+    if (front !== null) this.fronts.push(front);
+    if (old === null) return;
+    old.retire(); // handshakes under way finish on it; it stops watching files
+    const i = this.fronts.indexOf(old);
+    if (i >= 0 && old.idle()) this.fronts.splice(i, 1);
+  }
+
+  /** What proxy.ws and proxy.web need of the proxy (src/embed/): always the generation in force. */
+  private embedHost(): EmbedHost {
+    const self = this;
     return {
-      ctx: this.ctx,
-      targets: new TargetGroups(options, groups),
-      accepting,
+      get ctx() {
+        return self.ctx;
+      },
+      get targets() {
+        return self.targets;
+      },
+      accepting: () => {
+        const max = self.options.limits.maxConnections;
+        return !self.ctx.draining && !(max > 0 && self.live.size >= max);
+      },
       adopt: (c: Connection) => {
         this.live.add(c);
         this.counters.connections++;
@@ -240,7 +304,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   }
 
   /** How connections report: counters, events, and diagnostics_channel messages. */
-  private reporters(relay: Relay): Omit<ProxyContext, 'options' | 'router' | 'requestParsers' | 'responseParsers' | 'relay' | 'limiter' | 'upstreamTls' | 'retired' | 'pools' | 'draining'> {
+  private reporters(relay: Relay): Reporters {
     const emitWhenHeard = this.emitWhenHeard.bind(this);
     const self = this;
     return {
@@ -336,19 +400,19 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
    * `{ host, port }` binds one address; a string is a unix socket path.
    */
   listen(target: ListenTarget = 0): Promise<AddressInfo | string> {
-    let front: ListenerFront | null;
-    let label = ''; // the address, once listening: connections carry it for logs and metrics
-    const accept = (s: Socket): void => this.handleConnection(s, label);
+    const l: Listener = { edge: typeof target === 'object' ? target : {}, front: null, label: '' };
     try {
-      front = typeof target === 'object' ? this.frontFor(target, accept) : null;
+      this.swapFront(l, this.makeFront(l, this.gen));
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, front?.onConnection ?? accept);
+    // The front is looked up per connection: a reload replaces it under the same socket.
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => (l.front !== null ? l.front.onConnection(s) : this.handleConnection(s, l.label)));
     this.servers.push(server);
+    this.bound.set(server, l);
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => {
-        this.servers.splice(this.servers.indexOf(server), 1);
+        this.forget(server);
         reject(err);
       };
       server.once('error', onError);
@@ -358,7 +422,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
           if (this.listenerCount('error') > 0) this.emit('error', err);
         });
         const addr = server.address() as AddressInfo | string;
-        label = typeof addr === 'string' ? `unix:${addr}` : addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`;
+        l.label = typeof addr === 'string' ? `unix:${addr}` : addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`;
         this.emit('listening', addr);
         resolve(addr);
       };
@@ -369,11 +433,33 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
     });
   }
 
+  /**
+   * Stop the listener on `address` (as listen() resolved it): no new connections there, the open
+   * ones continue. Resolves once it no longer accepts; false when no listener has that address.
+   */
+  unlisten(address: AddressInfo | string): Promise<boolean> {
+    const same = (a: AddressInfo | string | null): boolean =>
+      a !== null && (typeof a === 'string' || typeof address === 'string' ? a === address : a.port === address.port && a.address === address.address);
+    const server = this.servers.find((s) => same(s.address()));
+    if (server === undefined) return Promise.resolve(false);
+    this.forget(server);
+    server.close(); // its callback waits for the connections; they are the proxy's to drain
+    return Promise.resolve(true);
+  }
+
+  private forget(server: Server): void {
+    const i = this.servers.indexOf(server);
+    if (i >= 0) this.servers.splice(i, 1);
+    const l = this.bound.get(server);
+    this.bound.delete(server);
+    if (l !== undefined) this.swapFront(l, null);
+  }
+
   /** PROXY header, TLS and per-client limits in front of a listener (src/tls/listener.ts). */
-  private frontFor(target: ListenerEdgeOptions, accept: (s: Socket) => void): ListenerFront | null {
-    const shared = { realIpFrom: this.options.realIpFrom, limiter: this.ctx.limiter, headTimeoutMs: this.options.timeouts.headMs };
-    const front = listenerFront(target, shared, {
-      accept,
+  private makeFront(l: Listener, gen: Generation): ListenerFront | null {
+    const shared = { realIpFrom: gen.options.realIpFrom, limiter: gen.limiter, headTimeoutMs: gen.options.timeouts.headMs };
+    const front = listenerFront(l.edge, shared, {
+      accept: (s: Socket) => this.handleConnection(s, l.label),
       refused: (code: FrontRefusal, status: number, reason: string, remoteAddress: string) => {
         this.counters.refused++;
         const ev: RefusedEvent = { id: 0, remoteAddress, remotePort: 0, listener: '', method: '-', host: '-', path: '-', requestId: '-', status, code, reason };
@@ -381,10 +467,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
         if (this.listenerCount('refused') > 0) this.emit('refused', ev);
       },
     });
-    if (front !== null) {
-      this.fronts.push(front);
-      front.tls?.on('reload', (r) => this.emit('tlsReload', r));
-    }
+    front?.tls?.on('reload', (r) => this.emit('tlsReload', r));
     return front;
   }
 
@@ -436,6 +519,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       while (this.live.size > 0) await new Promise((r) => setTimeout(r, 5));
       this.ctx.retired.closeAll();
       for (const p of this.ctx.pools.values()) p.closeAll();
+      for (const p of this.oldPools.splice(0)) p.closeAll();
       await stopped;
       this.emit('close');
     })();
@@ -443,26 +527,15 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   }
 }
 
-/** A keep-alive pool per upstream group with `keepalive`; not with sendProxy (a PROXY header names one client). */
-function poolsOf(options: ResolvedOptions): Map<string, UpstreamPool> {
-  const out = new Map<string, UpstreamPool>();
-  for (const [name, u] of options.upstreams) if (u.keepalive !== null && u.sendProxy === null) out.set(name, new UpstreamPool(u.keepalive));
-  return out;
+/** A listener's edge options and the front built from them for the configuration in force. */
+interface Listener {
+  readonly edge: ListenerEdgeOptions;
+  front: ListenerFront | null;
+  /** The address, once listening: connections carry it for logs and metrics. */
+  label: string;
 }
 
-/** A TLS client context per upstream group with `tls`; a bad file is a ConfigError naming the group. */
-function upstreamTlsOf(options: ResolvedOptions): Map<string, UpstreamTls> {
-  const out = new Map<string, UpstreamTls>();
-  for (const [name, u] of options.upstreams) {
-    if (u.tls === null) continue;
-    try {
-      out.set(name, new UpstreamTls(u.tls));
-    } catch (err) {
-      throw new ConfigError(`upstreams.${name}.tls`, (err as Error).message);
-    }
-  }
-  return out;
-}
+type Reporters = Omit<ProxyContext, 'options' | 'router' | 'requestParsers' | 'responseParsers' | 'relay' | 'limiter' | 'upstreamTls' | 'retired' | 'pools' | 'draining'>;
 
 function connectionEvent(c: Connection): ConnectionEvent {
   return { id: c.id, listener: c.listener, remoteAddress: c.remoteAddress, remotePort: c.client.remotePort ?? 0 };

@@ -65,6 +65,16 @@ export class ListenerFront {
   }
 
   /** The proxy is closing: sockets that are not HTTP connections yet go now. */
+  /** Replaced by a reload: sockets in their preamble finish here; certificate files are no longer watched. */
+  retire(): void {
+    this.opts.tls?.unwatch();
+  }
+
+  /** No socket is in its PROXY header or TLS handshake here. */
+  idle(): boolean {
+    return this.inPreamble.size === 0;
+  }
+
   close(): void {
     for (const s of this.inPreamble) s.destroy();
     this.inPreamble.clear();

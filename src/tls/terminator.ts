@@ -139,6 +139,11 @@ export class TlsTerminator extends EventEmitter<TerminatorEvents> {
     return result;
   }
 
+  /** Stop watching the certificate files (a reload made a new terminator). */
+  unwatch(): void {
+    this.watcher?.close();
+  }
+
   close(): void {
     this.watcher?.close();
     for (const raw of this.pending.keys()) raw.destroy();
