@@ -8,8 +8,18 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import t from 'tap';
 import type WebSocket from 'ws';
-import { ConfigErrors, createProxy, type ReloadEvent } from '../../src/index.js';
+import { createRequire } from 'node:module';
+import { ConfigErrors, createProxy, ProxyMetrics, type ReloadEvent } from '../../src/index.js';
 import { closeWss, httpBackend, httpGet, openWs, port, waitFor, whoami, wsEcho } from '../support/index.js';
+
+interface Family { name: string; metrics: Array<{ value?: string; labels?: Record<string, string> }> }
+const parsePrometheus = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => Family[];
+
+function sample(families: Family[], name: string, labels: Record<string, string> = {}): number {
+  const m = families.find((f) => f.name === name)?.metrics.find((x) => Object.entries(labels).every(([k, v]) => x.labels?.[k] === v));
+  if (m === undefined) throw new Error(`no ${name} ${JSON.stringify(labels)}`);
+  return Number(m.value);
+}
 
 const TUNNELS = 100;
 const MESSAGES = 20;
@@ -56,6 +66,8 @@ t.test('reload under load: no byte lost, old tunnels keep their backend, new one
   const events: ReloadEvent[] = [];
   proxy.on('reload', (e) => events.push(e));
   t.equal(proxy.generation, 1);
+  const metrics = new ProxyMetrics(proxy, { processMetrics: false });
+  t.teardown(() => metrics.detach());
 
   let reloaded!: () => void;
   const mid = new Promise<void>((r) => (reloaded = r));
@@ -89,6 +101,10 @@ t.test('reload under load: no byte lost, old tunnels keep their backend, new one
   clients.push(after);
   t.equal(await whoami(after), 'b', 'still the last good configuration');
   await waitFor(() => proxy.stats().tunnels === TUNNELS + 2, 5000, 'all tunnels open');
+  const families = parsePrometheus(await metrics.text());
+  t.equal(sample(families, 'wsplice_reloads_total', { result: 'ok' }), 1, 'one reload counted ok');
+  t.equal(sample(families, 'wsplice_reloads_total', { result: 'error' }), 1, 'one counted as an error');
+  t.equal(sample(families, 'wsplice_config_generation'), 2);
   for (const c of clients.slice(0, 5)) t.equal(await whoami(c), 'a', 'old tunnels still on their backend after the refused reload');
 });
 
