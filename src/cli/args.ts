@@ -11,6 +11,7 @@ import type { ProxyOptions, RouteConfig, UpstreamConfig } from '../options.js';
 import { FLAGS, type FlagRow } from './flags.js';
 import { loadConfigFile, type ListenEntry } from './load.js';
 import { checkLevel, DEFAULT_SERVICE, takeService, type ServiceSettings } from './service.js';
+import { isSignalName, SIGNALS, type SignalName } from './pidfile.js';
 
 export { USAGE } from './flags.js';
 
@@ -19,6 +20,10 @@ export interface CliArgs {
   listen: ListenEntry[];
   /** Admin listener and logs: flags win over the file's top-level keys. */
   service: ServiceSettings;
+  /** --pid-file, else the file's `pid` (null: none). */
+  pidFile: string | null;
+  /** -s: the signal to send the running instance (null: run). */
+  signal: SignalName | null;
   options: ProxyOptions | null;
   /** Where each option field was written, when they come from a file. */
   where: SourceMap | undefined;
@@ -124,6 +129,23 @@ function serviceFlags(s: ServiceSettings, values: Values, is: Issues): void {
   if (values.quiet === true) s.logLevel = 'error';
 }
 
+/** The file's `pid` (taken out of the proxy options, as `admin` is). */
+function pidOf(opts: Record<string, unknown>, is: Issues): string | null {
+  const p = opts.pid;
+  delete opts.pid;
+  if (p === undefined) return null;
+  if (typeof p === 'string' && p !== '') return p;
+  is.error('pid', 'must be a file path ("/run/wsplice.pid")');
+  return null;
+}
+
+function signalOf(v: Values[string], is: Issues): SignalName | null {
+  if (typeof v !== 'string') return null;
+  if (isSignalName(v)) return v;
+  is.error('-s', `expects one of ${Object.keys(SIGNALS).join(', ')}, got "${v}"`);
+  return null;
+}
+
 /** Parse argv (without node and script). Bad flags come back in `issues`, all of them. */
 export function parseArgs(argv: string[]): CliArgs {
   const is = new Issues();
@@ -131,6 +153,7 @@ export function parseArgs(argv: string[]): CliArgs {
   const flag = (n: string): boolean => values[n] === true;
   const out: CliArgs = {
     listen: list(values.listen), service: { ...DEFAULT_SERVICE }, options: null, where: undefined, configFile: null, issues: is.list,
+    pidFile: typeof values['pid-file'] === 'string' ? values['pid-file'] : null, signal: signalOf(values.signal, is),
     demo: flag('demo'), test: flag('test'), dump: flag('dump'), quiet: flag('quiet'), help: flag('help'), version: flag('version'),
   };
   const file = typeof values.config === 'string' ? values.config : null;
@@ -147,6 +170,8 @@ export function parseArgs(argv: string[]): CliArgs {
       const fileListen = opts.listen;
       delete opts.listen;
       Object.assign(out.service, takeService(opts, is));
+      const pid = pidOf(opts, is);
+      out.pidFile ??= pid;
       const entry = (l: unknown): l is ListenEntry => typeof l === 'string' || (typeof l === 'object' && l !== null && !Array.isArray(l));
       if (out.listen.length === 0 && Array.isArray(fileListen)) out.listen = fileListen.filter(entry);
       if (fileListen !== undefined && (!Array.isArray(fileListen) || !fileListen.every(entry))) {

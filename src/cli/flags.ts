@@ -35,12 +35,20 @@ const OWN: FlagRow[] = [
   { name: 'error-log', arg: 'TARGET', help: 'refusals, upstream failures, service messages as JSON lines: stdout,\nstderr, off or a file (default stderr; file: "errorLog")' },
   { name: 'log-level', arg: 'LEVEL', help: 'error log level: fatal, error, warn, info, debug, trace (default info;\nrefusals are info, upstream failures warn; -q is error)' },
   {
+    name: 'pid-file', arg: 'FILE',
+    help: 'write {"pid": N} here at start, removed at exit (file: "pid": FILE;\nnginx pid); -s finds the instance through it',
+  },
+  {
     name: 'config', short: 'c', arg: 'FILE',
     help: 'configuration file: FILE.json in the JSON format, any other name in\nnginx syntax (see README); --listen and the option flags given too win',
   },
 ];
 
 const MODES: FlagRow[] = [
+  {
+    name: 'signal', short: 's', arg: 'reload|stop|quit|reopen',
+    help: 'signal the running instance named by the pid file and exit (like nginx -s):\nreload = SIGHUP, stop = SIGTERM, quit = SIGQUIT, reopen = SIGUSR1',
+  },
   { name: 'demo', help: 'run the demo: two echo backends behind the proxy on 127.0.0.1:8080' },
   { name: 'test', short: 't', help: 'check the configuration, report every problem and exit (like nginx -t)' },
   { name: 'dump', short: 'T', help: 'check, then print the effective configuration and exit (like nginx -T)' },
@@ -84,5 +92,6 @@ A WebSocket and HTTP/1.1 reverse proxy.
 ${FLAGS.map(usageLine).join('\n')}
 
 Exit status: 0 ok; 1 -t found a problem, or a runtime failure; 2 a usage or configuration error at start.
-Signals: SIGTERM and SIGINT close gracefully (stop accepting, drain, then exit); SIGUSR1 reopens the log files.
+Signals: SIGTERM, SIGQUIT and SIGINT close gracefully (stop accepting, drain, then exit);
+SIGHUP reloads the configuration (checked whole first; open tunnels keep theirs); SIGUSR1 reopens the log files.
 `;

@@ -15,9 +15,11 @@ import { resolveOptions, type ProxyOptions } from '../options.js';
 import { selectRelay } from '../relay/index.js';
 import { WspliceProxy, type ListenTarget } from '../server.js';
 import { parseAdminListen, startAdmin, type Admin, type AdminTarget } from '../admin/index.js';
-import { startLogs } from './service.js';
+import { startLogs, type Logs } from './service.js';
 import { parseArgs, parseListenEntry, USAGE, type CliArgs, type ListenEntry } from './args.js';
 import { portOf, startEchoBackend } from './demo.js';
+import { removePidFile, signalInstance, SIGNALS, writePidFile, type SignalName } from './pidfile.js';
+import { listenKey, Reloader, type BoundListeners, type ReloadLog } from './reload.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -47,6 +49,8 @@ function reportIssues(err: unknown): boolean {
 
 interface Prepared {
   proxy: WspliceProxy;
+  /** What each listen target resolved to (SIGHUP compares the new file's targets with these). */
+  bound: BoundListeners;
   admin: AdminTarget | null;
   targets: ListenTarget[];
   backends: Server[];
@@ -97,7 +101,7 @@ async function prepare(args: CliArgs): Promise<Prepared | number> {
       is.error('--admin', (err as Error).message.replace(/^admin listen: /, ''));
     }
     is.throwIfErrors();
-    return { proxy: new WspliceProxy(given.options), admin, targets, backends };
+    return { proxy: new WspliceProxy(given.options), bound: new Map(), admin, targets, backends };
   } catch (err) {
     for (const s of backends) s.close();
     if (!reportIssues(err)) throw err;
@@ -115,7 +119,9 @@ function failed(args: CliArgs): number {
 async function listenAll(p: Prepared): Promise<boolean> {
   for (const t of p.targets) {
     try {
-      process.stdout.write(`wsplice listening on ${fmt(await p.proxy.listen(t))}\n`);
+      const addr = await p.proxy.listen(t);
+      p.bound.set(listenKey(t), addr);
+      process.stdout.write(`wsplice listening on ${fmt(addr)}\n`);
     } catch (err) {
       say(`cannot listen on ${JSON.stringify(t)}: ${(err as Error).message}`);
       await p.proxy.close();
@@ -136,7 +142,33 @@ function demoBanner(p: Prepared): void {
   );
 }
 
-/** Until SIGTERM/SIGINT: then a graceful close; a second signal exits at once. */
+/** SIGHUP: reload (src/cli/reload.ts); in --demo the backends are made here, so there is nothing to re-read. */
+function onHangup(p: Prepared, args: CliArgs, logs: Logs): void {
+  const log: ReloadLog = (level, line) => (level === 'error' ? logs.error.error({ code: 'WSPLICE_CONFIG' }, line) : logs.error.info({ code: 'WSPLICE_RELOAD' }, line));
+  const reloader = new Reloader(p.proxy, process.argv.slice(2), p.bound, log);
+  process.on('SIGHUP', () => {
+    if (args.demo) log('info', 'SIGHUP: nothing to reload in --demo');
+    else void reloader.request();
+  });
+}
+
+/** -s NAME: signal the instance the pid file names, then exit (0 sent, 1 not). */
+function sendSignal(args: CliArgs, name: SignalName): number {
+  if (args.pidFile === null) {
+    say('-s needs the pid file: --pid-file FILE, or -c FILE with "pid"');
+    return 1;
+  }
+  try {
+    const pid = signalInstance(args.pidFile, name);
+    process.stdout.write(`wsplice: sent ${SIGNALS[name]} to ${pid}\n`);
+    return 0;
+  } catch (err) {
+    say((err as Error).message);
+    return 1;
+  }
+}
+
+/** Until SIGTERM/SIGQUIT/SIGINT: then a graceful close; a second signal exits at once. */
 function untilSignal(p: Prepared): Promise<void> {
   return new Promise<void>((resolve) => {
     let stopping = false;
@@ -151,13 +183,25 @@ function untilSignal(p: Prepared): Promise<void> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGQUIT', () => stop('SIGQUIT'));
   });
+}
+
+function pidFileWritten(file: string): boolean {
+  try {
+    writePidFile(file);
+    return true;
+  } catch (err) {
+    say((err as Error).message);
+    return false;
+  }
 }
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   if (args.help && args.issues.length === 0) return void process.stdout.write(USAGE), 0;
   if (args.version) return void process.stdout.write(version() + '\n'), 0;
+  if (args.signal !== null) return sendSignal(args, args.signal);
   const p = await prepare(args);
   if (typeof p === 'number') return p;
   for (const i of args.issues) if (i.severity === 'warning') say(`warning: ${formatIssue(i)}`);
@@ -168,6 +212,7 @@ async function main(): Promise<number> {
   }
   const logs = startLogs(p.proxy, args.service, say);
   process.on('SIGUSR1', () => logs.reopen());
+  onHangup(p, args, logs); // before listening: a SIGHUP must never kill a starting instance
   let admin: Admin | null = null;
   if (p.admin !== null) {
     try {
@@ -180,15 +225,23 @@ async function main(): Promise<number> {
       return 1;
     }
   }
+  // Written before the listeners open: whoever sees one listening can already signal the process.
+  if (args.pidFile !== null && !pidFileWritten(args.pidFile)) {
+    await admin?.close();
+    for (const s of p.backends) s.close();
+    return 1;
+  }
   if (!(await listenAll(p))) {
     await admin?.close();
     await logs.close();
+    if (args.pidFile !== null) removePidFile(args.pidFile);
     return 1;
   }
   if (args.demo) demoBanner(p);
   await untilSignal(p);
   await admin?.close();
   await logs.close();
+  if (args.pidFile !== null) removePidFile(args.pidFile);
   return 0;
 }
 
