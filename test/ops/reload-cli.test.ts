@@ -7,6 +7,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import t from 'tap';
 import type { WebSocketServer } from 'ws';
@@ -59,7 +60,6 @@ t.test('SIGHUP through -s reload: new backend and listener for new connections, 
   t.equal(await whoami(added), 'b', 'the new listener serves');
   t.equal(await whoami(old), 'a', 'the open tunnel keeps its backend');
   fresh.terminate();
-  added.terminate();
 
   // Broken: two problems, both logged; nothing changes.
   writeFileSync(conf, JSON.stringify({
@@ -92,6 +92,13 @@ t.test('SIGHUP through -s reload: new backend and listener for new connections, 
   const gens = oks.map((l) => Number(/generation (\d+)/.exec(l)?.[1]));
   t.same(gens, gens.map((_, i) => 3 + i), 'one at a time: generations in order, none skipped');
   t.equal(await whoami(old), 'a', 'the first tunnel survived every reload');
+  t.equal(await whoami(added), 'b', 'a tunnel of the closed listener runs on');
+  added.terminate();
+  const refused = await new Promise<string>((resolve) => {
+    const s = net.connect(extra, '127.0.0.1', () => resolve('connected'));
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+  });
+  t.equal(refused, 'ECONNREFUSED', 'the listener the last file dropped is closed');
 
   const quit = runCli(['-s', 'quit', '-c', conf]);
   t.equal(quit.status, 0, quit.stderr);
