@@ -176,6 +176,7 @@ async function main(): Promise<void> {
       for (const [name, entry] of running) {
         if (sc.kind === 'idle' && name === 'direct') continue; // no proxy to weigh
         if (sc.tls && entry.peer.tlsPort === undefined) continue; // no TLS listener: n/a
+        if (entry.spec.kinds && !entry.spec.kinds.includes(sc.kind)) continue; // a variant for other rows
         roundSamples.push(await runOne(sc, round, name, entry));
       }
       // Other processes took CPU during this round: measure it again (bounded in count and time).

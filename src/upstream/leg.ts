@@ -138,6 +138,7 @@ export class UpstreamLeg {
     this.kind = kind;
     this.upgrade = kind === LegKind.Upgrade;
     this.backend = backend;
+    this.group = group;
     this.pool = kind >= LegKind.Pooled ? (this.shared.pools.get(group) ?? null) : null;
     const idle = this.pool?.take(backend) ?? null;
     if (idle !== null) {
@@ -160,7 +161,6 @@ export class UpstreamLeg {
       tls !== undefined ? tls.connect(target, backend.label, preamble) : net.connect({ ...target, allowHalfOpen: true, noDelay: true });
     if (tls === undefined && preamble !== null) up.write(preamble); // queued until connected, ahead of the head
     this.reused = false;
-    this.group = group;
     this.hook(up, true);
     this.phase = Phase.Connecting;
     up.on(tls !== undefined ? 'secureConnect' : 'connect', onConnect);

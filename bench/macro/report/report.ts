@@ -30,13 +30,18 @@ export const CORES_NOTE = (cores: number): string =>
   'and compete for them, so every figure is for the whole system, not the proxy alone; `direct` (generator straight ' +
   'to the backend) is the ceiling on this machine, and the CPU columns show who was busy.';
 
-/** Issue 3's targets, wsplice / nginx-1w on the same run; checked on every summary row of that kind. */
-const TARGETS: { label: string; kind: Scenario['kind']; need: number }[] = [
+/**
+ * Targets, wsplice / nginx-1w on the same run (or / `base`, for `peer` only); checked on every
+ * summary row of that kind.
+ */
+const TARGETS: { label: string; kind: Scenario['kind']; need: number; peer?: string; base?: string }[] = [
   { label: 'ping-pong msgs/s', kind: 'pingpong', need: 1.0 },
   { label: 'streaming MiB/s', kind: 'stream', need: 1.0 },
   { label: 'handshakes/s', kind: 'handshake', need: 0.8 },
   { label: 'RSS per idle tunnel', kind: 'idle', need: 1.0 },
   { label: 'plain HTTP req/s', kind: 'http', need: 0.7 },
+  { label: 'pooled HTTP req/s vs nginx keepalive 32', kind: 'http', need: 1.5, peer: 'wsplice-keepalive', base: 'nginx-keepalive' },
+  { label: 'pooled HTTP req/s vs HAProxy', kind: 'http', need: 1.0, peer: 'wsplice-keepalive', base: 'haproxy' },
 ];
 
 function table(head: string[], body: string[][]): string {
@@ -54,10 +59,12 @@ function cell(row: Row, peer: string): string {
 function targets(rows: Row[], peer: string): string {
   const body: string[][] = [];
   for (const t of TARGETS) {
+    if (t.peer !== undefined && t.peer !== peer) continue;
+    const base = t.base ?? BASELINE;
     // Each scenario's primary metric only (the first of metricsFor), not its CPU row.
     for (const row of rows.filter((r) => r.scenario.kind === t.kind && r.metric.key === metricsFor(r.scenario)[0]!.key)) {
-      if (!row.byPeer[peer] || !row.byPeer[BASELINE]) continue;
-      const r = ratio(row, peer, BASELINE);
+      if (!row.byPeer[peer] || !row.byPeer[base]) continue;
+      const r = ratio(row, peer, base);
       const better = row.metric.better === 'higher';
       const met = Number.isFinite(r) && (better ? r >= t.need : r <= t.need);
       body.push([`${t.label}: ${row.scenario.title}`, `${better ? '>=' : '<='} ${t.need.toFixed(1)}`, Number.isFinite(r) ? r.toFixed(3) : 'n/a', met ? 'met' : 'NOT met']);

@@ -9,9 +9,11 @@ export interface BenchCert {
   pem: string;
 }
 
-export function nginxConfig(o: { dir: string; port: number; backendPort: number; workers: '1' | 'auto'; maxFds: number; tls?: { port: number; cert: BenchCert } }): string {
+export function nginxConfig(o: { dir: string; port: number; backendPort: number; workers: '1' | 'auto'; maxFds: number; tls?: { port: number; cert: BenchCert }; keepalive?: number }): string {
   // The http{} part is the usual WebSocket proxy block, with `location /` so plain
   // GETs go through the same block; access_log off because no other peer logs each request.
+  // `keepalive`: upstream connections pooled (`keepalive N;`), plain requests sent with
+  // `Connection ""` (the map's '' entry) so the backend keeps them open; upgrades unchanged.
   return `daemon off;
 master_process on;
 worker_processes ${o.workers};
@@ -31,12 +33,13 @@ http {
 
     map $http_upgrade $connection_upgrade {
         default upgrade;
-        '' close;
+        '' ${o.keepalive !== undefined ? "''" : 'close'};
     }
 
     upstream backend {
         server 127.0.0.1:${o.backendPort};
-    }
+${o.keepalive !== undefined ? `        keepalive ${o.keepalive};
+` : ''}    }
 
     server {
         listen 127.0.0.1:${o.port};

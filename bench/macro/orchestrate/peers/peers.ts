@@ -34,6 +34,8 @@ export interface PeerSpec {
   unavailable(ctx: PeerContext): string | null;
   version(ctx: PeerContext): string;
   start(ctx: PeerContext, port: number): Promise<RunningPeer>;
+  /** The scenario kinds it runs (absent: every kind); a variant that only changes plain HTTP runs only 'http'. */
+  kinds?: ReadonlyArray<'handshake' | 'pingpong' | 'stream' | 'idle' | 'http'>;
 }
 
 function has(cmd: string): boolean {
@@ -73,17 +75,19 @@ const direct: PeerSpec = {
   start: async (ctx) => ({ port: ctx.backendPort, pids: () => [], stop: async () => {} }),
 };
 
-function nginx(workers: '1' | 'auto'): PeerSpec {
+/** `keepalive`: the classic config plus `keepalive N;` and `Connection ""` for plain requests (HTTP rows only). */
+function nginx(workers: '1' | 'auto', keepalive?: number): PeerSpec {
   return {
-    name: workers === '1' ? 'nginx-1w' : 'nginx-auto',
+    name: keepalive !== undefined ? 'nginx-keepalive' : workers === '1' ? 'nginx-1w' : 'nginx-auto',
+    ...(keepalive !== undefined ? { kinds: ['http'] as const } : {}),
     unavailable: () => (has('nginx') ? null : 'nginx not installed (bench/macro/orchestrate/peers/install.sh or --install)'),
     version: () => versionOf('nginx', ['-v']).replace(/^nginx version: /, ''),
     async start(ctx, port) {
-      const dir = join(ctx.dir, `nginx-${workers}-${port}`);
+      const dir = join(ctx.dir, `${this.name}-${port}`);
       mkdirSync(dir, { recursive: true });
       const conf = join(dir, 'nginx.conf');
       const tls = ctx.cert ? { port: await freePort(), cert: ctx.cert } : undefined;
-      writeFileSync(conf, nginxConfig({ dir, port, backendPort: ctx.backendPort, workers, maxFds: ctx.maxFds, ...(tls ? { tls } : {}) }));
+      writeFileSync(conf, nginxConfig({ dir, port, backendPort: ctx.backendPort, workers, maxFds: ctx.maxFds, ...(tls ? { tls } : {}), ...(keepalive !== undefined ? { keepalive } : {}) }));
       const m = spawnManaged('nginx', ['-c', conf, '-p', dir, '-e', join(dir, 'error.log')], { stdin: 'ignore' });
       return ready(m, port, null, this.name, tls?.port);
     },
@@ -149,9 +153,12 @@ function wspliceVersion(ctx: PeerContext): string {
   return versionOf(process.execPath, [join(ctx.root, WSPLICE_CLI), '--version']);
 }
 
-function wsplice(relay: 'js' | 'splice' | 'auto'): PeerSpec {
+/** `keepalive`: the upstream pools its connections (`keepalive: { idle }`), HTTP rows only. */
+function wsplice(relay: 'js' | 'splice' | 'auto', keepalive?: number): PeerSpec {
+  const name = keepalive !== undefined ? 'wsplice-keepalive' : `wsplice-${relay}`;
   return {
-    name: `wsplice-${relay}`,
+    name,
+    ...(keepalive !== undefined ? { kinds: ['http'] as const } : {}),
     unavailable(ctx) {
       if (!existsSync(join(ctx.root, WSPLICE_CLI))) return `${WSPLICE_CLI} not built yet`;
       if (relay !== 'js') {
@@ -170,18 +177,19 @@ function wsplice(relay: 'js' | 'splice' | 'auto'): PeerSpec {
       // As users run it: the CLI with a config file (kept beside the other configs for the record),
       // a plain listener and, when the run has a certificate, a TLS one serving it.
       const tlsPort = ctx.cert ? await freePort() : undefined;
-      const conf = join(ctx.dir, `wsplice-${relay}-${port}.json`);
+      const conf = join(ctx.dir, `${name}-${port}.json`);
       writeFileSync(conf, `${JSON.stringify({
         listen: [`127.0.0.1:${port}`, ...(ctx.cert ? [{ address: `127.0.0.1:${tlsPort}`, tls: { certificates: [{ cert: ctx.cert.cert, key: ctx.cert.key }] } }] : [])],
-        upstreams: { backend: { servers: [`127.0.0.1:${ctx.backendPort}`] } },
+        upstreams: { backend: { servers: [`127.0.0.1:${ctx.backendPort}`], ...(keepalive !== undefined ? { keepalive: { idle: keepalive } } : {}) } },
         relay,
       }, null, 1)}\n`);
       const m = spawnManaged(process.execPath, [join(ctx.root, WSPLICE_CLI), '-c', conf], { cwd: ctx.root, stdin: 'ignore' });
-      return ready(m, port, /wsplice listening on /, `wsplice-${relay}`, tlsPort);
+      return ready(m, port, /wsplice listening on /, name, tlsPort);
     },
   };
 }
 
 export const ALL_PEERS: readonly PeerSpec[] = [
-  direct, nginx('1'), nginx('auto'), haproxy, httpProxy, nodePipe, wsplice('js'), wsplice('splice'), wsplice('auto'), wspliceEmbed,
+  direct, nginx('1'), nginx('auto'), nginx('1', 32), haproxy, httpProxy, nodePipe, wsplice('js'), wsplice('splice'), wsplice('auto'),
+  wspliceEmbed, wsplice('auto', 32),
 ];
