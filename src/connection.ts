@@ -268,7 +268,7 @@ export class Connection implements LegOwner {
     if (res.status === 101) return this.openTunnel(x, res, p, chunk, pos); // the leg let it through: an upgrade was asked
     if (res.status >= 100 && res.status < 200) {
       // Interim (100 Continue, 103): forwarded to HTTP/1.1 clients, then the final response follows.
-      if (x.req.versionMinor === 1) this.client.write(forwardResponseHead(res, dropSet(res), true, true));
+      if (x.req.versionMinor === 1 && !this.client.write(forwardResponseHead(res, dropSet(res), true, true))) this.leg.pause(); // drain resumes
       x.responseStarted = true;
       return HeadVerdict.Interim;
     }
