@@ -1,7 +1,8 @@
 // Bad input to proxy.ws: every misuse is a clear rejection (or callback error), never a throw
 // into the server, never an unhandled rejection, never a socket or descriptor left open.
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
+import { PassThrough } from 'node:stream';
 import t from 'tap';
 import { createProxy, type WsResult } from '../../src/index.js';
 import {
@@ -145,6 +146,15 @@ t.test('a client that leaves before the upgrade completes: rejected WSPLICE_CLIE
   s.destroy();
   t.equal((await results[0]!).code, 'WSPLICE_CLIENT_GONE');
   await waitFor(() => silent.sockets[0]!.destroyed || silent.sockets[0]!.readableEnded, 3000, 'the upstream leg closed');
+});
+
+t.test('a stream that is not a socket: rejected, nothing thrown', async (t) => {
+  const fake = new PassThrough();
+  const req = Object.assign(new http.IncomingMessage(new Socket()), { upgrade: true });
+  const e = await errorOf(proxy.ws(req, fake, Buffer.alloc(0)));
+  t.equal(e.code, 'WSPLICE_EMBED_MISUSE');
+  t.match(e.message, /net\.Socket/);
+  t.notOk(fake.destroyed, 'left to its owner');
 });
 
 t.test('no unhandled rejection and no descriptor left after all of the above', async (t) => {
