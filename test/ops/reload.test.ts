@@ -6,6 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import t from 'tap';
 import type WebSocket from 'ws';
 import { createRequire } from 'node:module';
@@ -136,6 +137,31 @@ t.test('reload: new connections follow the new routes; a keep-alive one finishes
   t.equal(old.body, 'one', 'the old keep-alive connection: its next exchange on the old routes');
   t.equal(old.headers.connection, 'close', '... and then it closes');
   t.equal((await kept('/x')).body, 'two', 'the agent reconnects: the new routes');
+});
+
+t.test('reload with keep-alive pools: the old pool idle upstream connections are closed, the new backend gets its own', async (t) => {
+  const one = await httpBackend((_req, res) => (res.end('one'), true));
+  const two = await httpBackend((_req, res) => (res.end('two'), true));
+  const open = new Set<Socket>();
+  one.server.on('connection', (s) => {
+    open.add(s);
+    s.on('close', () => open.delete(s));
+  });
+  const keepalive = { idle: 4 };
+  const proxy = createProxy({ upstreams: { app: { servers: [`127.0.0.1:${one.port}`], keepalive } } });
+  await proxy.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(async () => {
+    await proxy.close();
+    await one.close();
+    await two.close();
+  });
+  for (let i = 0; i < 3; i++) t.equal((await httpGet(port(proxy), '/', { agent: false })).body, 'one');
+  await waitFor(() => proxy.stats().upstreamIdle === 1, 5000, 'one idle pooled connection');
+  t.equal(open.size, 1);
+  proxy.reload({ upstreams: { app: { servers: [`127.0.0.1:${two.port}`], keepalive } } });
+  await waitFor(() => open.size === 0, 5000, 'the old backend sees its pooled connection closed');
+  for (let i = 0; i < 3; i++) t.equal((await httpGet(port(proxy), '/', { agent: false })).body, 'two');
+  t.equal(proxy.stats().upstreamReused, 2, 'the new pool reuses its own connection');
 });
 
 t.test('reload after close is refused', async (t) => {
