@@ -123,3 +123,14 @@ t.test('nextUpstream: on [] turns retries off', async (t) => {
   t.equal(parseResponse(await rawExchange(p, GET)).status, 502);
   t.equal(b.received.length, 0);
 });
+
+t.test('timeoutMs: no new try once it has passed since the first began', async (t) => {
+  // The first backend closes only after 50 ms have passed: by then a 1 ms bound is spent.
+  const slow = await rawBackend((sock, data) => {
+    if (data.indexOf('\r\n\r\n') >= 0) setTimeout(() => sock.destroy(), 50);
+  });
+  const b = await namedBackend('b');
+  const p = await setup(t, [slow, b], { nextUpstream: { timeoutMs: 1 } });
+  t.equal(parseResponse(await rawExchange(p, GET)).status, 502);
+  t.equal(b.received.length, 0, 'the second backend was not tried');
+});
