@@ -10,6 +10,7 @@ import { didYouMean, Issues, type ConfigIssue, type SourceMap } from '../config/
 import type { ProxyOptions, RouteConfig, UpstreamConfig } from '../options.js';
 import { FLAGS, type FlagRow } from './flags.js';
 import { loadConfigFile, type ListenEntry } from './load.js';
+import { parseWorkers } from './workers.js';
 import { checkLevel, DEFAULT_SERVICE, takeService, type ServiceSettings } from './service.js';
 import { isSignalName, SIGNALS, type SignalName } from './pidfile.js';
 
@@ -127,6 +128,7 @@ function serviceFlags(s: ServiceSettings, values: Values, is: Issues): void {
   if (typeof values['error-log'] === 'string') s.errorLog = values['error-log'];
   if (typeof values['log-level'] === 'string') s.logLevel = checkLevel(values['log-level'], '--log-level', is) ?? s.logLevel;
   if (values.quiet === true) s.logLevel = 'error';
+  if (typeof values.workers === 'string') s.workers = parseWorkers(values.workers, '--workers', is) ?? s.workers;
 }
 
 /** The file's `pid` (taken out of the proxy options, as `admin` is). */

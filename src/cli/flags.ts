@@ -39,6 +39,10 @@ const OWN: FlagRow[] = [
     help: 'write {"pid": N} here at start, removed at exit (file: "pid": FILE;\nnginx pid); -s finds the instance through it',
   },
   {
+    name: 'workers', arg: 'N|auto',
+    help: 'run N worker processes sharing the listeners (auto: one per core; default 1;\nfile: "workers"; nginx worker_processes); the primary keeps the admin listener',
+  },
+  {
     name: 'config', short: 'c', arg: 'FILE',
     help: 'configuration file: FILE.json in the JSON format, any other name in\nnginx syntax (see README); --listen and the option flags given too win',
   },
@@ -94,4 +98,5 @@ ${FLAGS.map(usageLine).join('\n')}
 Exit status: 0 ok; 1 -t found a problem, or a runtime failure; 2 a usage or configuration error at start.
 Signals: SIGTERM, SIGQUIT and SIGINT close gracefully (stop accepting, drain, then exit);
 SIGHUP reloads the configuration (checked whole first; open tunnels keep theirs); SIGUSR1 reopens the log files.
+With --workers the primary drains every worker, forwards SIGHUP, and replaces a worker that dies.
 `;

@@ -14,8 +14,9 @@ import { llhttpBuild } from '../http1/llhttp.js';
 import { resolveOptions, type ProxyOptions } from '../options.js';
 import { selectRelay } from '../relay/index.js';
 import { WspliceProxy, type ListenTarget } from '../server.js';
-import { parseAdminListen, startAdmin, type Admin, type AdminTarget } from '../admin/index.js';
+import { parseAdminListen, startAdmin, type AdminTarget } from '../admin/index.js';
 import { startLogs, type Logs } from './service.js';
+import { isWorker, Primary, workerMetrics, workerReady } from './workers.js';
 import { parseArgs, parseListenEntry, USAGE, type CliArgs, type ListenEntry } from './args.js';
 import { portOf, startEchoBackend } from './demo.js';
 import { removePidFile, signalInstance, SIGNALS, writePidFile, type SignalName } from './pidfile.js';
@@ -116,20 +117,23 @@ function failed(args: CliArgs): number {
   return 1;
 }
 
-async function listenAll(p: Prepared): Promise<boolean> {
+/** Listen on every target; the addresses, or null (all closed) when one cannot. Workers leave the printing to the primary. */
+async function listenAll(p: Prepared): Promise<string[] | null> {
+  const addresses: string[] = [];
   for (const t of p.targets) {
     try {
       const addr = await p.proxy.listen(t);
       p.bound.set(listenKey(t), addr);
-      process.stdout.write(`wsplice listening on ${fmt(addr)}\n`);
+      addresses.push(fmt(addr));
+      if (!isWorker()) process.stdout.write(`wsplice listening on ${fmt(addr)}\n`);
     } catch (err) {
       say(`cannot listen on ${JSON.stringify(t)}: ${(err as Error).message}`);
       await p.proxy.close();
       for (const s of p.backends) s.close();
-      return false;
+      return null;
     }
   }
-  return true;
+  return addresses;
 }
 
 function demoBanner(p: Prepared): void {
@@ -173,7 +177,10 @@ function untilSignal(p: Prepared): Promise<void> {
   return new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (sig: string): void => {
-      if (stopping) process.exit(1);
+      if (stopping) {
+        if (isWorker()) return; // the primary sends SIGKILL when it means it
+        process.exit(1);
+      }
       stopping = true;
       say(`${sig}, closing gracefully`);
       void p.proxy.close().then(() => {
@@ -197,6 +204,32 @@ function pidFileWritten(file: string): boolean {
   }
 }
 
+/** The admin listener in a single process; in a worker, only the metrics the primary aggregates. */
+async function startAdminFor(p: Prepared): Promise<{ close(): Promise<void> } | null | string> {
+  if (isWorker()) {
+    const metrics = workerMetrics(p.proxy);
+    return { close: async () => metrics.detach() };
+  }
+  if (p.admin === null) return null;
+  try {
+    const admin = await startAdmin(p.proxy, p.admin);
+    process.stdout.write(`wsplice admin on ${fmt(admin.address)}\n`);
+    return admin;
+  } catch (err) {
+    return (err as Error).message; // e.g. "admin listener 127.0.0.1:9100: address already in use (EADDRINUSE)"
+  }
+}
+
+/** --workers N: this process becomes the primary (the proxy built by prepare() only checked the configuration). */
+async function runPrimary(p: Prepared, args: CliArgs): Promise<number> {
+  await p.proxy.close();
+  for (const s of p.backends) s.close();
+  if (args.pidFile !== null && !pidFileWritten(args.pidFile)) return 1;
+  const code = await new Primary({ count: args.service.workers, admin: p.admin, say, out: (l) => void process.stdout.write(l + '\n') }).run();
+  if (args.pidFile !== null) removePidFile(args.pidFile);
+  return code;
+}
+
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   if (args.help && args.issues.length === 0) return void process.stdout.write(USAGE), 0;
@@ -210,44 +243,44 @@ async function main(): Promise<number> {
     process.stdout.write(`wsplice: configuration ok (${p.proxy.groups.size} upstream group(s), ${p.proxy.relayNote})\n`);
     return 0;
   }
+  if (args.service.workers > 1 && !isWorker()) return runPrimary(p, args);
   const logs = startLogs(p.proxy, args.service, say);
   process.on('SIGUSR1', () => logs.reopen());
   onHangup(p, args, logs); // before listening: a SIGHUP must never kill a starting instance
-  let admin: Admin | null = null;
-  if (p.admin !== null) {
-    try {
-      admin = await startAdmin(p.proxy, p.admin);
-      process.stdout.write(`wsplice admin on ${fmt(admin.address)}\n`);
-    } catch (err) {
-      say((err as Error).message); // e.g. "admin listener 127.0.0.1:9100: address already in use (EADDRINUSE)"
-      for (const s of p.backends) s.close();
-      await logs.close();
-      return 1;
-    }
+  const admin = await startAdminFor(p);
+  if (typeof admin === 'string') {
+    say(admin);
+    for (const s of p.backends) s.close();
+    await logs.close();
+    return 1;
   }
+  const pidFile = isWorker() ? null : args.pidFile; // with workers, the primary's
   // Written before the listeners open: whoever sees one listening can already signal the process.
-  if (args.pidFile !== null && !pidFileWritten(args.pidFile)) {
+  if (pidFile !== null && !pidFileWritten(pidFile)) {
     await admin?.close();
     for (const s of p.backends) s.close();
     return 1;
   }
-  if (!(await listenAll(p))) {
+  const addresses = await listenAll(p);
+  if (addresses === null) {
     await admin?.close();
     await logs.close();
-    if (args.pidFile !== null) removePidFile(args.pidFile);
+    if (pidFile !== null) removePidFile(pidFile);
     return 1;
   }
-  if (args.demo) demoBanner(p);
+  if (isWorker()) workerReady(addresses);
+  else if (args.demo) demoBanner(p);
   await untilSignal(p);
   await admin?.close();
   await logs.close();
-  if (args.pidFile !== null) removePidFile(args.pidFile);
+  if (pidFile !== null) removePidFile(pidFile);
   return 0;
 }
 
 main().then(
   (code) => {
     process.exitCode = code;
+    if (isWorker()) process.exit(code); // the IPC channel to the primary would keep it alive
   },
   (err: unknown) => {
     say(err instanceof WspliceError ? err.message : String((err as Error).stack));

@@ -8,6 +8,7 @@ import type { Issues } from '../config/issues.js';
 import type { WspliceProxy } from '../server.js';
 import { AccessLog } from '../logging/access.js';
 import { ErrorLog, LOG_LEVELS } from '../logging/errors.js';
+import { parseWorkers } from './workers.js';
 
 export interface ServiceSettings {
   /** Where the admin listener serves (null: off). */
@@ -17,11 +18,13 @@ export interface ServiceSettings {
   /** Same targets (default stderr). */
   errorLog: string;
   logLevel: Level;
+  /** Worker processes sharing the listeners (1: no cluster, the proxy runs in this process). */
+  workers: number;
 }
 
-export const DEFAULT_SERVICE: ServiceSettings = { admin: null, accessLog: 'off', errorLog: 'stderr', logLevel: 'info' };
+export const DEFAULT_SERVICE: ServiceSettings = { admin: null, accessLog: 'off', errorLog: 'stderr', logLevel: 'info', workers: 1 };
 
-/** The file's service keys (`admin: {listen}`, `accessLog`, `errorLog`, `logLevel`), deleted from `opts`. */
+/** The file's service keys (`admin: {listen}`, `accessLog`, `errorLog`, `logLevel`, `workers`), deleted from `opts`. */
 export function takeService(opts: Record<string, unknown>, is: Issues): Partial<ServiceSettings> {
   const out: Partial<ServiceSettings> = {};
   const a = opts.admin;
@@ -40,6 +43,11 @@ export function takeService(opts: Record<string, unknown>, is: Issues): Partial<
     const level = checkLevel(opts.logLevel, 'logLevel', is);
     if (level !== null) out.logLevel = level;
   }
+  if (opts.workers !== undefined) {
+    const n = parseWorkers(opts.workers, 'workers', is);
+    if (n !== null) out.workers = n;
+  }
+  delete opts.workers;
   delete opts.admin;
   delete opts.accessLog;
   delete opts.errorLog;
