@@ -100,10 +100,14 @@ t.test('two workers both serve, /metrics on the primary sums them, SIGTERM drain
   t.same([...pids].sort(), st.workers.map((w) => w.pid).sort(), 'both workers refused some of the requests');
 });
 
-t.test('a killed worker is replaced and counted; /readyz stays 200', async (t) => {
+t.test('SIGHUP reloads every worker in place; a killed worker is replaced and counted; /readyz stays 200', async (t) => {
   const file = config('replace', 9);
   const { cli, admin } = await startWorkers(t, file);
   const before = await status(admin);
+  process.kill(cli.pid, 'SIGHUP');
+  const reloads = (): number => readFileSync(`${TMP}/replace.error.log`, 'utf8').split('\n').filter((l) => /reload ok/.test(l)).length;
+  await waitFor(() => reloads() === 2, 10_000, 'both workers to log their reload');
+  t.same((await status(admin)).workers.map((w) => w.pid), before.workers.map((w) => w.pid), 'the same workers: reloaded, not restarted');
   const victim = before.workers[0]!.pid;
   process.kill(victim, 'SIGKILL');
   await waitFor(async () => {
