@@ -3,7 +3,9 @@
 // with the proxy in its own process (its CPU time includes the relay thread).
 // Figures in native-notes/splice.md come from this script.
 //
-//   npm run build && node bench/native/measure.mjs [relays...] [--bulk-gib=N] [--secs=N] [--idle=N] [--reps=N]
+//   npm run build && node bench/native/measure.mjs [relays...] [--bulk-gib=N] [--secs=N] [--idle=N] [--reps=N] [--ws]
+//   --ws: tunnels started as WebSocket (the engine follows frame boundaries, for the drain's
+//   Close 1001) and each ping-pong message one 64-byte binary frame
 //   relays: direct js-pipe splice copy adaptive splice-256k (default: all)
 //
 // Loads: bulk = one connection sending N GiB client -> upstream (1 MiB writes),
@@ -18,6 +20,9 @@ const RELAY_MODULE =
   process.env.WSPLICE_RELAY_MODULE ?? fileURLToPath(new URL('../../dist/src/relay/native.js', import.meta.url));
 
 const args = process.argv.slice(2);
+// Inherited by the proxy child (fork keeps the environment).
+if (args.includes('--ws')) process.env.WSPLICE_MEASURE_WS = '1';
+const WS = process.env.WSPLICE_MEASURE_WS === '1';
 const opt = (name, dflt) => {
   const a = args.find((x) => x.startsWith(`--${name}=`));
   return a ? Number(a.split('=')[1]) : dflt;
@@ -45,7 +50,7 @@ async function proxyMain(kind, backendPort) {
     const u = net.connect({ port: backendPort, host: '127.0.0.1', allowHalfOpen: true, noDelay: true });
     u.on('error', () => {});
     u.once('connect', () => {
-      if (relay) relay.start(c, u, null, null, { idleTimeoutMs: 0 }, () => {});
+      if (relay) relay.start(c, u, null, null, { idleTimeoutMs: 0, websocket: WS }, () => {});
       else {
         c.pipe(u);
         u.pipe(c);
@@ -76,7 +81,7 @@ async function backend() {
     s.on('error', () => {});
     let echo = null;
     s.on('data', (d) => {
-      if (echo === null) echo = d[0] === 0x50;
+      if (echo === null) echo = d[0] === 0x50 || (d[0] === 0x82 && d[2] === 0x50); // --ws: a ping frame, not a bulk one
       if (echo) s.write(d);
     });
     s.on('end', () => s.end());
@@ -95,6 +100,7 @@ async function connect(port) {
 async function bulk(port, bytes) {
   const s = await connect(port);
   const chunk = Buffer.alloc(1 << 20, 0x42);
+  if (WS) chunk.set([0x82, 127, 0, 0, 0, 0, 0x00, 0x0f, 0xff, 0xf6]); // one binary frame per write: 10 + 1048566 bytes
   const t0 = process.hrtime.bigint();
   for (let sent = 0; sent < bytes; sent += chunk.length) {
     if (!s.write(chunk)) await once(s, 'drain');
@@ -109,6 +115,7 @@ async function bulk(port, bytes) {
 
 async function pingpong(port, conns, secs) {
   const msg = Buffer.alloc(64, 0x50);
+  if (WS) msg.set([0x82, 62]); // one unmasked binary frame of 62 bytes: 64 on the wire
   let count = 0;
   let running = true;
   const socks = await Promise.all(Array.from({ length: conns }, () => connect(port)));

@@ -68,6 +68,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("init", &Addon::Setup),
                              InstanceMethod("open", &Addon::Open),
                              InstanceMethod("close", &Addon::Close),
+                             InstanceMethod("goAway", &Addon::GoAway),
                              InstanceMethod("configure", &Addon::Configure),
                              InstanceMethod("stats", &Addon::Stats),
                              InstanceValue("reasons", Table(env, kReasonNames, kReasonCount), napi_enumerable),
@@ -108,7 +109,7 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
-  // open(clientFd, upstreamFd, idleMs, mode, counters: Float64Array(2)) -> id
+  // open(clientFd, upstreamFd, idleMs, mode, counters: Float64Array(2), websocket?) -> id
   Napi::Value Open(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (glue_ == nullptr) return Throw(env, "init() first");
@@ -129,7 +130,8 @@ class Addon : public Napi::Addon<Addon> {
     double* counters = reinterpret_cast<double*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
     std::string err;
     uint64_t id = glue_->engine.Open(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(),
-                                     idle > 0 ? static_cast<int64_t>(idle) : 0, mode, counters, &err);
+                                     idle > 0 ? static_cast<int64_t>(idle) : 0, mode,
+                                     info.Length() > 5 && info[5].ToBoolean().Value(), counters, &err);
     if (id == 0) return Throw(env, err);
     glue_->Opened(env);
     return Napi::Number::New(env, static_cast<double>(id));
@@ -143,6 +145,14 @@ class Addon : public Napi::Addon<Addon> {
     int reason = info[1].As<Napi::Number>().Int32Value();
     if (reason < 0 || reason >= kReasonCount) reason = kShutdown;
     glue_->engine.Close(static_cast<uint64_t>(id), reason);
+    return env.Undefined();
+  }
+
+  // goAway(id): a WebSocket tunnel ends with Close 1001 both ways at frame boundaries; onDone follows.
+  Napi::Value GoAway(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (glue_ == nullptr || !glue_->engine.running() || info.Length() < 1 || !info[0].IsNumber()) return env.Undefined();
+    glue_->engine.GoAway(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()));
     return env.Undefined();
   }
 

@@ -68,7 +68,7 @@ void Drain(int fd) {
 
 // ---------------------------------------------------------------- JS thread
 
-uint64_t Engine::Open(int cfd, int ufd, int64_t idleMs, int mode, double* counters, std::string* err) {
+uint64_t Engine::Open(int cfd, int ufd, int64_t idleMs, int mode, bool websocket, double* counters, std::string* err) {
   if (!CheckStream(cfd, "client", err) || !CheckStream(ufd, "upstream", err) || !EnsureThread(err)) return 0;
   // dup: our own reference to each open file description. JS may then close
   // its fds (destroy its sockets) without the connection closing.
@@ -102,6 +102,7 @@ uint64_t Engine::Open(int cfd, int ufd, int64_t idleMs, int mode, double* counte
   bool splice0 = mode == kModeSplice;  // adaptive starts in copy mode (cheap for small frames)
   t->up.splice = t->down.splice = splice0;
   t->up.adaptive = t->down.adaptive = mode == kModeAdaptive;
+  t->up.track = t->down.track = websocket;
   t->idleMs = idleMs > 0 ? idleMs : 0;
   t->counters = counters;
   // Once pushed, the tunnel belongs to the relay thread, which may finish and
@@ -259,6 +260,11 @@ void Engine::DrainCommands() {
         if (it != byId_.end()) Finish(it->second, c.reason, true);
         break;
       }
+      case Cmd::kGoAway: {
+        auto it = byId_.find(c.id);
+        if (it != byId_.end()) StartGoAway(it->second);
+        break;
+      }
       case Cmd::kQuit:
         quit_ = true;
         break;
@@ -308,7 +314,11 @@ void Engine::Service(Tunnel* t, Side* errSide) {
       return;
     }
   }
-  if (t->up.shut && t->down.shut) Finish(t, t->firstEof == 1 ? kUpstreamClosed : kClientClosed, true);
+  if (t->up.shut && t->down.shut) {
+    // Going away, the tunnel ends once both Closes are out and both peers answered with FIN.
+    if (!t->goAway) Finish(t, t->firstEof == 1 ? kUpstreamClosed : kClientClosed, true);
+    else if (t->up.eof && t->down.eof) Finish(t, kShutdown, true);
+  }
 }
 
 // Moves what it can in one direction, a turn at a time, within the fairness
@@ -318,6 +328,11 @@ bool Engine::Pump(Tunnel* t, Dir& d) {
   bool any = false;
   for (int turn = 0; turn < kOpBudget; turn++) {
     bool progress = false;
+    if (t->goAway && !GoAwayStep(t, d, &progress)) return false;
+    if (d.closeSent) {
+      if (!progress) break;
+      continue;
+    }
     // Pipes are made when there is something to read: a direction that
     // never carries data costs no fds and no pipe quota.
     if (d.splice && d.pr < 0 && d.src->readable && !d.eof && (d.noSplice || !EnsurePipe(d))) {
@@ -445,6 +460,13 @@ void Engine::ScanIdle() {
   int64_t next = INT64_MAX;
   for (size_t i = 0; i < live_.size();) {
     Tunnel* t = live_[i];
+    if (t->goAway) {
+      if (t->goAwayBy <= now_) {
+        Finish(t, kShutdown, true);  // FIN for whatever is left
+        continue;
+      }
+      if (t->goAwayBy < next) next = t->goAwayBy;
+    }
     if (t->idleMs > 0) {
       int64_t dl = t->last + t->idleMs;
       if (dl <= now_) {

@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "frames.h"
 #include "tables.h"
 
 namespace wsplice {
@@ -31,6 +32,7 @@ constexpr size_t kByteBudget = 4u << 20;  // per direction per wake-up, then yie
 constexpr int kOpBudget = 64;             // same, in loop turns (small-message floods)
 constexpr int kMaxEvents = 256;
 constexpr int kMinPipe = 64 * 1024;       // smaller pipes: copy mode instead
+constexpr int64_t kGoAwayMs = 1000;       // go-away: mid-frame wait plus the peers' close, at most
 
 struct Tunnel;
 
@@ -60,6 +62,10 @@ struct Dir {
   char* buf = nullptr;    // copy-mode leftover after a short send (lazy)
   uint32_t off = 0, len = 0;
   uint64_t bytes = 0;     // bytes written to dst
+  bool track = false;     // a WebSocket tunnel: follow the frames of this direction
+  bool closeSent = false; // go-away: our Close went to dst (then FIN); src is only drained
+  bool smallFrames = false; // tracked: copying because frames were small (splice again for a large payload)
+  Frames fr;
 };
 
 struct Tunnel {
@@ -70,6 +76,8 @@ struct Tunnel {
   int64_t last = 0;
   int64_t started = 0;
   int firstEof = -1;        // 0 client sent FIN first, 1 upstream did
+  bool goAway = false;      // drain: Close 1001 each way at the next boundary, then FIN
+  int64_t goAwayBy = 0;     // ...and at this time whatever is left ends with a FIN
   bool dead = false;
   bool queued = false;      // in the again list
   bool registered = false;  // both fds in epoll
@@ -91,7 +99,7 @@ class Reporter {
 };
 
 struct Cmd {
-  enum Kind { kOpen, kClose, kQuit } kind;
+  enum Kind { kOpen, kClose, kGoAway, kQuit } kind;
   Tunnel* t;
   uint64_t id;
   int reason;
@@ -108,8 +116,13 @@ class Engine {
 
   // JS thread. Takes its own (dup'ed) reference to both fds; returns the
   // tunnel id, or 0 with `err` set.
-  uint64_t Open(int clientFd, int upstreamFd, int64_t idleMs, int mode, double* counters, std::string* err);
+  // `websocket`: follow the frame boundaries (for GoAway).
+  uint64_t Open(int clientFd, int upstreamFd, int64_t idleMs, int mode, bool websocket, double* counters, std::string* err);
   void Close(uint64_t id, int reason) { Push(Cmd{Cmd::kClose, nullptr, id, reason}); }
+  // A WebSocket tunnel: Close 1001 to the client (unmasked) and to the upstream (masked), each
+  // at the next frame boundary of its direction, then FIN; ended with reason kShutdown, at the
+  // latest after kGoAwayMs.
+  void GoAway(uint64_t id) { Push(Cmd{Cmd::kGoAway, nullptr, id, kShutdown}); }
   // JS thread (or cleanup hook). Closes everything, reports nothing.
   void Stop();
   bool running() const { return running_; }
@@ -138,6 +151,10 @@ class Engine {
   bool SpliceStep(Tunnel* t, Dir& d, size_t* moved, bool* progress);  // pump_splice.cc
   bool CopyStep(Tunnel* t, Dir& d, size_t* moved, bool* progress);    // pump_copy.cc
   bool EnsurePipe(Dir& d);                                             // pump_splice.cc
+  bool FrameLimit(Tunnel* t, Dir& d, uint8_t* peek, size_t* npeek, size_t* want);  // pump_splice.cc
+  // ---- go-away (go_away.cc) ----
+  void StartGoAway(Tunnel* t);
+  bool GoAwayStep(Tunnel* t, Dir& d, bool* progress);
 
   Reporter* reporter_;
   bool running_ = false;

@@ -24,6 +24,7 @@ bool Engine::CopyStep(Tunnel* t, Dir& d, size_t* moved, bool* progress) {
     }
   }
   if (d.len != 0 || d.eof || !d.src->readable) return true;
+  if (t->goAway && d.track && d.fr.atBoundary()) return true;  // the Close goes here (go_away.cc)
   ssize_t n = recv(d.src->fd, scratch_, kScratch, MSG_DONTWAIT);
   if (n == 0) {
     d.eof = true;
@@ -37,6 +38,12 @@ bool Engine::CopyStep(Tunnel* t, Dir& d, size_t* moved, bool* progress) {
     return true;
   }
   *progress = true;
+  const ssize_t got = n;
+  if (d.track) {
+    // Follow the frames; going away, pass only up to the next boundary (the rest is dropped).
+    n = static_cast<ssize_t>(d.fr.Advance(reinterpret_cast<const uint8_t*>(scratch_), n, t->goAway));
+    if (n == 0) return true;
+  }
   ssize_t m = 0;
   if (d.dst->writable) {
     m = send(d.dst->fd, scratch_, n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -59,10 +66,11 @@ bool Engine::CopyStep(Tunnel* t, Dir& d, size_t* moved, bool* progress) {
     d.off = 0;
     d.len = static_cast<uint32_t>(n - m);
   }
-  if (d.adaptive && n >= kBulkRead && d.len == 0 && !d.noSplice) {
+  const bool bigPayload = d.fr.state == Frames::kPayload && d.fr.payload >= static_cast<uint64_t>(kBulkRead);
+  if ((d.adaptive || d.smallFrames) && got >= kBulkRead && d.len == 0 && !d.noSplice && (!d.track || bigPayload)) {
     d.splice = true;  // bulk: splice from now on (pipe made lazily)
     d.smallRun = 0;
-  } else if (static_cast<size_t>(n) < kScratch && !d.src->rdhup) {
+  } else if (static_cast<size_t>(got) < kScratch && !d.src->rdhup) {
     // A short recv drained the socket: skip the EAGAIN recv (one syscall per
     // message saved). Safe with EPOLLET: every later arrival raises a new edge;
     // a FIN already signalled (rdhup) is not, so then we read on until EOF.

@@ -1,6 +1,7 @@
 // The splice half of Pump: socket -> pipe -> socket, no byte ever in user space.
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -31,6 +32,35 @@ bool Engine::EnsurePipe(Dir& d) {
   return true;
 }
 
+// A WebSocket direction: limit `*want` so one splice never passes a frame boundary (a header is
+// peeked, at most 14 bytes; a payload is passed by count). False when nothing may be read now.
+bool Engine::FrameLimit(Tunnel* t, Dir& d, uint8_t* peek, size_t* npeek, size_t* want) {
+  if (d.fr.state == Frames::kPayload) {
+    if (d.fr.payload < *want) *want = static_cast<size_t>(d.fr.payload);
+    return true;
+  }
+  if (t->goAway && d.fr.atBoundary()) return false;  // the Close goes here (go_away.cc)
+  ssize_t n = recv(d.src->fd, peek, 14, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && errno == EAGAIN) {
+    d.src->readable = false;
+    return false;
+  }
+  if (n <= 0) return true;  // EOF or an error: the splice reports it
+  *npeek = static_cast<size_t>(n);
+  uint64_t lim = d.fr.ToBoundary(peek, *npeek);
+  if (lim < static_cast<uint64_t>(kSmallRead)) {
+    // Small frames: a splice per frame costs a few syscalls per few bytes; the copy pump finds
+    // their boundaries in its buffer instead. Switch once the pipe is empty (bytes stay in order).
+    if (d.inPipe == 0) {
+      d.splice = false;
+      d.smallFrames = true;
+    }
+    return false;
+  }
+  if (lim < *want) *want = static_cast<size_t>(lim);
+  return true;
+}
+
 bool Engine::SpliceStep(Tunnel* t, Dir& d, size_t* moved, bool* progress) {
   if (d.inPipe > 0 && d.dst->writable) {
     ssize_t n = splice(d.pr, nullptr, d.dst->fd, nullptr, d.inPipe, kSpliceFlags);
@@ -44,9 +74,22 @@ bool Engine::SpliceStep(Tunnel* t, Dir& d, size_t* moved, bool* progress) {
       else if (errno != EINTR) return Fail(t, d.dst, errno);
     }
   }
-  if (!d.eof && d.src->readable && d.inPipe < d.cap) {
-    ssize_t n = splice(d.src->fd, nullptr, d.pw, nullptr, d.cap - d.inPipe, kSpliceFlags);
+  uint8_t peek[14];
+  size_t npeek = 0;
+  size_t want = d.cap - d.inPipe;
+  bool mayRead = !d.eof && d.src->readable && d.inPipe < d.cap;
+  if (mayRead && d.track && !FrameLimit(t, d, peek, &npeek, &want)) {
+    mayRead = false;
+    if (!d.splice) *progress = true;  // switched to copy: the next turn reads
+  }
+  if (mayRead) {
+    ssize_t n = splice(d.src->fd, nullptr, d.pw, nullptr, want, kSpliceFlags);
     if (n > 0) {
+      if (d.track) {
+        size_t k = static_cast<size_t>(n) < npeek ? static_cast<size_t>(n) : npeek;
+        d.fr.Advance(peek, k, false);
+        if (static_cast<size_t>(n) > k) d.fr.Skip(n - k);  // payload bytes, by count
+      }
       d.inPipe += n;
       *progress = true;
       if (d.adaptive) d.smallRun = n < kSmallRead ? (d.smallRun < 255 ? d.smallRun + 1 : 255) : 0;

@@ -33,8 +33,10 @@ type DoneFn = (id: number, up: number, down: number, durMs: number, reason: numb
 
 interface Addon {
   init(onDone: DoneFn): void;
-  open(clientFd: number, upstreamFd: number, idleMs: number, mode: number, counters: Float64Array): number;
+  open(clientFd: number, upstreamFd: number, idleMs: number, mode: number, counters: Float64Array, websocket: boolean): number;
   close(id: number, reason: number): void;
+  /** Absent in an addon built before it existed. */
+  goAway?(id: number): void;
   configure(pipeSize: number): void;
   stats(): NativeEngineStats;
   /** Close reasons by code, as the engine reports them. */
@@ -70,14 +72,22 @@ export class Binding {
   }
 
   /** Hands both fds to the engine; the sink hears the end. Throws when the engine refuses them. */
-  open(clientFd: number, upstreamFd: number, idleMs: number, mode: NativeMode, counters: Float64Array, sink: NativeEndSink): number {
-    const id = this.addon.open(clientFd, upstreamFd, idleMs, this.addon.modes[mode]!, counters);
+  /** `websocket`: the engine follows the frame boundaries, so that goAway can close at one. */
+  open(clientFd: number, upstreamFd: number, idleMs: number, mode: NativeMode, counters: Float64Array, sink: NativeEndSink, websocket = false): number {
+    const id = this.addon.open(clientFd, upstreamFd, idleMs, this.addon.modes[mode]!, counters, websocket);
     this.live.set(id, sink);
     return id;
   }
 
   close(id: number, reason: TunnelCloseReason): void {
     this.addon.close(id, this.reasonCodes.get(reason) ?? this.reasonCodes.get('shutdown')!);
+  }
+
+  /** Close 1001 both ways at frame boundaries (a tunnel opened with `websocket`); false when this addon cannot. */
+  goAway(id: number): boolean {
+    if (typeof this.addon.goAway !== 'function') return false;
+    this.addon.goAway(id);
+    return true;
   }
 
   configure(pipeSize: number): void {

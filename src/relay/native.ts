@@ -199,7 +199,8 @@ class NativeCarrier implements Carrier, NativeEndSink {
     }
     this.detach();
     try {
-      this.id = this.relay.binding.open(fdOf(client), fdOf(upstream), this.tunnel.idleTimeoutMs, this.relay.mode, this.counters, this);
+      const { idleTimeoutMs, websocket } = this.tunnel;
+      this.id = this.relay.binding.open(fdOf(client), fdOf(upstream), idleTimeoutMs, this.relay.mode, this.counters, this, websocket);
     } catch {
       this.delegate(client, upstream);
       return;
@@ -238,6 +239,14 @@ class NativeCarrier implements Carrier, NativeEndSink {
       this.closing = true;
       this.relay.binding.close(this.id, reason);
     }
+  }
+
+  /** On the engine, a WebSocket tunnel: Close 1001 both ways at frame boundaries (the engine follows them). */
+  goAway(): boolean {
+    if (this.phase !== NATIVE || this.closing || !this.tunnel.websocket) return false;
+    if (!this.relay.binding.goAway(this.id)) return false;
+    this.closing = true;
+    return true;
   }
 
   nativeEnded(up: number, down: number, reason: TunnelCloseReason): void {

@@ -54,8 +54,8 @@ export interface Tunnel {
   /**
    * End a WebSocket tunnel cleanly (reason 'shutdown'): a Close frame 1001 ("going away") to the
    * client and to the backend, each at a frame boundary of its direction, then a FIN; a direction
-   * in the middle of a frame gets a bounded wait. Where the carrier cannot follow frames (the
-   * native engine today, non-WebSocket tunnels), the same as close('shutdown').
+   * in the middle of a frame gets a bounded wait. Where the carrier cannot follow frames (a
+   * non-WebSocket tunnel, an addon built without goAway), the same as close('shutdown').
    */
   goAway(): void;
 }
