@@ -14,7 +14,7 @@ import { ERRORS, WspliceError, type ErrorCode } from './errors.js';
 import { openExchange, type Exchange } from './exchange.js';
 import type { ResponseHead } from './http1/head.js';
 import { Ev, type Parser } from './http1/llhttp.js';
-import { dropSet, responseHasNoBody } from './http1/semantics.js';
+import { dropSet, responseFramingProblem, responseHasNoBody } from './http1/semantics.js';
 import { errorResponse, forwardResponseHead } from './http1/serialize.js';
 import type { Tunnel, TunnelMove } from './relay/types.js';
 import { ExchangeRecord } from './observe/record.js';
@@ -266,6 +266,8 @@ export class Connection implements LegOwner {
     this.rec.firstByte();
     if (res.status >= 200 || res.status === 101) this.rec.status = res.status;
     if (res.status === 101) return this.openTunnel(x, res, p, chunk, pos); // the leg let it through: an upgrade was asked
+    const badFraming = responseFramingProblem(res, x.req.versionMinor); // before any byte reaches the client: 502
+    if (badFraming !== null) { this.fail('WSPLICE_UPSTREAM_PROTOCOL', badFraming); return HeadVerdict.Stop; }
     if (res.status >= 100 && res.status < 200) {
       // Interim (100 Continue, 103): forwarded to HTTP/1.1 clients, then the final response follows.
       if (x.req.versionMinor === 1 && !this.client.write(forwardResponseHead(res, dropSet(res), true, true))) this.leg.pause(); // drain resumes

@@ -28,6 +28,7 @@ export const ERRORS = {
   WSPLICE_URI_TOO_LONG: refused(414),                 // request target over maxUriBytes
   WSPLICE_VERSION: refused(505),                      // not HTTP/1.0 or 1.1
   WSPLICE_METHOD: refused(405),                       // CONNECT and the like
+  WSPLICE_NOT_IMPLEMENTED: refused(501),              // a transfer coding other than chunked (gzip, chunked)
   WSPLICE_BAD_HANDSHAKE: refused(400),                // WebSocket client handshake refused
   WSPLICE_WS_VERSION: refused(426, 'Sec-WebSocket-Version: 13\r\n'), // Sec-WebSocket-Version not 13
   WSPLICE_NO_ROUTE: refused(404),                     // no location matched

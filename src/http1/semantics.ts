@@ -5,7 +5,8 @@
  */
 import { BadRequestError } from '../errors.js';
 import { F_CHUNKED, F_CONTENT_LENGTH, F_TRANSFER_ENCODING } from './llhttp.js';
-import { count, getOne, tokens, type Head, type RequestHead } from './head.js';
+import { isIPv6 } from 'node:net';
+import { count, getAll, getOne, tokens, type Head, type RequestHead, type ResponseHead } from './head.js';
 
 /**
  * Headers that describe one connection only (RFC 9110 7.6.1), plus the obsolete
@@ -37,11 +38,34 @@ export interface RequestInfo {
 }
 
 // RFC 3986 reg-name / IPv4 / IP-literal, then an optional port. Deliberately strict:
-// no userinfo, no spaces, no percent-encoding in a Host we route on.
-const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=-]+)(?::[0-9]{1,5})?$/;
+// no userinfo, no spaces, no percent-encoding in a Host we route on; a reg-name is
+// dot-separated non-empty labels (`..`, `.a`, `a..b` are refused, as nginx does; one
+// trailing dot, the root, is allowed); an IP-literal must be a real IPv6 address.
+const REG_NAME_RE = /^[A-Za-z0-9_~!$&'()*+;=-]+(?:\.[A-Za-z0-9_~!$&'()*+;=-]+)*\.?$/;
+const PORT_RE = /^[0-9]{0,5}$/; // RFC 3986 3.2.3: the port may be empty
 
 export function isValidHost(host: string): boolean {
-  return host.length > 0 && host.length <= 255 && HOST_RE.test(host);
+  if (host.length === 0 || host.length > 255) return false;
+  let name = host;
+  if (host.charCodeAt(0) === 0x5b /* [ */) {
+    const close = host.indexOf(']');
+    if (close < 0 || !isIPv6(host.slice(1, close))) return false;
+    name = '';
+    host = host.slice(close + 1);
+    if (host === '') return true;
+    if (host.charCodeAt(0) !== 0x3a /* : */) return false;
+    return validPort(host.slice(1));
+  }
+  const colon = host.lastIndexOf(':');
+  if (colon >= 0) {
+    name = host.slice(0, colon);
+    if (!validPort(host.slice(colon + 1))) return false;
+  }
+  return REG_NAME_RE.test(name);
+}
+
+function validPort(p: string): boolean {
+  return PORT_RE.test(p) && Number(p) <= 65535;
 }
 
 /**
@@ -54,18 +78,37 @@ export function dropSet(h: Head): Set<string> {
   return drop;
 }
 
-/** Transfer-Encoding must end in exactly one `chunked` (RFC 9112 6.1, 6.3). */
+/**
+ * What is wrong with the Transfer-Encoding lines of a head (null: nothing, or
+ * none present), as a status and a reason. Only one line of exactly `chunked`
+ * is framed by (nginx): a second line, even empty, is a header some peer may
+ * read instead of ours (the last one, say) and is refused with 400, as is a
+ * list not ending in `chunked` (RFC 9112 6.1). Other codings before `chunked`
+ * (`gzip, chunked`, `identity, chunked`) are well-formed but not implemented:
+ * 501, as nginx answers them. Tokens are read per line, so an empty line or
+ * element (which llhttp's F_TRANSFER_ENCODING does not flag) cannot hide; RFC
+ * 9110 5.6.1 would have empty list elements ignored, but for the one header
+ * that frames the body any reading but the obvious one is refused.
+ */
+export function transferEncodingProblem(h: Head): readonly [400 | 501, string] | null {
+  const lines = getAll(h, 'transfer-encoding');
+  if (lines.length === 0) return null;
+  if (lines.length > 1) return [400, 'more than one Transfer-Encoding line'];
+  const te = lines[0]!.split(',').map((t) => t.trim().toLowerCase());
+  if (te.includes('')) return [400, 'empty Transfer-Encoding element'];
+  if (te[te.length - 1] !== 'chunked') return [400, 'Transfer-Encoding must end in chunked'];
+  if (te.indexOf('chunked') !== te.length - 1) return [400, 'chunked applied more than once'];
+  if (h.flags & F_CONTENT_LENGTH) return [400, 'Content-Length with Transfer-Encoding'];
+  if (te.length > 1) return [501, `transfer coding ${te[0]} is not implemented`];
+  if (!(h.flags & F_CHUNKED)) return [400, 'unrecognised Transfer-Encoding'];
+  return null;
+}
+
 function checkTransferEncoding(h: Head): void {
-  const te = tokens(h, 'transfer-encoding');
-  // Only called when a Transfer-Encoding line is present. An empty value leaves
-  // llhttp's F_TRANSFER_ENCODING unset, so the flag alone let `Transfer-Encoding: `
-  // + Content-Length through, forwarded with both: a backend that takes any TE line
-  // as chunked frames the body differently (test/security/framing.test.ts "TE empty").
-  if (te.length === 0) throw new BadRequestError('empty Transfer-Encoding');
-  if (te[te.length - 1] !== 'chunked') throw new BadRequestError('Transfer-Encoding must end in chunked');
-  if (te.indexOf('chunked') !== te.length - 1) throw new BadRequestError('chunked applied more than once');
-  if (h.flags & F_CONTENT_LENGTH) throw new BadRequestError('Content-Length with Transfer-Encoding');
-  if (!(h.flags & F_CHUNKED)) throw new BadRequestError('unrecognised Transfer-Encoding');
+  const bad = transferEncodingProblem(h);
+  if (bad === null) return;
+  if (bad[0] === 501) throw new BadRequestError(bad[1], 'WSPLICE_NOT_IMPLEMENTED');
+  throw new BadRequestError(bad[1]);
 }
 
 /** HTTP/1.0 and 1.1 only; CONNECT and the HTTP/2 preface are not served here. */
@@ -141,6 +184,22 @@ export function classifyRequest(h: RequestHead, tunnelProtocols: ReadonlySet<str
   const keepAlive = http11 ? !conn.includes('close') : conn.includes('keep-alive');
   const { kind, protocol } = upgradeKind(h, conn, tunnelProtocols);
   return { kind, protocol, drop: dropSet(h), keepAlive, host, path, hasBody };
+}
+
+/**
+ * What makes a response head unusable for this request (null: nothing); the
+ * exchange answers 502 instead. The request-side framing rules hold for
+ * responses too: a second or empty Transfer-Encoding line, or a coding other
+ * than `chunked`, is framing some client may read otherwise. A request from an
+ * HTTP/1.0 client went upstream as HTTP/1.0, and a server must not send
+ * Transfer-Encoding to it (RFC 9112 6.1): the 1.0 client could not read it.
+ */
+export function responseFramingProblem(res: ResponseHead, requestMinor: number): string | null {
+  if (count(res, 'transfer-encoding') === 0) return null;
+  if (requestMinor === 0) return 'Transfer-Encoding in a response to an HTTP/1.0 request';
+  const bad = transferEncodingProblem(res);
+  if (bad !== null) return `response ${bad[1]}`;
+  return null;
 }
 
 /** A response carries no body for these (RFC 9110 6.4.1). */

@@ -43,12 +43,23 @@ export interface ClientFacts {
 const X_FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']);
 
 /**
- * The request head sent upstream: HTTP/1.1 always (proxy_http_version 1.1),
+ * The request head sent upstream: HTTP/1.1 (nginx's proxy_http_version 1.1),
  * hop-by-hop headers removed, Host per policy, X-Forwarded-* appended, then
  * Connection: close for a plain request, Connection: upgrade + Upgrade for an upgrade.
+ *
+ * The target is the client's own, unnormalised (absolute-form made origin-form):
+ * what nginx forwards with a `proxy_pass` that has no URI part. Routing used the
+ * normalised path (path.ts); the backend sees the bytes the client sent.
+ *
+ * A request from an HTTP/1.0 client goes up as HTTP/1.0, so that the backend
+ * frames its response for a 1.0 reader (Content-Length or close, never chunked,
+ * RFC 9112 6.1). nginx instead asks with 1.1 and de-chunks for the client; here
+ * body bytes pass through unparsed and uncopied, which de-chunking would end, and
+ * a backend that chunks anyway is answered 502 (semantics.ts responseFramingProblem).
  */
 export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: ForwardPolicy, client: ClientFacts, keepAlive = false): Buffer {
-  let out = `${h.method} ${info.path} HTTP/1.1\r\n`;
+  let out = `${h.method} ${info.path} ${h.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1'}
+`;
   // HTTP/1.1 upstream always gets a Host; an HTTP/1.0 client may have sent none.
   const host = policy.host ?? (info.host !== '' ? info.host : client.fallbackHost);
   out += `Host: ${host}\r\n`;
@@ -99,7 +110,7 @@ const REASONS: Record<number, string> = {
   400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout',
   414: 'URI Too Long', 426: 'Upgrade Required', 431: 'Request Header Fields Too Large',
   500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
-  505: 'HTTP Version Not Supported',
+  501: 'Not Implemented', 505: 'HTTP Version Not Supported',
 };
 
 /**
