@@ -282,9 +282,8 @@ export class Connection implements LegOwner {
       x.keepAlive = false;
       x.group.succeed(x.backend!);
     }
-    const method = x.req.method;
-    if (method === 'HEAD') p.setBodyMode(true, false);
-    if ((!responseHasNoBody(method, res.status) && p.needsEof) || this.ctx.draining) x.keepAlive = false;
+    if (x.req.method === 'HEAD') p.setBodyMode(true, false);
+    if ((!responseHasNoBody(x.req.method, res.status) && p.needsEof) || this.ctx.draining) x.keepAlive = false;
     this.enter(State.Streaming);
     this.client.write(forwardResponseHead(res, dropSet(res), x.req.versionMinor === 1, x.keepAlive, x.responseHeaders));
     return HeadVerdict.Body;
