@@ -268,8 +268,7 @@ export class Connection implements LegOwner {
     if (res.status === 101) return this.openTunnel(x, res, p, chunk, pos); // the leg let it through: an upgrade was asked
     const badFraming = responseFramingProblem(res, x.req.versionMinor); // before any byte reaches the client: 502
     if (badFraming !== null) { this.fail('WSPLICE_UPSTREAM_PROTOCOL', badFraming); return HeadVerdict.Stop; }
-    if (res.status >= 100 && res.status < 200) {
-      // Interim (100 Continue, 103): forwarded to HTTP/1.1 clients, then the final response follows.
+    if (res.status >= 100 && res.status < 200) { // interim (100, 103): to HTTP/1.1 clients; the final response follows
       if (x.req.versionMinor === 1 && !this.client.write(forwardResponseHead(res, dropSet(res), true, true))) this.leg.pause(); // drain resumes
       x.responseStarted = true;
       return HeadVerdict.Interim;

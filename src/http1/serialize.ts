@@ -58,8 +58,7 @@ const X_FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarde
  * a backend that chunks anyway is answered 502 (semantics.ts responseFramingProblem).
  */
 export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: ForwardPolicy, client: ClientFacts, keepAlive = false): Buffer {
-  let out = `${h.method} ${info.path} ${h.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1'}
-`;
+  let out = `${h.method} ${info.path} ${h.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1'}\r\n`;
   // HTTP/1.1 upstream always gets a Host; an HTTP/1.0 client may have sent none.
   const host = policy.host ?? (info.host !== '' ? info.host : client.fallbackHost);
   out += `Host: ${host}\r\n`;
