@@ -8,6 +8,7 @@ import type { ProxyContext } from './context.js';
 import { channels } from './diagnostics.js';
 import { BadRequestError, WspliceError } from './errors.js';
 import { readRequestHead, type RequestHead } from './http1/head.js';
+import { normalisePath } from './http1/path.js';
 import type { Parser } from './http1/llhttp.js';
 import { classifyRequest, type RequestInfo } from './http1/semantics.js';
 import { forwardRequestHead } from './http1/serialize.js';
@@ -109,8 +110,10 @@ export class Exchange {
 export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAddress: string, rec: ExchangeRecord | null = null): Exchange | WspliceError {
   const req = readRequestHead(p);
   let info: RequestInfo;
+  let routePath: string;
   try {
     info = classifyRequest(req, ctx.options.tunnelProtocols);
+    routePath = normalisePath(info.path); // locations match this; the client's own target is forwarded
   } catch (err) {
     return err instanceof WspliceError ? err : new BadRequestError(String(err));
   }
@@ -119,8 +122,8 @@ export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAdd
   if (refusal !== null) return refusal;
   if (channels.request.hasSubscribers) channels.request.publish({ id, method: req.method, target: req.target, kind: info.kind });
   if (info.kind === 'plain') p.setBodyMode(false, true); // llhttp's own upgrade guess is not ours
-  const group = ctx.router.match(info.host, info.path);
-  if (group === null) return new WspliceError('WSPLICE_NO_ROUTE', `no route for ${info.path}`);
+  const group = ctx.router.match(info.host, routePath);
+  if (group === null) return new WspliceError('WSPLICE_NO_ROUTE', `no route for ${routePath}`);
   const handshake = info.kind === 'websocket' ? readClientHandshake(req) : null;
   return new Exchange(req, info, handshake, group, remoteAddress, ctx.draining);
 }

@@ -16,6 +16,7 @@ import { RETRY_CONDITIONS, retryPolicy, type RetryCondition, type RetryPolicy } 
 import type { KeepaliveConfig } from './upstream/pool.js';
 import { parseAddress, type BackendAddress, type BackendOptions } from './upstream/group.js';
 import { ConfigError } from './errors.js';
+import { connectionLimit } from './limits/nofile.js';
 import { resolveClientLimits, type ClientLimitsConfig, type ResolvedClientLimits } from './limits/options.js';
 import { resolveRealIpFrom, TrustList } from './proxy-protocol/trust.js';
 import { resolveUpstreamTls, type ResolvedUpstreamTls, type UpstreamTlsConfig } from './tls/options.js';
@@ -181,7 +182,7 @@ export const LIMIT_ROWS = {
   maxHeaders: count(100, 1, 'header fields in a head (431)'),
   maxUriBytes: count(8 * 1024, 1, 'request target bytes (414)', 'large_client_header_buffers'),
   maxEarlyDataBytes: count(64 * 1024, 1, 'bytes a client may send behind an upgrade head before the 101 (over it: closed)'),
-  maxConnections: count(0, 0, 'client connections open at once, tunnels included; 0 = no limit', 'worker_connections'),
+  maxConnections: count(0, -1, 'client connections open at once, tunnels included; 0 = derived from the fd limit (RLIMIT_NOFILE), -1 = no limit', 'worker_connections'),
   maxParsers: count(0, 0, 'heads parsed at once per direction (503 past it); 0 = derived from a 1 GiB parser heap'),
   maxRetired: count(512, 0, 'finished upstream connections waiting for their backend to close; past it the oldest is closed'),
 } satisfies Rows;
@@ -369,7 +370,7 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
     },
     proto: fw.proto as 'http' | 'https',
     timeouts: o.timeouts as Required<TimeoutConfig>,
-    limits: { ...o.limits, maxParsers: o.limits.maxParsers === 0 ? defaultMaxParsers(o.limits.maxHeadBytes) : o.limits.maxParsers },
+    limits: { ...o.limits, maxParsers: o.limits.maxParsers === 0 ? defaultMaxParsers(o.limits.maxHeadBytes) : o.limits.maxParsers, maxConnections: connectionLimit(o.limits.maxConnections, o.limits.maxRetired, upstreams.values()) },
     tunnelProtocols: new Set(o.tunnelProtocols.map((p) => p.toLowerCase())),
     relay: o.relay as 'auto' | 'js' | 'splice',
     realIpFrom: o.realIpFrom,

@@ -11,7 +11,8 @@ import type { AddressInfo, Server } from 'node:net';
 import { ConfigErrors, formatIssue, Issues, type ConfigIssue } from '../config/issues.js';
 import { ConfigError, WspliceError } from '../errors.js';
 import { llhttpBuild } from '../http1/llhttp.js';
-import { resolveOptions, type ProxyOptions } from '../options.js';
+import { defaultMaxConnections, nofileLimit } from '../limits/nofile.js';
+import { LIMIT_ROWS, resolveOptions, type ProxyOptions } from '../options.js';
 import { selectRelay } from '../relay/index.js';
 import { WspliceProxy, type ListenTarget } from '../server.js';
 import { parseAdminListen, startAdmin, type AdminTarget } from '../admin/index.js';
@@ -30,7 +31,9 @@ function version(): string {
   } catch (err) {
     relay = `relay: js (${(err as Error).message})`;
   }
-  return `wsplice ${pkg.version}\nnode ${process.version}\nparser: ${llhttpBuild()}\n${relay}`;
+  // The default connection limit, derived from this process's fd limit (no pools configured).
+  const conns = defaultMaxConnections(nofileLimit(), LIMIT_ROWS.maxRetired.default, 0).note;
+  return `wsplice ${pkg.version}\nnode ${process.version}\nparser: ${llhttpBuild()}\n${relay}\nconnections: ${conns}`;
 }
 
 function fmt(a: AddressInfo | string): string {
