@@ -188,13 +188,15 @@ export function classifyRequest(h: RequestHead, tunnelProtocols: ReadonlySet<str
 
 /**
  * What makes a response head unusable for this request (null: nothing); the
- * exchange answers 502 instead. The request-side framing rules hold for
+ * exchange answers 502 instead. A status below 100. The request-side framing rules hold for
  * responses too: a second or empty Transfer-Encoding line, or a coding other
  * than `chunked`, is framing some client may read otherwise. A request from an
  * HTTP/1.0 client went upstream as HTTP/1.0, and a server must not send
  * Transfer-Encoding to it (RFC 9112 6.1): the 1.0 client could not read it.
  */
 export function responseFramingProblem(res: ResponseHead, requestMinor: number): string | null {
+  // llhttp reads `080` as 80: forwarded, it would be a two-digit status no client parses.
+  if (res.status < 100) return `status ${res.status} is not three digits`;
   if (count(res, 'transfer-encoding') === 0) return null;
   if (requestMinor === 0) return 'Transfer-Encoding in a response to an HTTP/1.0 request';
   const bad = transferEncodingProblem(res);

@@ -9,6 +9,9 @@ import t, { type Test } from 'tap';
 import { Checker, FuzzFailure, nextInput, Rng } from './fixtures/engine.js';
 import { BODY_CASES, HEAD_CASES, WS_HEAD } from '../security/fixtures/cases.js';
 import { connBytes, parseRequests, rawExchange, RecordingBackend, startProxy } from '../security/fixtures/harness.js';
+import { rawBackend } from '../support/index.js';
+import { ConfigChecker } from './fixtures/config.js';
+import { clientViewProblem, nextResponse, ResponseChecker } from './fixtures/responses.js';
 
 const EXTRA = [...HEAD_CASES, ...BODY_CASES].map((c) => c.bytes).concat(WS_HEAD);
 
@@ -83,4 +86,53 @@ t.test('through a real proxy: 1000 fuzzed heads, each answered by a 4xx or forwa
   const deadline = Date.now() + 5000;
   while (h.proxy.stats().connections > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
   t.equal(h.proxy.stats().connections, 0, 'every client connection was closed');
+});
+
+t.test('responses: 20000 mutated backend responses down the leg path: a valid response, 502 or an abort, never a byte past one message', async (t) => {
+  const r = new Rng(11);
+  const c = new ResponseChecker();
+  try {
+    for (let i = 0; i < 20_000; i++) c.check(nextResponse(r), r);
+  } catch (err) {
+    if (!(err instanceof FuzzFailure)) throw err;
+    t.fail(err.message.split('\n')[0]!, { input: JSON.stringify(err.input), detail: err.message });
+  }
+  t.ok(c.stats.forward > 2000 && c.stats.badGateway > 2000 && c.stats.abort > 50, `the mix covers each outcome ${JSON.stringify(c.stats)}`);
+});
+
+t.test('responses through a real proxy: 300 mutated responses, the client sees a valid response or 502 and nothing past it', async (t) => {
+  const r = new Rng(12);
+  const inputs: string[] = [];
+  for (let i = 0; i < 300; i++) inputs.push(nextResponse(r));
+  const backend = await rawBackend((sock, data, conn) => {
+    if (data.includes('\r\n\r\n') && !sock.writableEnded) sock.end(Buffer.from(inputs[conn] ?? '', 'latin1'));
+  });
+  const h = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, timeouts: { responseMs: 2000 } });
+  t.teardown(async () => {
+    await h.proxy.close();
+    await backend.close();
+  });
+  let bad = 0;
+  const seen: Record<string, number> = {};
+  for (let i = 0; i < inputs.length; i++) {
+    const res = await rawExchange(h.port, ['GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n'], { timeoutMs: 4000 });
+    const key = res.statuses[0] === 502 ? '502' : res.end === 'reset' ? 'reset' : 'forwarded';
+    seen[key] = (seen[key] ?? 0) + 1;
+    const why = res.end === 'timeout' ? 'the exchange never ended' : res.statuses[0] === 502 && res.text.startsWith('HTTP/1.1 502 Bad Gateway\r\n') ? null : clientViewProblem(Buffer.from(res.text, 'latin1'), res.end === 'reset');
+    if (why !== null && bad++ < 5) t.fail(why, { input: JSON.stringify(inputs[i]), got: JSON.stringify(res.text) });
+  }
+  t.equal(bad, 0, `every answer valid ${JSON.stringify(seen)}`);
+});
+
+t.test('configuration: 400 mutated nginx and JSON files, each accepted or refused with a clear error, nothing thrown', async (t) => {
+  const r = new Rng(13);
+  const c = new ConfigChecker();
+  t.teardown(() => c.close());
+  try {
+    for (let i = 0; i < 400; i++) c.check(r);
+  } catch (err) {
+    if (!(err instanceof FuzzFailure)) throw err;
+    t.fail(err.message.split('\n')[0]!, { input: JSON.stringify(err.input), detail: err.message });
+  }
+  t.ok(c.stats.accepted > 10 && c.stats.refused > 100, JSON.stringify(c.stats));
 });

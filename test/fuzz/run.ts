@@ -1,14 +1,18 @@
 /**
  * `npm run fuzz`: the head fuzz at scale (default 1,000,000 heads, bounded
- * by --max-seconds). Not a tap test: under tap (which runs every .ts in test/)
- * it reports a skip and exits.
+ * by --max-seconds), then the response fuzz (1,000,000 mutated responses,
+ * fixtures/responses.ts) and the configuration fuzz (100,000 mutated nginx
+ * and JSON files, fixtures/config.ts), all in this process. Not a tap test:
+ * under tap (which runs every .ts in test/) it reports a skip and exits.
  *
- *   TS_NODE_TRANSPILE_ONLY=1 node --import=@tapjs/typescript/import test/fuzz/run.ts [--count N] [--seed S] [--max-seconds T]
+ *   TS_NODE_TRANSPILE_ONLY=1 node --import=@tapjs/typescript/import test/fuzz/run.ts [--count N] [--responses N] [--configs N] [--seed S] [--max-seconds T]
  *
  * A failure prints the seed, the iteration and the input as a JSON string,
  * and exits 1. See fixtures/engine.ts for the properties.
  */
 import { Checker, FuzzFailure, nextInput, Rng } from './fixtures/engine.js';
+import { ConfigChecker } from './fixtures/config.js';
+import { nextResponse, ResponseChecker } from './fixtures/responses.js';
 import { BODY_CASES, HEAD_CASES, WS_HEAD } from '../security/fixtures/cases.js';
 
 if (process.env.TAP === '1') {
@@ -63,3 +67,38 @@ if (n < total && n < 1_000_000) {
   console.error(`only ${n} heads within the time bound`);
   process.exit(1);
 }
+
+/** `count` cases of `one`, bounded by --max-seconds; exits 1 on the first failure. */
+function phase(name: string, count: number, one: (r: Rng) => void): number {
+  const pr = new Rng(seed + 1);
+  const t0 = process.hrtime.bigint();
+  const end = Date.now() + maxSeconds * 1000;
+  let i = 0;
+  try {
+    for (; i < count; i++) {
+      one(pr);
+      if ((i & 0x3fff) === 0x3fff && Date.now() > end) break;
+    }
+  } catch (err) {
+    if (err instanceof FuzzFailure) {
+      console.error(`FAIL ${name} at iteration ${i} (seed ${seed}): ${err.message}\ninput: ${JSON.stringify(err.input)}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  console.log(`${i} ${name} in ${s.toFixed(1)} s: ${Math.round(i / s)}/s`);
+  if (i < count) {
+    console.error(`only ${i} ${name} within the time bound`);
+    process.exit(1);
+  }
+  return i;
+}
+
+const responses = new ResponseChecker();
+phase('responses', arg('responses', 1_000_000), (pr) => void responses.check(nextResponse(pr), pr));
+console.log(`responses: ${JSON.stringify(responses.stats)}`);
+const configs = new ConfigChecker();
+phase('configuration files', arg('configs', 100_000), (pr) => configs.check(pr));
+configs.close();
+console.log(`configuration files: ${JSON.stringify(configs.stats)}`);

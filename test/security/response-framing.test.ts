@@ -40,6 +40,15 @@ for (const [id, lines] of CASES) {
   });
 }
 
+t.test('a status llhttp reads as below 100 (`080`, found by the response fuzz): 502, never a two-digit status line', async (t) => {
+  for (const status of ['080', '000', '099']) {
+    reply = `HTTP/1.1 ${status} X\r\nContent-Length: 0\r\n\r\n`;
+    const r = await rawExchange(h.port, ['GET / HTTP/1.1\r\nHost: a.test\r\n\r\n']);
+    t.same(r.statuses, [502], status);
+    t.notMatch(r.text, /^HTTP\/1\.1 \d{1,2} /m, 'no two-digit status line');
+  }
+});
+
 t.test('control: one TE: chunked line passes, framing untouched', async (t) => {
   reply = `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${BODY}`;
   const r = await rawExchange(h.port, ['GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n']);
