@@ -124,6 +124,14 @@ t.test('responses through a real proxy: 300 mutated responses, the client sees a
   t.equal(bad, 0, `every answer valid ${JSON.stringify(seen)}`);
 });
 
+t.test('configuration: an include glob with an unterminated or reversed [ (found by the config fuzz) is a literal, not a throw', async (t) => {
+  const c = new ConfigChecker();
+  t.teardown(() => c.close());
+  for (const text of ['include missing/*[.conf;\n', 'include x/[z-a].conf;\n', 'include x/a]b[.conf;\n']) {
+    t.doesNotThrow(() => c.checkNginx(text), text);
+  }
+});
+
 t.test('configuration: 400 mutated nginx and JSON files, each accepted or refused with a clear error, nothing thrown', async (t) => {
   const r = new Rng(13);
   const c = new ConfigChecker();

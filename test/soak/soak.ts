@@ -4,11 +4,14 @@
  * under tap (which runs every .ts in test/) it reports a skip and exits.
  *
  *   TS_NODE_TRANSPILE_ONLY=1 node --import=@tapjs/typescript/import test/soak/soak.ts [--seconds S] [--concurrency N] [--relay auto|js|splice]
+ *   npm run soak -- --memory [--clients N]: the memory soak instead (fixtures/memory.ts): every buffer
+ *   driven to its bound by N connections (default 1000) at once, RSS under the sum of the bounds.
  *
  * Prints one summary per relay and exits 1 on any data failure, hang, leak or
  * unhandled error. See fixtures/driver.ts.
  */
 import { runSoak } from './fixtures/driver.js';
+import { memoryBound, runMemorySoak } from './fixtures/memory.js';
 
 if (process.env.TAP === '1') {
   console.log('1..0 # SKIP the long soak runs with npm run soak; npm test runs test/soak/soak.test.ts');
@@ -18,6 +21,16 @@ if (process.env.TAP === '1') {
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1]! : def;
+}
+
+if (process.argv.includes('--memory')) {
+  const clients = Number(arg('clients', '1000'));
+  const limits = { maxConnections: clients, maxHeadBytes: 16 * 1024, maxEarlyDataBytes: 64 * 1024, maxParsers: 2 * clients, maxRetired: 512 };
+  console.log(`== memory soak: ${clients} connections per phase, bound ${(memoryBound(limits) / 2 ** 20).toFixed(1)} MiB above the baseline`);
+  const results = await runMemorySoak(limits, (l) => console.log(l));
+  const over = results.filter((r) => r.peak > r.bound || r.connections < clients);
+  for (const r of over) console.log(`  ! ${r.phase}: peak ${r.peak} > bound ${r.bound} or only ${r.connections} connections`);
+  process.exit(over.length > 0 ? 1 : 0);
 }
 
 const seconds = Number(arg('seconds', '150'));

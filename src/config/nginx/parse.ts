@@ -97,7 +97,14 @@ class Reader {
 function glob(pattern: string): string[] | null {
   const dir = dirname(pattern);
   if (/[*?[]/.test(dir)) return null;
-  const re = new RegExp(`^${basename(pattern).replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  const body = basename(pattern).replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  let re: RegExp;
+  try {
+    re = new RegExp(`^${body}$`);
+  } catch {
+    // An unterminated `[` (found by the config fuzz: it threw out of -c) is a literal, as glob(3) reads it.
+    re = new RegExp(`^${body.replace(/[[\]]/g, '\\$&')}$`);
+  }
   let names: string[];
   try {
     names = readdirSync(dir);
