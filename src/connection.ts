@@ -175,7 +175,7 @@ export class Connection implements LegOwner {
     this.requests++;
     const x = openExchange(p, this.ctx, this.id, this.remoteAddress, this.rec);
     if (x instanceof WspliceError) {
-      this.fail(x.code, x.message);
+      x.response === undefined ? this.fail(x.code, x.message) : (this.ctx.failed(this, x.code, x.message, x.status, null), this.finish(x.response)); // return, deny: as built
       return false;
     }
     const limited = this.ctx.limiter?.admitRequest(this.client, x.req) ?? null;

@@ -32,6 +32,8 @@ export const ERRORS = {
   WSPLICE_BAD_HANDSHAKE: refused(400),                // WebSocket client handshake refused
   WSPLICE_WS_VERSION: refused(426, 'Sec-WebSocket-Version: 13\r\n'), // Sec-WebSocket-Version not 13
   WSPLICE_NO_ROUTE: refused(404),                     // no location matched
+  WSPLICE_FORBIDDEN: refused(403),                    // a location's deny rule matched the client
+  WSPLICE_RETURN: quiet(),                            // a location's own answer (return): its status and text, not a failure
   WSPLICE_CLIENT_TIMEOUT: refused(408),               // client head not complete in time
   WSPLICE_EARLY_DATA_OVERFLOW: refused(0),            // more than the cap sent before the tunnel opened: closed
   WSPLICE_CLIENT_ABORTED: quiet(),                    // the client cut its request body short
@@ -55,6 +57,8 @@ export class WspliceError extends Error {
   readonly code: ErrorCode;
   /** HTTP status sent to the client for this refusal, when one is sent (0: none). */
   readonly status: number;
+  /** A whole answer to send as is (a location's `return` or `deny`), instead of one built from the status. */
+  readonly response?: Buffer;
   constructor(code: ErrorCode, message: string, status: number = ERRORS[code].status) {
     super(message);
     this.name = 'WspliceError';

@@ -13,6 +13,7 @@ import type { Parser } from './http1/llhttp.js';
 import { classifyRequest, type RequestInfo } from './http1/semantics.js';
 import { forwardRequestHead } from './http1/serialize.js';
 import type { ResolvedOptions } from './options.js';
+import { answerOf } from './router.js';
 import type { Backend, UpstreamGroup } from './upstream/group.js';
 import { LegKind } from './upstream/leg.js';
 import { checkClientHandshake, readClientHandshake, type ClientHandshake } from './websocket/handshake.js';
@@ -122,8 +123,11 @@ export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAdd
   if (refusal !== null) return refusal;
   if (channels.request.hasSubscribers) channels.request.publish({ id, method: req.method, target: req.target, kind: info.kind });
   if (info.kind === 'plain') p.setBodyMode(false, true); // llhttp's own upgrade guess is not ours
-  const group = ctx.router.match(info.host, routePath);
-  if (group === null) return new WspliceError('WSPLICE_NO_ROUTE', `no route for ${routePath}`);
+  const route = ctx.router.route(info.host, routePath);
+  if (route === null) return new WspliceError('WSPLICE_NO_ROUTE', `no route for ${routePath}`);
+  const answer = route.access !== null || route.ret !== null ? answerOf(route, remoteAddress) : null;
+  if (answer !== null) return answer;
+  const group = route.group!; // a route without return has an upstream (checked with the options)
   const handshake = info.kind === 'websocket' ? readClientHandshake(req) : null;
   return new Exchange(req, info, handshake, group, remoteAddress, ctx.draining);
 }

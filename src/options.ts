@@ -9,6 +9,7 @@ import {
   type Check, type FieldRow, type JsonSchema, type Parsed, type Rows,
 } from './config/check.js';
 import { Issues, type SourceMap } from './config/issues.js';
+import { resolveRoutes, ROUTE_ROWS, type ResolvedRoute } from './config/routes.js';
 import { defaultMaxParsers } from './http1/llhttp.js';
 import { isSafeValue, isToken, type ForwardPolicy } from './http1/serialize.js';
 import { isValidHost } from './http1/semantics.js';
@@ -54,17 +55,23 @@ export interface NextUpstreamConfig {
 }
 
 export interface RouteConfig {
-  /** Path prefix (`location /ws`), or the exact path with `exact: true` (`location = /ws`). */
+  /** Path prefix (`location /ws`), the exact path with `exact: true` (`location = /ws`), or a regex with `match: 'regex'`. */
   path: string;
   exact?: boolean;
-  /** Name of an entry in `upstreams`. */
-  upstream: string;
-  /** Virtual server names this route answers for (nginx server_name); omitted = any host. */
+  /** nginx's location forms: prefix (default), exact (`=`), prefix-stop (`^~`), regex (`~`), regex-caseless (`~*`). */
+  match?: 'prefix' | 'exact' | 'prefix-stop' | 'regex' | 'regex-caseless';
+  /** Name of an entry in `upstreams` (required unless `return` is given). */
+  upstream?: string;
+  /** Virtual server names this route answers for (nginx server_name: exact, `*.suffix`, `prefix.*`, `~regex`); omitted = the default server. */
   hosts?: string[];
+  /** Answer without proxying (nginx `return CODE [TEXT|URL]`; a 301/302/303/307/308 text is the Location). */
+  return?: { status: number; text?: string };
+  /** allow/deny rules in order, first match wins; a denied client gets 403 (nginx allow/deny). */
+  access?: Array<{ allow: string } | { deny: string }>;
 }
 
 export interface ForwardingConfig {
-  /** Host sent upstream: omitted/null keeps the client's (`$host`), a string replaces it. */
+  /** Host sent upstream: '$host' (the name lower-cased, without port, as nginx), '$http_host' or null (default: as the client sent it), or a fixed value. */
   host?: string | null;
   /** Append X-Forwarded-For and set X-Forwarded-Proto / -Host (default true). */
   xForwarded?: boolean;
@@ -146,7 +153,7 @@ export interface ResolvedUpstream {
 /** Options after defaults and validation. */
 export interface ResolvedOptions {
   upstreams: Map<string, ResolvedUpstream>;
-  routes: Array<{ path: string; exact: boolean; upstream: string; hosts: string[] | null }>;
+  routes: ResolvedRoute[];
   forward: ForwardPolicy;
   proto: 'http' | 'https';
   timeouts: Required<TimeoutConfig>;
@@ -212,10 +219,13 @@ const setHeaders: Check<Map<string, string>> = {
   schema: { type: 'object', additionalProperties: { type: 'string' } },
 };
 
-const hostName = str(isValidHost, 'a host[:port]');
 
 export const FORWARD_ROWS = {
-  host: { check: nullable(hostName), default: null, doc: "Host sent upstream; null keeps the client's", nginx: 'proxy_set_header Host', flag: { name: '--host-header', arg: 'VALUE' } },
+  host: {
+    check: nullable(str((v) => v === '$host' || v === '$http_host' || isValidHost(v), '"$host", "$http_host" or a host[:port]')), default: null,
+    doc: 'Host sent upstream: "$host" (the name, lower-cased, without port), "$http_host" (as the client sent it) or a fixed value; null (default) = "$http_host"',
+    nginx: 'proxy_set_header Host', flag: { name: '--host-header', arg: 'VALUE' },
+  },
   xForwarded: { check: bool, default: true, doc: 'append X-Forwarded-For, set X-Forwarded-Proto / -Host' },
   xRealIp: { check: bool, default: false, doc: 'set X-Real-IP to the client address', nginx: 'proxy_set_header X-Real-IP $remote_addr' },
   setHeaders: { check: setHeaders, default: new Map<string, string>(), doc: "headers set on every forwarded request, replacing the client's", nginx: 'proxy_set_header' },
@@ -286,19 +296,14 @@ export const UPSTREAM_ROWS = {
   keepalive: { check: object(KEEPALIVE_ROWS), doc: 'keep-alive pool for plain requests: idle, timeoutMs, requests', nginx: 'keepalive, keepalive_timeout, keepalive_requests' },
 } satisfies Rows;
 
-export const ROUTE_ROWS = {
-  path: { check: str((p) => p.startsWith('/'), 'a string starting with /'), default: 'required', doc: 'path prefix, or the exact path', nginx: 'location' },
-  exact: { check: bool, default: false, doc: 'match the path exactly', nginx: 'location =' },
-  upstream: { check: str(() => true, 'the name of an upstream'), default: 'required', doc: 'name of an entry in upstreams', nginx: 'proxy_pass' },
-  hosts: { check: arrayOf(hostName), doc: 'virtual server names (matched without port, case-insensitive); omitted = any host', nginx: 'server_name' },
-} satisfies Rows;
+export { ROUTE_ROWS };
 
 const section = <R extends Rows>(rows: R, doc: string): { check: Check<Parsed<R>>; default: Parsed<R>; doc: string } => ({
   check: object(rows), default: defaultsOf(rows) as Parsed<R>, doc,
 });
 
 export const OPTION_ROWS = {
-  upstreams: { check: recordOf(object(UPSTREAM_ROWS), undefined, true), default: 'required', doc: 'upstream groups by name', nginx: 'upstream' },
+  upstreams: { check: recordOf(object(UPSTREAM_ROWS)), default: new Map(), doc: 'upstream groups by name (at least one unless every route answers with return)', nginx: 'upstream' },
   routes: { check: arrayOf(object(ROUTE_ROWS), true), doc: 'routes; omitted = every path to the first upstream', nginx: 'location' },
   forwarding: section(FORWARD_ROWS, 'what the forwarded request head carries'),
   timeouts: section(TIMEOUT_ROWS, 'timeouts in milliseconds'),
@@ -327,17 +332,6 @@ export const DEFAULT_LIMITS = defaultsOf(LIMIT_ROWS) as Readonly<Required<LimitC
 
 // ---- resolution --------------------------------------------------------------------------------
 
-/** Names in routes that no upstream has: checked on the input, so it is reported with the rest. */
-function checkReferences(input: Record<string, unknown>, is: Issues): void {
-  if (!isObject(input.upstreams) || !Array.isArray(input.routes)) return;
-  const names = Object.keys(input.upstreams);
-  input.routes.forEach((r: unknown, i: number) => {
-    if (isObject(r) && typeof r.upstream === 'string' && !names.includes(r.upstream)) {
-      is.error(`routes[${i}].upstream`, `must name an upstream (one of ${names.join(', ')})`);
-    }
-  });
-}
-
 /** Apply defaults and validate. Throws ConfigErrors (a ConfigError) listing every problem. */
 export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptions {
   const is = new Issues(where);
@@ -346,7 +340,8 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
     is.throwIfErrors();
   }
   const o = OPTIONS.parse(input, '', is)!;
-  checkReferences(input as Record<string, unknown>, is);
+  const routes = o.routes === undefined || o.upstreams === undefined ? null : resolveRoutes(o.routes, [...o.upstreams.keys()], is);
+  if (o.upstreams?.size === 0 && (routes === null || routes.some((r) => r.return === null))) is.error('upstreams', 'must name at least one entry');
   is.throwIfErrors();
   const upstreams = new Map<string, ResolvedUpstream>();
   for (const [name, u] of o.upstreams) {
@@ -357,11 +352,10 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
   const set = [...fw.setHeaders];
   return {
     upstreams,
-    routes: (o.routes ?? [{ path: '/', exact: false, upstream: first, hosts: undefined }]).map((r) => ({
-      path: r.path, exact: r.exact, upstream: r.upstream, hosts: r.hosts?.map((h) => h.toLowerCase()) ?? null,
-    })),
+    routes: routes ?? [{ path: '/', match: 'prefix', exact: false, upstream: first, hosts: null, return: null, access: null }],
     forward: {
-      host: fw.host,
+      host: fw.host === null || fw.host.startsWith('$') ? null : fw.host,
+      hostVariable: fw.host === '$host',
       xForwarded: fw.xForwarded,
       xRealIp: fw.xRealIp,
       remove: new Set(fw.removeHeaders.map((n) => n.toLowerCase())),

@@ -1,57 +1,167 @@
 /**
- * Routing, as nginx does it: first the virtual server (a route's `hosts`,
- * matched on the Host name without port; routes without `hosts` form the
- * default server), then the location within it: an exact path match wins,
- * else the longest matching prefix. The query string is not part of the path.
+ * Routing, as nginx does it. First the virtual server, by the Host name
+ * (without port, lower-cased): an exact name, then the longest `*.` wildcard,
+ * then the longest `.*` wildcard, then the first `~regex` in order, else the
+ * default server (the routes without `hosts`). Then the location within it:
+ * an exact (`=`) match wins; else the longest prefix, which wins at once when
+ * it is a `^~` one; else the first regex location, in order, that matches;
+ * else that longest prefix. The query string is not part of the path.
  */
-import type { ResolvedOptions } from './options.js';
+import { WspliceError } from './errors.js';
+import { errorResponse, hostVariable as hostName } from './http1/serialize.js';
+import type { ResolvedRoute } from './config/routes.js';
+import { TrustList } from './proxy-protocol/trust.js';
 import type { UpstreamGroup } from './upstream/group.js';
 
-interface Route {
+export type RouteMatch = 'prefix' | 'exact' | 'prefix-stop' | 'regex' | 'regex-caseless';
+/** A resolved route; the nginx-only fields may be left out (a single prefix route, as an embedder builds one). */
+type RouteConfig = Pick<ResolvedRoute, 'path' | 'exact' | 'upstream' | 'hosts'> & Partial<ResolvedRoute>;
+
+/** What a location does with a request: proxy to a group, or answer itself. */
+export interface Route {
   path: string;
-  exact: boolean;
-  group: UpstreamGroup;
+  match: RouteMatch;
+  regex: RegExp | null;
+  group: UpstreamGroup | null;
+  /** nginx `return CODE [TEXT|URL]`. */
+  ret: { status: number; text: string | null } | null;
+  /** allow/deny in order, first match wins (null: everyone). */
+  access: Array<{ allow: boolean; from: TrustList | null }> | null;
+}
+
+/** A location's own answer (`return`, or 403 from `deny`), sent as is. */
+export class RouteAnswer extends WspliceError {
+  override readonly response: Buffer;
+  constructor(status: number, response: Buffer, reason: string) {
+    super(status === 403 ? 'WSPLICE_FORBIDDEN' : 'WSPLICE_RETURN', reason, status);
+    this.response = response;
+  }
+}
+
+class VirtualServer {
+  readonly exact: Route[] = [];
+  readonly prefixes: Route[] = [];
+  readonly regexes: Route[] = [];
+
+  add(r: Route): void {
+    (r.match === 'exact' ? this.exact : r.regex !== null ? this.regexes : this.prefixes).push(r);
+  }
+
+  /** Longest prefix first, so the first match is the best. */
+  seal(): void {
+    this.prefixes.sort((a, b) => b.path.length - a.path.length);
+  }
+
+  select(path: string): Route | null {
+    for (const r of this.exact) if (r.path === path) return r;
+    let prefix: Route | null = null;
+    for (const r of this.prefixes) {
+      if (path.startsWith(r.path)) {
+        prefix = r;
+        break;
+      }
+    }
+    if (prefix?.match === 'prefix-stop') return prefix;
+    for (const r of this.regexes) if (r.regex!.test(path)) return r;
+    return prefix;
+  }
+}
+
+function toRoute(r: RouteConfig, groups: ReadonlyMap<string, UpstreamGroup>): Route {
+  const match = r.match ?? (r.exact ? 'exact' : 'prefix');
+  const regex = match === 'regex' || match === 'regex-caseless' ? new RegExp(r.path, match === 'regex-caseless' ? 'i' : '') : null;
+  return {
+    path: r.path, match, regex,
+    group: r.upstream === null ? null : groups.get(r.upstream)!,
+    ret: r.return ?? null,
+    access: r.access?.map((a) => ({ allow: a.allow, from: a.from === 'all' ? null : new TrustList([a.from]) })) ?? null,
+  };
+}
+
+/** Host names of virtual servers: exact, `*.suffix`, `prefix.*`, `~regex`, searched in nginx's order. */
+class Names {
+  readonly exact = new Map<string, VirtualServer>();
+  readonly leading: Array<[string, VirtualServer]> = [];
+  readonly trailing: Array<[string, VirtualServer]> = [];
+  readonly regexes: Array<[RegExp, VirtualServer]> = [];
+
+  add(name: string, vs: VirtualServer): void {
+    if (name.startsWith('~')) this.regexes.push([new RegExp(name.slice(1), 'i'), vs]);
+    else if (name.startsWith('*.')) this.leading.push([name.slice(1), vs]);
+    else if (name.startsWith('.')) this.leading.push([name, vs]), this.exact.has(name.slice(1)) || this.exact.set(name.slice(1), vs);
+    else if (name.endsWith('.*')) this.trailing.push([name.slice(0, -1), vs]);
+    else if (!this.exact.has(name)) this.exact.set(name, vs);
+  }
+
+  seal(): void {
+    this.leading.sort((a, b) => b[0].length - a[0].length);
+    this.trailing.sort((a, b) => b[0].length - a[0].length);
+  }
+
+  find(host: string): VirtualServer | undefined {
+    const e = this.exact.get(host);
+    if (e !== undefined) return e;
+    for (const [suffix, vs] of this.leading) if (host.endsWith(suffix)) return vs;
+    for (const [prefix, vs] of this.trailing) if (host.startsWith(prefix)) return vs;
+    for (const [re, vs] of this.regexes) if (re.test(host)) return vs;
+    return undefined;
+  }
 }
 
 export class Router {
-  private readonly byHost = new Map<string, Route[]>();
-  private readonly defaults: Route[] = [];
+  private readonly names = new Names();
+  private readonly defaults = new VirtualServer();
 
-  constructor(routes: ResolvedOptions['routes'], groups: ReadonlyMap<string, UpstreamGroup>) {
+  constructor(routes: readonly RouteConfig[], groups: ReadonlyMap<string, UpstreamGroup>) {
+    // Routes with the same host list form one virtual server, as one nginx server{} block.
+    const servers = new Map<string, VirtualServer>();
     for (const r of routes) {
-      const route: Route = { path: r.path, exact: r.exact, group: groups.get(r.upstream)! };
-      if (r.hosts === null) this.defaults.push(route);
-      else for (const h of r.hosts) {
-        const list = this.byHost.get(h) ?? [];
-        list.push(route);
-        this.byHost.set(h, list);
+      const route = toRoute(r, groups);
+      if (r.hosts === null) {
+        this.defaults.add(route);
+        continue;
       }
+      const key = r.hosts.join(' ');
+      let vs = servers.get(key);
+      if (vs === undefined) {
+        vs = new VirtualServer();
+        servers.set(key, vs);
+        for (const h of r.hosts) this.names.add(h, vs);
+      }
+      vs.add(route);
     }
-    // Longest prefix first, so the first match is the best.
-    const order = (a: Route, b: Route): number => b.path.length - a.path.length;
-    this.defaults.sort(order);
-    for (const list of this.byHost.values()) list.sort(order);
+    this.defaults.seal();
+    for (const vs of servers.values()) vs.seal();
+    this.names.seal();
   }
 
-  /** The upstream group for this request, or null (404). */
-  match(host: string, target: string): UpstreamGroup | null {
+  /** The location for this request, or null (404). */
+  route(host: string, target: string): Route | null {
     const q = target.indexOf('?');
     const path = q < 0 ? target : target.slice(0, q);
-    const list = this.byHost.size === 0 ? this.defaults : (this.byHost.get(hostName(host)) ?? this.defaults);
-    let prefix: Route | null = null;
-    for (const r of list) {
-      if (r.exact) {
-        if (r.path === path) return r.group;
-      } else if (prefix === null && path.startsWith(r.path)) {
-        prefix = r;
-      }
-    }
-    return prefix?.group ?? null;
+    return (this.names.find(hostName(host)) ?? this.defaults).select(path);
+  }
+
+  /** The upstream group for this request, or null (no location, or one that answers itself). */
+  match(host: string, target: string): UpstreamGroup | null {
+    return this.route(host, target)?.group ?? null;
   }
 }
 
-/** `Example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`. */
-function hostName(host: string): string {
-  const end = host.startsWith('[') ? host.indexOf(']') + 1 : host.indexOf(':');
-  return (end > 0 ? host.slice(0, end) : host).toLowerCase();
+/**
+ * A location's `return` and allow/deny for one client: the answer, or null to proxy.
+ * `return` runs first: nginx's rewrite phase comes before its access phase.
+ */
+export function answerOf(r: Route, remoteAddress: string): RouteAnswer | null {
+  if (r.ret !== null) return new RouteAnswer(r.ret.status, returnResponse(r.ret.status, r.ret.text), `return ${r.ret.status}`);
+  const rule = r.access?.find((a) => a.from === null || a.from.has(remoteAddress));
+  if (rule === undefined || rule.allow) return null;
+  return new RouteAnswer(403, errorResponse(403, 'access forbidden by rule'), `access forbidden by rule, client: ${remoteAddress}`);
+}
+
+/** nginx `return`: a redirect's URL goes in Location; other text is the body. */
+function returnResponse(status: number, text: string | null): Buffer {
+  const redirect = [301, 302, 303, 307, 308].includes(status);
+  if (text === null || redirect) return errorResponse(status, redirect ? 'moved' : 'returned by the configuration', redirect && text !== null ? `Location: ${text}\r\n` : '');
+  return Buffer.from(`HTTP/1.1 ${status} ${status < 400 ? 'OK' : 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
 }

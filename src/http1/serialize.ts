@@ -19,9 +19,17 @@ export function isToken(v: string): boolean {
   return TOKEN.test(v);
 }
 
+/** nginx's `$host` from a Host value: `Example.COM:8080` -> `example.com`; `[::1]:80` -> `[::1]`. */
+export function hostVariable(host: string): string {
+  const end = host.startsWith('[') ? host.indexOf(']') + 1 : host.indexOf(':');
+  return (end > 0 ? host.slice(0, end) : host).toLowerCase();
+}
+
 export interface ForwardPolicy {
   /** Replace Host with this value (nginx `proxy_set_header Host ...`); null keeps the client's. */
   host: string | null;
+  /** With host null: send nginx's `$host` (the name lower-cased, without port) rather than the Host as sent (`$http_host`). */
+  hostVariable?: boolean;
   xForwarded: boolean;
   xRealIp: boolean;
   /** Lower-case names removed from every forwarded request. */
@@ -60,7 +68,7 @@ const X_FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarde
 export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: ForwardPolicy, client: ClientFacts, keepAlive = false): Buffer {
   let out = `${h.method} ${info.path} ${h.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1'}\r\n`;
   // HTTP/1.1 upstream always gets a Host; an HTTP/1.0 client may have sent none.
-  const host = policy.host ?? (info.host !== '' ? info.host : client.fallbackHost);
+  const host = policy.host ?? (info.host === '' ? client.fallbackHost : policy.hostVariable === true ? hostVariable(info.host) : info.host);
   out += `Host: ${host}\r\n`;
   let xff = '';
   for (let i = 0; i < h.keys.length; i++) {

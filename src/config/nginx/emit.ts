@@ -20,23 +20,50 @@ function checkUri(loc: LocationScope, b: Build): void {
   b.notYet(p.at, `"proxy_pass" with a URI part ("${p.uri}" replacing "${loc.path}")`);
 }
 
+const MATCH = { prefix: 'prefix', exact: 'exact', 'prefix-stop': 'prefix-stop', regex: 'regex', 'regex-i': 'regex-caseless' } as const;
+
+/** server_name list as route hosts; the default server's routes take none (they answer any other name too). */
+function hosts(srv: ServerScope, isDefault: boolean): Record<string, unknown> {
+  return isDefault || srv.names.length === 0 ? {} : { hosts: srv.names.map((n) => n.name) };
+}
+
+/** allow/deny and return of a level as route fields (return is not inherited, as in nginx's rewrite phase). */
+function answers(st: Settings): Record<string, unknown> {
+  const access = nearest(st, 'access');
+  const ret = st.ret;
+  return {
+    ...(access !== null ? { access: access.map((a) => (a.allow ? { allow: a.from } : { deny: a.from })) } : {}),
+    ...(ret !== null ? { return: { status: ret.status, ...(ret.text !== undefined ? { text: ret.text } : {}) } } : {}),
+  };
+}
+
 function route(loc: LocationScope, srv: ServerScope, isDefault: boolean, b: Build): Record<string, unknown> | null {
   const st = loc.settings;
-  if (loc.match === 'regex' || loc.match === 'regex-i') return b.notYet(loc.at, 'a regex location'), null;
-  if (nearest(st, 'ret') !== null) return b.notYet(nearest(st, 'ret')!.at, '"return"'), null;
-  if (nearest(st, 'access') !== null) return b.notYet(nearest(st, 'access')![0]!.at, '"allow"/"deny"'), null;
   const next = nearest(st, 'nextUpstream');
   if (next !== null && next.on.join(' ') !== 'error timeout') b.notYet(next.at, `"proxy_next_upstream ${next.on.join(' ') || 'off'}" (wsplice retries on error and timeout)`);
-  if (loc.pass === null) return b.error(loc.at, `location "${loc.path}" has no "proxy_pass" (wsplice serves no files)`), null;
-  checkUri(loc, b);
-  const upstream = upstreamFor(loc, b);
-  if (upstream === null) return null;
-  const names = srv.names.filter((n) => !n.name.startsWith('~') && !n.name.includes('*'));
-  for (const n of srv.names.filter((x) => !names.includes(x))) b.notYet(n.at, `the server name "${n.name}" (wildcard and regex names)`);
+  if (loc.pass === null && st.ret === null) return b.error(loc.at, `location "${loc.path}" has no "proxy_pass" or "return" (wsplice serves no files)`), null;
+  let upstream: string | null = null;
+  if (loc.pass !== null && st.ret === null) {
+    checkUri(loc, b);
+    upstream = upstreamFor(loc, b);
+    if (upstream === null) return null;
+  }
   return {
-    path: loc.path, ...(loc.match === 'exact' ? { exact: true } : {}), upstream,
-    ...(isDefault || names.length === 0 ? {} : { hosts: names.map((n) => n.name) }),
+    path: loc.path, ...(loc.match !== 'prefix' ? { match: MATCH[loc.match] } : {}), ...(upstream !== null ? { upstream } : {}),
+    ...hosts(srv, isDefault), ...answers(st),
   };
+}
+
+/** The routes of one server block: its own `return` answers every path before any location, as in nginx. */
+function serverRoutes(srv: ServerScope, isDefault: boolean, b: Build, add: (r: Record<string, unknown>, at: LocationScope['at'], st: Settings) => void): void {
+  if (srv.settings.ret !== null) {
+    add({ path: '/', ...hosts(srv, isDefault), ...answers(srv.settings) }, srv.settings.ret.at, srv.settings);
+    return;
+  }
+  for (const loc of srv.locations) {
+    const r = route(loc, srv, isDefault, b);
+    if (r !== null) add(r, loc.at, loc.settings);
+  }
 }
 
 /** Settings every location shares become the global options; a location that differs is refused (per-route options come later). */
@@ -61,16 +88,14 @@ function routes(b: Build, out: Record<string, unknown>): Settings[] {
   const unnamed = b.servers.filter((s) => s.names.length === 0);
   for (const s of unnamed.slice(1)) if (s !== defaultSrv) b.notYet(s.at, 'a second server{} without server_name');
   for (const srv of b.servers) {
-    for (const loc of srv.locations) {
-      const r = route(loc, srv, srv === defaultSrv, b);
-      if (r === null) continue;
-      b.where.set(`routes[${list.length}]`, { file: loc.at.file, line: loc.at.line });
-      if (loc.pass !== null) b.where.set(`routes[${list.length}].upstream`, { file: loc.pass.at.file, line: loc.pass.at.line });
+    serverRoutes(srv, srv === defaultSrv, b, (r, at, st) => {
+      b.where.set(`routes[${list.length}]`, { file: at.file, line: at.line });
       list.push(r);
-      levels.push(loc.settings);
-    }
+      if (r.upstream !== undefined) levels.push(st);
+    });
   }
   if (list.length > 0) out.routes = list;
+  else if (b.servers.length > 0) b.error(b.servers[0]!.at, 'no location with "proxy_pass" or "return": nothing to serve');
   return levels;
 }
 

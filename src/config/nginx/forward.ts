@@ -30,7 +30,7 @@ function line(h: HeaderLine, out: Record<string, unknown>, b: Build): void {
     b.where.set(`forwarding.${k}`, { file: h.at.file, line: h.at.line });
   };
   if (name === 'host') {
-    if (v === '$host' || v === '$http_host') return set('host', null);
+    if (v === '$host' || v === '$http_host') return set('host', v);
     if (!v.includes('$')) return set('host', v);
   } else if (name === 'upgrade') {
     if (v === '$http_upgrade') return;

@@ -2,7 +2,7 @@
  * nginx configuration syntax, first step: words, quoted strings and the three
  * punctuation marks `;` `{` `}`, each with its line. `#` starts a comment
  * where a word could start; quotes keep spaces and `;{}`; a backslash escapes
- * the next character, as in nginx.
+ * the quote marks and itself, and stays before any other character, as in nginx.
  */
 
 export interface Token {
@@ -52,8 +52,11 @@ function readWord(src: string, start: number): { text: string; end: number } {
         continue;
       }
     }
+    // As nginx: `\"`, `\'` and `\\` lose their backslash, `\t` `\r` `\n` are the characters,
+    // any other pair stays as written (so regexes keep `\d`, `\.`).
     if (c === '\\' && i + 1 < src.length) {
-      out += src[++i]!;
+      const n = src[++i]!;
+      out += n === '"' || n === "'" || n === '\\' ? n : n === 't' ? '\t' : n === 'r' ? '\r' : n === 'n' ? '\n' : `\\${n}`;
       continue;
     }
     out += c;
