@@ -34,6 +34,7 @@ export interface CliArgs {
   demo: boolean;
   test: boolean;
   dump: boolean;
+  schema: boolean;
   quiet: boolean;
   help: boolean;
   version: boolean;
@@ -156,7 +157,7 @@ export function parseArgs(argv: string[]): CliArgs {
   const out: CliArgs = {
     listen: list(values.listen), service: { ...DEFAULT_SERVICE }, options: null, where: undefined, configFile: null, issues: is.list,
     pidFile: typeof values['pid-file'] === 'string' ? values['pid-file'] : null, signal: signalOf(values.signal, is),
-    demo: flag('demo'), test: flag('test'), dump: flag('dump'), quiet: flag('quiet'), help: flag('help'), version: flag('version'),
+    demo: flag('demo'), test: flag('test'), dump: flag('dump'), schema: flag('schema'), quiet: flag('quiet'), help: flag('help'), version: flag('version'),
   };
   const file = typeof values.config === 'string' ? values.config : null;
   let opts: Record<string, unknown> | null = fromFlags(values, is);
@@ -168,6 +169,7 @@ export function parseArgs(argv: string[]): CliArgs {
     const loaded = loadConfigFile(file, is);
     if (loaded !== null) {
       opts = { ...loaded.value };
+      delete opts.$schema; // for editors only
       out.where = loaded.where;
       const fileListen = opts.listen;
       delete opts.listen;

@@ -56,6 +56,7 @@ const MODES: FlagRow[] = [
   { name: 'demo', help: 'run the demo: two echo backends behind the proxy on 127.0.0.1:8080' },
   { name: 'test', short: 't', help: 'check the configuration, report every problem and exit (like nginx -t)' },
   { name: 'dump', short: 'T', help: 'check, then print the effective configuration and exit (like nginx -T)' },
+  { name: 'schema', help: 'print the JSON Schema of the JSON configuration format and exit' },
   { name: 'quiet', short: 'q', help: 'error log at level error only (no line per refusal or upstream failure)' },
   { name: 'version', short: 'v', help: 'print the version, parser build and relay, then exit' },
   { name: 'help', short: 'h', help: 'print this help' },

@@ -16,6 +16,7 @@ import { LIMIT_ROWS, resolveOptions, type ProxyOptions } from '../options.js';
 import { selectRelay } from '../relay/index.js';
 import { WspliceProxy, type ListenTarget } from '../server.js';
 import { parseAdminListen, startAdmin, type AdminTarget } from '../admin/index.js';
+import { configSchema } from '../config/schema.js';
 import { startLogs, type Logs } from './service.js';
 import { isWorker, Primary, workerMetrics, workerReady } from './workers.js';
 import { parseArgs, parseListenEntry, USAGE, type CliArgs, type ListenEntry } from './args.js';
@@ -238,6 +239,7 @@ async function main(): Promise<number> {
   if (args.help && args.issues.length === 0) return void process.stdout.write(USAGE), 0;
   if (args.version) return void process.stdout.write(version() + '\n'), 0;
   if (args.signal !== null) return sendSignal(args, args.signal);
+  if (args.schema) return void process.stdout.write(JSON.stringify(configSchema(), null, 2) + '\n'), 0;
   const p = await prepare(args);
   if (typeof p === 'number') return p;
   for (const i of args.issues) if (i.severity === 'warning') say(`warning: ${formatIssue(i)}`);

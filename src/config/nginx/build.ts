@@ -20,19 +20,20 @@ export interface Settings {
   /** allow/deny rules in order: a level with any replaces its parent's, as nginx. */
   access: Array<{ allow: boolean; from: string; at: Directive }> | null;
   ret: { status: number; text?: string; at: Directive } | null;
-  nextUpstream: { on: string[]; at: Directive } | null;
+  /** proxy_next_upstream (on), _tries, _timeout (timeoutMs), key by key. */
+  retry: Record<string, { value: unknown; at: Directive }>;
 }
 
-export const emptySettings = (parent: Settings | null): Settings => ({ parent, headers: null, timeouts: {}, ssl: {}, proxySsl: {}, access: null, ret: null, nextUpstream: null });
+export const emptySettings = (parent: Settings | null): Settings => ({ parent, headers: null, timeouts: {}, ssl: {}, proxySsl: {}, access: null, ret: null, retry: {} });
 
 /** The nearest level's own value of a list setting (nginx: a level with any replaces its parent's). */
-export function nearest<K extends 'headers' | 'access' | 'ret' | 'nextUpstream'>(s: Settings, k: K): Settings[K] {
+export function nearest<K extends 'headers' | 'access' | 'ret'>(s: Settings, k: K): Settings[K] {
   for (let c: Settings | null = s; c !== null; c = c.parent) if (c[k] !== null) return c[k];
   return null as Settings[K];
 }
 
 /** A key-by-key setting merged down the chain, the nearest level winning. */
-export function merged<K extends 'timeouts' | 'ssl' | 'proxySsl'>(s: Settings, k: K): Settings[K] {
+export function merged<K extends 'timeouts' | 'ssl' | 'proxySsl' | 'retry'>(s: Settings, k: K): Settings[K] {
   const chain: Settings[] = [];
   for (let c: Settings | null = s; c !== null; c = c.parent) chain.unshift(c);
   return Object.assign({}, ...chain.map((c) => c[k])) as Settings[K];

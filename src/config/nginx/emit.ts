@@ -39,8 +39,6 @@ function answers(st: Settings): Record<string, unknown> {
 
 function route(loc: LocationScope, srv: ServerScope, isDefault: boolean, b: Build): Record<string, unknown> | null {
   const st = loc.settings;
-  const next = nearest(st, 'nextUpstream');
-  if (next !== null && next.on.join(' ') !== 'error timeout') b.notYet(next.at, `"proxy_next_upstream ${next.on.join(' ') || 'off'}" (wsplice retries on error and timeout)`);
   if (loc.pass === null && st.ret === null) return b.error(loc.at, `location "${loc.path}" has no "proxy_pass" or "return" (wsplice serves no files)`), null;
   let upstream: string | null = null;
   if (loc.pass !== null && st.ret === null) {

@@ -59,10 +59,10 @@ export function balance(d: Directive, s: Scope, b: Build): void {
   u.out.balanceAt = d;
 }
 
-/** keepalive N in an upstream: idle connections kept per worker. */
+/** keepalive N / keepalive_requests N in an upstream: the group's keep-alive pool. */
 export function keepalive(d: Directive, s: Scope, b: Build): void {
   const n = count(d, b);
-  if (n !== null) up(s).out.keepalive = { value: n, at: d };
+  if (n !== null) up(s).out[d.name === 'keepalive' ? 'idle' : 'requests'] = { value: n, at: d };
 }
 
 /** `sticky cookie NAME [expires=T] [domain=D] [path=P] [httponly] [secure] [samesite=X]`. */
@@ -137,7 +137,7 @@ export function workerConnections(d: Directive, _s: Scope, b: Build): void {
 export function keepaliveTimeout(d: Directive, s: Scope, b: Build): void {
   const ms = parseTime(d.args[0]!);
   if (ms === null) return b.error(d, `invalid value "${d.args[0]!}" in "keepalive_timeout" directive`);
-  if (s.kind === 'upstream') return b.notYet(d, '"keepalive_timeout" in an upstream');
+  if (s.kind === 'upstream') return void (up(s).out.timeoutMs = { value: ms, at: d });
   if (s.kind !== 'http') return b.notYet(d, '"keepalive_timeout" below http{}');
   if (d.args[1] !== undefined) b.warn(d, 'the second "keepalive_timeout" argument (a Keep-Alive header) is ignored');
   b.set('timeouts.keepAliveMs', ms, d);

@@ -5,6 +5,7 @@
 import type { Build, Scope } from './build.js';
 import { settingsOf } from './directives.js';
 import type { Directive } from './parse.js';
+import { parseTime } from './values.js';
 
 export function proxyHttpVersion(d: Directive, _s: Scope, b: Build): void {
   if (d.args[0] !== '1.1' && d.args[0] !== '1.0') b.error(d, `invalid value "${d.args[0]!}" in "proxy_http_version" directive`);
@@ -12,11 +13,21 @@ export function proxyHttpVersion(d: Directive, _s: Scope, b: Build): void {
 }
 
 const NEXT = ['error', 'timeout', 'invalid_header', 'http_500', 'http_502', 'http_503', 'http_504', 'http_403', 'http_404', 'http_429', 'non_idempotent', 'off'];
+const NEXT_SUPPORTED = ['error', 'timeout', 'http_502', 'http_503', 'http_504', 'non_idempotent', 'off'];
 
 export function proxyNextUpstream(d: Directive, s: Scope, b: Build): void {
   const bad = d.args.find((a) => !NEXT.includes(a));
   if (bad !== undefined) return b.error(d, `invalid value "${bad}"`);
-  settingsOf(s).nextUpstream = { on: d.args.includes('off') ? [] : d.args, at: d };
+  const later = d.args.find((a) => !NEXT_SUPPORTED.includes(a));
+  if (later !== undefined) return b.notYet(d, `"proxy_next_upstream ${later}"`);
+  settingsOf(s).retry.on = { value: d.args.includes('off') ? [] : d.args, at: d };
+}
+
+/** proxy_next_upstream_tries N, proxy_next_upstream_timeout T. */
+export function nextUpstreamBound(d: Directive, s: Scope, b: Build): void {
+  const v = d.name.endsWith('_tries') ? (/^\d+$/.test(d.args[0]!) ? Number(d.args[0]) : null) : parseTime(d.args[0]!);
+  if (v === null) return b.error(d, `invalid value "${d.args[0]!}" in "${d.name}" directive`);
+  settingsOf(s).retry[d.name.endsWith('_tries') ? 'tries' : 'timeoutMs'] = { value: v, at: d };
 }
 
 /** `return CODE [TEXT|URL]` or `return URL` (302). */

@@ -13,7 +13,7 @@ import {
   upstreamBlock, upstreamServer, workerConnections, workerProcesses,
 } from './http-directives.js';
 import { limitConnZone, limitReqZone, limitStatus, limitUse } from './limits.js';
-import { accessRule, proxyHttpVersion, proxyNextUpstream, returnDirective } from './location-directives.js';
+import { accessRule, nextUpstreamBound, proxyHttpVersion, proxyNextUpstream, returnDirective } from './location-directives.js';
 
 export interface DirectiveRow {
   name: string;
@@ -46,7 +46,7 @@ const NGINX_ONLY: Array<[readonly Context[], string[]]> = [
     'types_hash_max_size', 'server_names_hash_bucket_size', 'server_names_hash_max_size', 'variables_hash_max_size', 'open_file_cache',
     'client_body_buffer_size', 'client_header_buffer_size', 'client_max_body_size', 'reset_timedout_connection', 'charset',
     'proxy_buffering', 'proxy_buffer_size', 'proxy_buffers', 'proxy_busy_buffers_size', 'proxy_request_buffering', 'proxy_redirect',
-    'proxy_max_temp_file_size', 'proxy_intercept_errors', 'send_timeout', 'keepalive_requests', 'resolver_timeout', 'proxy_socket_keepalive',
+    'root', 'index', 'proxy_max_temp_file_size', 'proxy_intercept_errors', 'send_timeout', 'keepalive_requests', 'resolver_timeout', 'proxy_socket_keepalive',
     'ssl_prefer_server_ciphers', 'ssl_session_cache', 'ssl_dhparam', 'ssl_ecdh_curve', 'ssl_stapling', 'ssl_stapling_verify',
   ]],
 ];
@@ -77,7 +77,10 @@ export const DIRECTIVES: readonly DirectiveRow[] = [
   row('proxy_connect_timeout', HTTP, [1, 1], timeout('connectMs'), 'timeouts.connectMs'),
   row('proxy_read_timeout', HTTP, [1, 1], timeout('responseMs', 'idleMs'), 'timeouts.responseMs and idleMs'),
   row('proxy_send_timeout', HTTP, [1, 1], timeout('sendMs'), 'not supported yet (a write timeout)'),
-  row('proxy_next_upstream', HTTP, [1, ANY], proxyNextUpstream, 'default retry rule'),
+  row('proxy_next_upstream', HTTP, [1, ANY], proxyNextUpstream, 'upstreams.NAME.nextUpstream.on'),
+  row('proxy_next_upstream_tries', HTTP, [1, 1], nextUpstreamBound, 'upstreams.NAME.nextUpstream.tries'),
+  row('proxy_next_upstream_timeout', HTTP, [1, 1], nextUpstreamBound, 'upstreams.NAME.nextUpstream.timeoutMs'),
+  row('keepalive_requests', ['upstream'], [1, 1], keepalive, 'upstreams.NAME.keepalive.requests'),
   row('client_header_timeout', ['http', 'server'], [1, 1], globalTime('timeouts.headMs'), 'timeouts.headMs'),
   row('keepalive_timeout', [...HTTP, 'upstream'], [1, 2], keepaliveTimeout, 'timeouts.keepAliveMs'),
   row('large_client_header_buffers', ['http', 'server'], [2, 2], largeHeaderBuffers, 'limits.maxUriBytes, maxHeadBytes'),

@@ -9,7 +9,7 @@ import { merged, type Build, type LocationScope, type UpstreamScope } from './bu
 import type { Directive } from './parse.js';
 
 /** Each group's scheme and TLS settings, as the locations that use it say. */
-const uses = new WeakMap<Build, Map<string, { scheme: string; tls: Record<string, unknown> | null; at: Directive }>>();
+const uses = new WeakMap<Build, Map<string, { scheme: string; tls: Record<string, unknown> | null; retry: Record<string, unknown>; at: Directive }>>();
 
 function upstreamTls(loc: LocationScope): Record<string, unknown> {
   const s = merged(loc.settings, 'proxySsl');
@@ -33,11 +33,12 @@ export function upstreamFor(loc: LocationScope, b: Build): string | null {
     if (!hasPort) name = `${name}:${p.scheme === 'https' ? 443 : 80}`;
   }
   const tls = p.scheme === 'https' ? upstreamTls(loc) : null;
+  const retry = Object.fromEntries(Object.entries(merged(loc.settings, 'retry')).map(([k, v]) => [k, v.value]));
   const had = table.get(name);
-  if (had !== undefined && JSON.stringify([had.scheme, had.tls]) !== JSON.stringify([p.scheme, tls])) {
-    b.notYet(p.at, `upstream "${name}" used with different schemes or proxy_ssl_* settings`);
+  if (had !== undefined && JSON.stringify([had.scheme, had.tls, had.retry]) !== JSON.stringify([p.scheme, tls, retry])) {
+    b.notYet(p.at, `upstream "${name}" used with different schemes, proxy_ssl_* or proxy_next_upstream* settings`);
   }
-  if (had === undefined) table.set(name, { scheme: p.scheme, tls, at: p.at });
+  if (had === undefined) table.set(name, { scheme: p.scheme, tls, retry, at: p.at });
   return name;
 }
 
@@ -60,11 +61,23 @@ function group(u: UpstreamScope, b: Build): Record<string, unknown> {
     return s.params.weight !== undefined ? { address: s.address, weight: s.params.weight } : s.address;
   });
   groupFailures(u, o, b);
-  for (const k of ['balance', 'keepalive', 'sticky']) {
+  for (const k of ['balance', 'sticky']) {
     const at = (k === 'balance' ? u.out.balanceAt : (u.out[k] as { at?: Directive } | undefined)?.at) as Directive | undefined;
     if (at !== undefined) b.notYet(at, `"${at.name}"`);
   }
+  keepalivePool(u, o, b);
   return o;
+}
+
+/** keepalive N (+ keepalive_timeout, keepalive_requests) as the group's pool. */
+function keepalivePool(u: UpstreamScope, o: Record<string, unknown>, b: Build): void {
+  const get = (k: string): { value: unknown; at: Directive } | undefined => u.out[k] as { value: unknown; at: Directive } | undefined;
+  const idle = get('idle');
+  if (idle === undefined) {
+    for (const k of ['timeoutMs', 'requests']) if (get(k) !== undefined) b.warn(get(k)!.at, `"${get(k)!.at.name}" has no effect without "keepalive N"`);
+    return;
+  }
+  o.keepalive = { idle: idle.value, ...Object.fromEntries(['timeoutMs', 'requests'].filter((k) => get(k) !== undefined).map((k) => [k, get(k)!.value])) };
 }
 
 export function upstreamsOf(b: Build): Record<string, unknown> {
@@ -82,6 +95,7 @@ export function upstreamsOf(b: Build): Record<string, unknown> {
       b.where.set(`upstreams.${name}`, { file: use.at.file, line: use.at.line });
     }
     if (use.tls !== null) (out[name] as Record<string, unknown>).tls = use.tls;
+    if (Object.keys(use.retry).length > 0 && out[name] !== undefined) (out[name] as Record<string, unknown>).nextUpstream = use.retry;
   }
   return out;
 }

@@ -1,0 +1,106 @@
+/**
+ * Each nginx directive wsplice reads, and what it means in the JSON model
+ * (whose runtime behaviour the other suites test); each refusal in nginx's
+ * words with its file:line, all of them in one run.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { Issues } from '../src/config/issues.js';
+import { loadNginxConfig } from '../src/config/nginx/read.js';
+import { resolveOptions } from '../src/options.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'wsplice-directives-'));
+let n = 0;
+
+/** Read `text` as an nginx file: the model and the problems as "LINE: message". */
+function read(text: string): { value: Record<string, unknown>; errors: string[]; warnings: string[] } {
+  const file = join(dir, `c${n++}.conf`);
+  writeFileSync(file, text);
+  const is = new Issues();
+  const r = loadNginxConfig(file, is);
+  const fmt = (sev: string): string[] => is.list.filter((i) => i.severity === sev).map((i) => `${i.line ?? '?'}: ${i.message}`);
+  return { value: r?.value ?? {}, errors: fmt('error'), warnings: fmt('warning') };
+}
+
+const site = (inner: string, http = ''): string => `${http}\nupstream b { server 127.0.0.1:9001; }\nserver {\n listen 127.0.0.1:8080;\n${inner}\n}\n`;
+
+t.test('upstream and its server lines', async (t) => {
+  const r = read('upstream b {\n server 127.0.0.1:1 weight=3 max_fails=2 fail_timeout=5s;\n server 127.0.0.1:2 max_fails=2 fail_timeout=5s;\n keepalive 16;\n keepalive_timeout 30s;\n keepalive_requests 100;\n}\nserver { listen 8080; location / { proxy_pass http://b; } }\n');
+  t.same(r.errors, []);
+  t.same(r.value.upstreams, { b: { servers: [{ address: '127.0.0.1:1', weight: 3 }, '127.0.0.1:2'], maxFails: 2, failTimeoutMs: 5000, keepalive: { idle: 16, timeoutMs: 30_000, requests: 100 } } });
+  t.same(r.value.listen, ['0.0.0.0:8080'], 'a bare port listens on every address, as nginx');
+  const later = read('upstream b {\n server 127.0.0.1:1 backup;\n server 127.0.0.1:2 max_conns=3;\n least_conn;\n}\nserver { location / { proxy_pass http://b; } }\n');
+  t.same(later.errors, ['2: the server parameter "backup" is not supported yet by wsplice', '3: the server parameter "maxConns" is not supported yet by wsplice', '4: "least_conn" is not supported yet by wsplice']);
+});
+
+t.test('proxy_pass: an upstream, an address (a group of one), https with proxy_ssl_*, a missing name', async (t) => {
+  const r = read(site(' location /a { proxy_pass http://b; }\n location /c { proxy_pass http://127.0.0.1:9002; }\n location /s { proxy_ssl_trusted_certificate /ca.pem; proxy_ssl_name api.internal; proxy_pass https://10.0.0.5:8443; }\n location /x { proxy_pass http://nowhere; }'));
+  t.same(r.errors, ['8: host not found in upstream "nowhere"']);
+  t.same(r.value.routes, [{ path: '/a', upstream: 'b' }, { path: '/c', upstream: '127.0.0.1:9002' }, { path: '/s', upstream: '10.0.0.5:8443' }]);
+  t.same((r.value.upstreams as Record<string, unknown>)['10.0.0.5:8443'], { servers: ['10.0.0.5:8443'], tls: { ca: '/ca.pem', serverName: 'api.internal' } });
+  const uri = read(site(' location /a/ { proxy_pass http://b/a/; }\n location /c/ { proxy_pass http://b/d/; }'));
+  t.same(uri.errors, ['6: "proxy_pass" with a URI part ("/d/" replacing "/c/") is not supported yet by wsplice'], 'identity URI parts pass');
+});
+
+t.test('proxy_set_header lines onto forwarding; timeouts; per-location differences refused', async (t) => {
+  const r = read(site(' proxy_set_header Host $host;\n proxy_set_header X-Real-IP $remote_addr;\n proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n proxy_set_header X-Env prod;\n proxy_set_header Accept-Encoding "";\n proxy_connect_timeout 5s;\n proxy_read_timeout 1m;\n location / { proxy_pass http://b; }'));
+  t.same(r.errors, []);
+  t.same(r.value.forwarding, { xForwarded: true, host: '$host', xRealIp: true, setHeaders: { 'X-Env': 'prod' }, removeHeaders: ['Accept-Encoding'] });
+  t.same(r.value.timeouts, { connectMs: 5000, responseMs: 60_000, idleMs: 60_000 });
+  t.same(read(site(' location / { proxy_pass http://b; }')).value.forwarding, { xForwarded: false }, 'no X-Forwarded-* unless the file sets them, as nginx');
+  const differ = read(site(' location / { proxy_pass http://b; }\n location /x { proxy_read_timeout 5s; proxy_pass http://b; }'));
+  t.match(differ.errors, [/^6: "proxy_\*_timeout" values that differ between locations is not supported yet/]);
+  const v = read(site(' proxy_set_header X-Id $request_id;\n location / { proxy_pass http://b; }'));
+  t.same(v.errors, ['5: "proxy_set_header X-Id $request_id" is not supported yet by wsplice']);
+});
+
+t.test('http-level settings: logs, workers, header limits, real ip, limits', async (t) => {
+  const r = read(`error_log /var/log/wsplice.log warn;\nworker_processes auto;\nevents { worker_connections 512; multi_accept on; }\nhttp {\n access_log /dev/stdout main;\n client_header_timeout 10s;\n keepalive_timeout 30s;\n large_client_header_buffers 4 8k;\n set_real_ip_from 10.0.0.0/8;\n real_ip_header proxy_protocol;\n limit_conn_zone $binary_remote_addr zone=addr:1m;\n limit_req_zone $binary_remote_addr zone=one:1m rate=10r/s;\n limit_conn addr 20;\n limit_req zone=one burst=5 nodelay;\n limit_req_status 429;\n${site(' location / { proxy_pass http://b; }')}}\n`);
+  t.same(r.errors, []);
+  t.same([r.value.errorLog, r.value.logLevel, r.value.accessLog], ['/var/log/wsplice.log', 'warn', 'stdout']);
+  t.same(r.value.limits, { maxConnections: 512, maxUriBytes: 8192, maxHeadBytes: 32_768 });
+  t.same(r.value.timeouts, { headMs: 10_000, keepAliveMs: 30_000 });
+  t.same(r.value.realIpFrom, ['10.0.0.0/8']);
+  t.same(r.value.clientLimits, { maxClients: 16_384, maxConnections: 20, requestRate: { rate: 10, burst: 5, key: '$remote_addr' }, status: 429 });
+  t.match(r.warnings, [/worker_processes auto" is ignored/, /access_log format .* ignored/, /ignored \(they only matter to nginx itself\): multi_accept/]);
+  t.doesNotThrow(() => resolveOptions(Object.fromEntries(Object.entries(r.value).filter(([k]) => !['listen', 'errorLog', 'logLevel', 'accessLog'].includes(k)))), 'the model accepts it');
+});
+
+t.test('listen ... ssl with ssl_*, proxy_protocol; two servers on one TLS address share it by SNI', async (t) => {
+  const r = read(`ssl_protocols TLSv1.2 TLSv1.3;\nssl_session_timeout 10m;\nupstream b { server 127.0.0.1:1; }\nserver {\n listen 127.0.0.1:8443 ssl;\n listen 127.0.0.1:8081 proxy_protocol;\n server_name a.test;\n ssl_certificate /a.pem;\n ssl_certificate_key /a.key;\n ssl_client_certificate /ca.pem;\n ssl_verify_client optional;\n location / { proxy_pass http://b; }\n}\nserver {\n listen 127.0.0.1:8443 ssl;\n server_name *.b.test;\n ssl_certificate /b.pem;\n ssl_certificate_key /b.key;\n location / { proxy_pass http://b; }\n}\nserver { listen 127.0.0.1:9443 ssl; server_name c.test; location / { proxy_pass http://b; } }\n`);
+  t.same(r.errors, ['21: no "ssl_certificate" is defined for the "listen ... ssl" directive']);
+  t.same((r.value.listen as unknown[]).slice(0, 2), [
+    { address: '127.0.0.1:8443', tls: { certificates: [{ cert: '/a.pem', key: '/a.key', serverNames: ['a.test'] }, { cert: '/b.pem', key: '/b.key', serverNames: ['*.b.test'] }], protocols: ['TLSv1.2', 'TLSv1.3'], sessionTimeoutSec: 600, clientCa: '/ca.pem', verifyClient: 'optional' } },
+    { address: '127.0.0.1:8081', proxyProtocol: true },
+  ]);
+});
+
+t.test('locations, server names, return, allow/deny into routes', async (t) => {
+  const r = read(`upstream b { server 127.0.0.1:1; }\nserver {\n listen 8080 default_server;\n location = /ws { proxy_pass http://b; }\n location ^~ /static/ { return 404; }\n location ~* \\.png$ { allow 10.0.0.0/8; deny all; proxy_pass http://b; }\n location /go { return 301 https://example.com/; }\n}\nserver {\n listen 8080;\n server_name api.test *.api.test;\n location / { proxy_pass http://b; }\n}\nserver { listen 8080; server_name old.test; return 301 https://new.test/; }\n`);
+  t.same(r.errors, []);
+  t.same(r.value.routes, [
+    { path: '/ws', match: 'exact', upstream: 'b' },
+    { path: '/static/', match: 'prefix-stop', return: { status: 404 } },
+    { path: '\\.png$', match: 'regex-caseless', upstream: 'b', access: [{ allow: '10.0.0.0/8' }, { deny: 'all' }] },
+    { path: '/go', return: { status: 301, text: 'https://example.com/' } },
+    { path: '/', upstream: 'b', hosts: ['api.test', '*.api.test'] },
+    { path: '/', hosts: ['old.test'], return: { status: 301, text: 'https://new.test/' } },
+  ]);
+  t.same(r.value.listen, ['0.0.0.0:8080'], 'one listener for the three servers');
+});
+
+t.test('every problem at once, in nginx words, each with its line', async (t) => {
+  const r = read(`upstream b { server 127.0.0.1:1; }\nupstream unused { server 127.0.0.1:2; }\nserver {\n listen 127.0.0.1:99999;\n listen 127.0.0.1:8080;\n listen 127.0.0.1:8080;\n proxy_read_timout 5s;\n location /ws { proxy_pass http://b; }\n location /ws { proxy_pass http://b; }\n location / { proxy_pass http://b; worker_connections 5; }\n location /files { root /srv; }\n}\nmap $uri $x { default 1; }\n`);
+  t.same(r.errors, [
+    '4: invalid port in "127.0.0.1:99999" of the "listen" directive (0-65535)',
+    '6: duplicate listen 127.0.0.1:8080',
+    '7: unknown directive "proxy_read_timout" (did you mean "proxy_read_timeout"?)',
+    '9: duplicate location "/ws"',
+    '10: "worker_connections" directive is not allowed here',
+    '13: "map $uri $x" (only the $http_upgrade -> $connection_upgrade map is read) is not supported yet by wsplice',
+    '11: location "/files" has no "proxy_pass" or "return" (wsplice serves no files)',
+  ]);
+  t.same(r.warnings, ['11: ignored (they only matter to nginx itself): root', '2: upstream "unused" is not used by any proxy_pass'].reverse());
+});
