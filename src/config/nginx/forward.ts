@@ -45,7 +45,26 @@ function line(h: HeaderLine, out: Record<string, unknown>, b: Build): void {
   } else if (!v.includes('$')) {
     return set('setHeaders', { ...((out.setHeaders as Record<string, string> | undefined) ?? {}), [h.name]: v });
   }
+  const unknown = variables(v).find((n) => !isNginxVariable(n) && !b.maps.some((m) => m.variable === n));
+  if (unknown !== undefined) return b.error(h.at, `unknown "${unknown}" variable`);
   b.notYet(h.at, `"proxy_set_header ${h.name} ${v === '' ? '""' : v}"`);
+}
+
+const NGINX_VARIABLES = new Set([
+  'host', 'http_host', 'remote_addr', 'remote_port', 'binary_remote_addr', 'scheme', 'https', 'request_uri', 'uri', 'document_uri', 'args',
+  'query_string', 'is_args', 'request_method', 'request_id', 'server_port', 'server_addr', 'server_name', 'server_protocol', 'proxy_host',
+  'proxy_port', 'proxy_add_x_forwarded_for', 'proxy_protocol_addr', 'proxy_protocol_port', 'realip_remote_addr', 'request_length',
+  'content_type', 'content_length', 'connection', 'msec', 'time_iso8601', 'time_local', 'hostname', 'pid', 'nginx_version', 'ssl_protocol',
+  'ssl_cipher', 'ssl_server_name', 'ssl_client_s_dn', 'ssl_client_verify', 'request', 'status', 'upstream_addr',
+]);
+
+function isNginxVariable(n: string): boolean {
+  return NGINX_VARIABLES.has(n) || /^(http|sent_http|cookie|arg|upstream_http)_\w+$/.test(n);
+}
+
+/** Variable names in a value (`$name`, `${name}`). */
+function variables(v: string): string[] {
+  return [...v.matchAll(/\$(?:\{(\w+)\}|(\w+))/g)].map((m) => m[1] ?? m[2]!);
 }
 
 /** The forwarding options a list of proxy_set_header lines means. */
