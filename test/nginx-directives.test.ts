@@ -104,3 +104,12 @@ t.test('every problem at once, in nginx words, each with its line', async (t) =>
   ]);
   t.same(r.warnings, ['11: ignored (they only matter to nginx itself): root', '2: upstream "unused" is not used by any proxy_pass'].reverse());
 });
+
+t.test("the README's From nginx table names every directive of the table", async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const { DIRECTIVES } = await import('../src/config/nginx/table.js');
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('### From nginx'), readme.indexOf('\n## ', readme.indexOf('### From nginx')));
+  const missing = DIRECTIVES.filter((r) => !r.doc.startsWith('ignored') && !section.includes(r.name)).map((r) => r.name);
+  t.same([...new Set(missing)], [], 'every directive wsplice acts on is in the README');
+});
