@@ -102,7 +102,8 @@ export class Build {
   /** limit_conn_zone / limit_req_zone by zone name. */
   readonly zones = new Map<string, { key: string; rate?: number; at: Directive }>();
 
-  constructor(readonly is: Issues) {}
+  /** The file given to -c (problems of the whole configuration are reported there). */
+  constructor(readonly is: Issues, readonly file: string) {}
 
   error(d: Directive, message: string): void {
     this.is.add({ field: '', severity: 'error', message, file: d.file, line: d.line });

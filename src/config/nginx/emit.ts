@@ -107,7 +107,7 @@ function timeouts(levels: Settings[], b: Build): void {
 
 export function emit(b: Build): Record<string, unknown> {
   checkMaps(b);
-  if (b.servers.length === 0) b.is.add({ field: '', severity: 'error', message: 'no "server" block: nothing listens', file: [...b.where.values()][0]?.file ?? '', line: 1 });
+  if (b.servers.length === 0) b.is.add({ field: '', severity: 'error', message: 'no "server" block: nothing listens', file: b.file, line: 1 });
   const out: Record<string, unknown> = {};
   const levels = routes(b, out);
   if (levels.length === 0 && b.servers.length > 0) levels.push(b.servers[0]!.settings);

@@ -59,7 +59,7 @@ export function walk(dirs: readonly Directive[], scope: Scope, b: Build): void {
 export function loadNginxConfig(file: string, is: Issues): LoadedConfig | null {
   const tree = readNginxTree(file, is);
   if (is.hasErrors && tree.length === 0) return null;
-  const b = new Build(is);
+  const b = new Build(is, file);
   const whole = tree.some((d) => d.name === 'http' || d.name === 'events');
   walk(tree, whole ? { kind: 'main' } : { kind: 'http', settings: b.http }, b);
   resolveLimits(b);
