@@ -153,3 +153,32 @@ ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((n) => `    ${n}_temp
   await startCli(['-c', conf], t);
   t.same(await run(), expected, 'wsplice answers as nginx');
 });
+
+t.test('JSON routes: the same checks as nginx locations, every problem at once', async (t) => {
+  const { resolveOptions } = await import('../src/options.js');
+  const { ConfigErrors } = await import('../src/config/issues.js');
+  const bad = {
+    upstreams: { a: { servers: ['127.0.0.1:1'] } },
+    routes: [
+      { path: '/ws', upstream: 'a' }, { path: '/ws', match: 'prefix-stop', upstream: 'a' }, { path: 'ws', upstream: 'a' },
+      { path: '(', match: 'regex', upstream: 'a' }, { path: '/x' }, { path: '/y', upstream: 'nope' }, { path: '/z', hosts: ['bad host'], upstream: 'a' },
+    ],
+  };
+  let err: unknown = null;
+  try {
+    resolveOptions(bad);
+  } catch (e) {
+    err = e;
+  }
+  t.type(err, ConfigErrors);
+  t.match((err as Error).message.split('\n'), [
+    /^routes\[6\]\.hosts\[0\]: invalid value "bad host"/,
+    /^routes\[1\]\.path: duplicate location "\/ws"/,
+    /^routes\[2\]\.path: must start with \//,
+    /^routes\[3\]\.path: invalid regular expression/,
+    /^routes\[4\]\.upstream: is required \(or give return\)/,
+    /^routes\[5\]\.upstream: must name an upstream \(one of a\)/,
+  ]);
+  const ok = resolveOptions({ upstreams: {}, routes: [{ path: '/', return: { status: 204 } }] });
+  t.same(ok.routes[0]!.return, { status: 204, text: null }, 'no upstream needed when every route returns');
+});
