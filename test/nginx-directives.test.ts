@@ -91,6 +91,11 @@ t.test('locations, server names, return, allow/deny into routes', async (t) => {
   t.same(r.value.listen, ['0.0.0.0:8080'], 'one listener for the three servers');
 });
 
+t.test("the upgrade map in its keep-alive form ('' -> \"\") is the built-in behaviour too", async (t) => {
+  const r = read(site(" proxy_set_header Connection $connection_upgrade;\n location / { proxy_pass http://b; }", "map $http_upgrade $connection_upgrade { default upgrade; '' ''; }"));
+  t.same(r.errors, []);
+});
+
 t.test('every problem at once, in nginx words, each with its line', async (t) => {
   const r = read(`upstream b { server 127.0.0.1:1; }\nupstream unused { server 127.0.0.1:2; }\nserver {\n listen 127.0.0.1:99999;\n listen 127.0.0.1:8080;\n listen 127.0.0.1:8080;\n proxy_read_timout 5s;\n location /ws { proxy_pass http://b; }\n location /ws { proxy_pass http://b; }\n location / { proxy_pass http://b; worker_connections 5; }\n location /files { root /srv; }\n}\nmap $uri $x { default 1; }\n`);
   t.same(r.errors, [

@@ -9,11 +9,15 @@ import type { Directive } from './parse.js';
 
 export type HeaderLine = { name: string; value: string; at: Directive };
 
-/** The map that gives `upgrade` for any Upgrade header and `close` for none. */
+/**
+ * The map that gives `upgrade` for any Upgrade header and `close` (or `""`, the
+ * keep-alive form) for none: what wsplice writes itself on every request.
+ */
 export function isUpgradeMap(m: MapScope | undefined): boolean {
   if (m === undefined || m.source !== 'http_upgrade') return false;
   const byKey = new Map(m.entries.map((e) => [e.key, e.value.toLowerCase()]));
-  return byKey.get('default') === 'upgrade' && (byKey.get('') ?? 'upgrade') === 'close' && m.entries.every((e) => e.key === 'default' || e.key === '');
+  const none = byKey.get('') ?? 'upgrade';
+  return byKey.get('default') === 'upgrade' && (none === 'close' || none === '') && m.entries.every((e) => e.key === 'default' || e.key === '');
 }
 
 function mapNamed(b: Build, value: string): MapScope | undefined {
