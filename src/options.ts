@@ -10,6 +10,7 @@ import {
 } from './config/check.js';
 import { Issues, type SourceMap } from './config/issues.js';
 import { resolveRoutes, ROUTE_ROWS, type ResolvedRoute } from './config/routes.js';
+import { compileTemplate, hasVariables } from './config/variables.js';
 import { defaultMaxParsers } from './http1/llhttp.js';
 import { isSafeValue, isToken, type ForwardPolicy } from './http1/serialize.js';
 import { isValidHost } from './http1/semantics.js';
@@ -332,6 +333,22 @@ export const DEFAULT_LIMITS = defaultsOf(LIMIT_ROWS) as Readonly<Required<LimitC
 
 // ---- resolution --------------------------------------------------------------------------------
 
+/** setHeaders split into fixed values and values with request variables (compiled once here). */
+function headerTemplates(headers: ReadonlyMap<string, string>, is: Issues): { set: Array<[string, string]>; dynamic: NonNullable<ForwardPolicy['dynamic']>[number][] } {
+  const set: Array<[string, string]> = [];
+  const dynamic: NonNullable<ForwardPolicy['dynamic']>[number][] = [];
+  for (const [name, value] of headers) {
+    if (!hasVariables(value)) {
+      set.push([name, value]);
+      continue;
+    }
+    const t = compileTemplate(value);
+    if (typeof t === 'function') dynamic.push([name, t]);
+    else is.error(`forwarding.setHeaders.${name}`, `unknown variable "$${t.unknown}" (known: $host, $http_host, $http_NAME, $remote_addr, $scheme, $request_uri, $uri, $args, $is_args, $request_method, $proxy_add_x_forwarded_for)`);
+  }
+  return { set, dynamic };
+}
+
 /** Apply defaults and validate. Throws ConfigErrors (a ConfigError) listing every problem. */
 export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptions {
   const is = new Issues(where);
@@ -349,7 +366,8 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
   }
   const first = upstreams.keys().next().value as string;
   const fw = o.forwarding;
-  const set = [...fw.setHeaders];
+  const { set, dynamic } = headerTemplates(fw.setHeaders, is);
+  is.throwIfErrors();
   return {
     upstreams,
     routes: routes ?? [{ path: '/', match: 'prefix', exact: false, upstream: first, hosts: null, return: null, access: null }],
@@ -360,7 +378,8 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
       xRealIp: fw.xRealIp,
       remove: new Set(fw.removeHeaders.map((n) => n.toLowerCase())),
       set,
-      setKeys: new Set(set.map(([n]) => n.toLowerCase())),
+      setKeys: new Set([...set, ...dynamic].map(([n]) => n.toLowerCase())),
+      ...(dynamic.length > 0 ? { dynamic } : {}),
     },
     proto: fw.proto as 'http' | 'https',
     timeouts: o.timeouts as Required<TimeoutConfig>,

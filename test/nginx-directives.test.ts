@@ -52,6 +52,9 @@ t.test('proxy_set_header lines onto forwarding; timeouts; per-location differenc
   t.same(read(site(' location / { proxy_pass http://b; }')).value.forwarding, { xForwarded: false }, 'no X-Forwarded-* unless the file sets them, as nginx');
   const differ = read(site(' location / { proxy_pass http://b; }\n location /x { proxy_read_timeout 5s; proxy_pass http://b; }'));
   t.match(differ.errors, [/^6: "proxy_\*_timeout" values that differ between locations is not supported yet/]);
+  const tpl = read(site(' proxy_set_header X-Original-URI $request_uri;\n proxy_set_header X-Client "$remote_addr via $scheme";\n location / { proxy_pass http://b; }'));
+  t.same(tpl.errors, []);
+  t.same(tpl.value.forwarding, { xForwarded: false, setHeaders: { 'X-Original-URI': '$request_uri', 'X-Client': '$remote_addr via $scheme' } }, 'values with variables wsplice has');
   const v = read(site(' proxy_set_header X-Id $request_id;\n proxy_set_header X-Typo $remote_adr;\n location / { proxy_pass http://b; }'));
   t.same(v.errors, ['5: "proxy_set_header X-Id $request_id" is not supported yet by wsplice', '6: unknown "remote_adr" variable']);
 });

@@ -104,7 +104,7 @@ t.test('the same file under nginx and wsplice: the same location, server and ans
   t.same(await answers(port), expected, 'wsplice gives the same answers');
 });
 
-t.test('allow/deny (first match wins), return 403 and Host $host on proxied locations, under nginx and wsplice', async (t) => {
+t.test('allow/deny (first match wins), return 403, Host $host and header values with variables (empty: not sent), under nginx and wsplice', async (t) => {
   const { httpBackend } = await import('./support/index.js');
   const b = await httpBackend();
   t.teardown(() => b.close());
@@ -120,6 +120,8 @@ ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((n) => `    ${n}_temp
         listen 127.0.0.1:${port};
         proxy_set_header Host $host;
         proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Uri "$scheme:$request_uri";
+        proxy_set_header X-Empty $http_x_none;
         location /allow { allow 127.0.0.0/8; deny all; proxy_pass http://127.0.0.1:${b.port}; }
         location /deny { deny 127.0.0.1; allow all; proxy_pass http://127.0.0.1:${b.port}; }
         location /internal { return 403; }
@@ -137,10 +139,10 @@ ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((n) => `    ${n}_temp
       const r = await httpGet(port, path, { headers: { host: 'Front.Example:8080' } });
       out.push([r.status, r.status === 200 ? r.body : '']);
     }
-    out.push(b.seen.map((s) => [s.headers.host, s.headers['x-real-ip']]));
+    out.push(b.seen.map((s) => [s.headers.host, s.headers['x-real-ip'], s.headers['x-uri'], 'x-empty' in s.headers]));
     return out;
   };
-  const expected = [...cases.map(([, s, body]) => [s, body]), [['front.example', '127.0.0.1'], ['front.example', '127.0.0.1']]];
+  const expected = [...cases.map(([, s, body]) => [s, body]), [['front.example', '127.0.0.1', 'http:/allow/x', false], ['front.example', '127.0.0.1', 'http:/other?q=1', false]]];
   if (existsSync(NGINX)) {
     const m = spawnManaged(NGINX, ['-c', conf, '-p', dir, '-e', join(dir, 'error2.log')], { stdin: 'ignore' });
     try {

@@ -36,8 +36,10 @@ export interface ForwardPolicy {
   remove: ReadonlySet<string>;
   /** Headers set on every forwarded request (replacing the client's), already validated. */
   set: ReadonlyArray<readonly [string, string]>;
-  /** Lower-case keys of `set`, to drop the client's copies. */
+  /** Lower-case keys of `set` and `dynamic`, to drop the client's copies. */
   setKeys: ReadonlySet<string>;
+  /** Headers whose value has request variables (`$host`, `$http_NAME`...), evaluated per request head; an empty result is not sent, as nginx. */
+  dynamic?: ReadonlyArray<readonly [string, (v: { h: RequestHead; info: RequestInfo; remoteAddress: string; proto: string }) => string]>;
 }
 
 export interface ClientFacts {
@@ -89,6 +91,13 @@ export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: Fo
   }
   if (policy.xRealIp) out += `X-Real-IP: ${client.remoteAddress}\r\n`;
   for (const [name, value] of policy.set) out += `${name}: ${value}\r\n`;
+  if (policy.dynamic !== undefined) {
+    const src = { h, info, remoteAddress: client.remoteAddress, proto: client.proto };
+    for (const [name, get] of policy.dynamic) {
+      const value = get(src);
+      if (value !== '') out += `${name}: ${value}\r\n`;
+    }
+  }
   if (info.kind === 'plain') out += keepAlive ? '\r\n' : 'Connection: close\r\n\r\n'; // keepAlive: a pooled connection (nginx Connection "")
   else out += `Connection: upgrade\r\nUpgrade: ${info.protocol}\r\n\r\n`;
   return Buffer.from(out, 'latin1');
