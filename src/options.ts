@@ -10,7 +10,8 @@ import {
 } from './config/check.js';
 import { Issues, type SourceMap } from './config/issues.js';
 import { resolveRoutes, ROUTE_ROWS, type ResolvedRoute } from './config/routes.js';
-import { compileTemplate, hasVariables } from './config/variables.js';
+import { compileTemplate, hasVariables, type Get } from './config/variables.js';
+import { compileMaps, MAPS, type MapConfig } from './config/maps.js';
 import { defaultMaxParsers } from './http1/llhttp.js';
 import { isSafeValue, isToken, type ForwardPolicy } from './http1/serialize.js';
 import { isValidHost } from './http1/semantics.js';
@@ -139,6 +140,8 @@ export interface ProxyOptions {
   realIpFrom?: string[];
   /** Per-client limits (nginx limit_conn / limit_req). */
   clientLimits?: ClientLimitsConfig;
+  /** Variables from other variables (nginx map), usable in forwarding.setHeaders values. */
+  maps?: Record<string, MapConfig>;
 }
 
 export interface ResolvedUpstream {
@@ -307,6 +310,7 @@ export const OPTION_ROWS = {
   upstreams: { check: recordOf(object(UPSTREAM_ROWS)), default: new Map(), doc: 'upstream groups by name (at least one unless every route answers with return)', nginx: 'upstream' },
   routes: { check: arrayOf(object(ROUTE_ROWS), true), doc: 'routes; omitted = every path to the first upstream', nginx: 'location' },
   forwarding: section(FORWARD_ROWS, 'what the forwarded request head carries'),
+  maps: { check: MAPS, default: new Map<string, MapConfig>(), doc: 'variables from other variables: NAME: { source, entries: [[key, value]...] (exact, then ~regex / ~*regex in order), default }', nginx: 'map' },
   timeouts: section(TIMEOUT_ROWS, 'timeouts in milliseconds'),
   limits: section(LIMIT_ROWS, 'size and count limits'),
   tunnelProtocols: {
@@ -334,7 +338,7 @@ export const DEFAULT_LIMITS = defaultsOf(LIMIT_ROWS) as Readonly<Required<LimitC
 // ---- resolution --------------------------------------------------------------------------------
 
 /** setHeaders split into fixed values and values with request variables (compiled once here). */
-function headerTemplates(headers: ReadonlyMap<string, string>, is: Issues): { set: Array<[string, string]>; dynamic: NonNullable<ForwardPolicy['dynamic']>[number][] } {
+function headerTemplates(headers: ReadonlyMap<string, string>, maps: ReadonlyMap<string, Get>, is: Issues): { set: Array<[string, string]>; dynamic: NonNullable<ForwardPolicy['dynamic']>[number][] } {
   const set: Array<[string, string]> = [];
   const dynamic: NonNullable<ForwardPolicy['dynamic']>[number][] = [];
   for (const [name, value] of headers) {
@@ -342,9 +346,9 @@ function headerTemplates(headers: ReadonlyMap<string, string>, is: Issues): { se
       set.push([name, value]);
       continue;
     }
-    const t = compileTemplate(value);
+    const t = compileTemplate(value, maps);
     if (typeof t === 'function') dynamic.push([name, t]);
-    else is.error(`forwarding.setHeaders.${name}`, `unknown variable "$${t.unknown}" (known: $host, $http_host, $http_NAME, $remote_addr, $scheme, $request_uri, $uri, $args, $is_args, $request_method, $proxy_add_x_forwarded_for)`);
+    else is.error(`forwarding.setHeaders.${name}`, `unknown variable "$${t.unknown}" (known: $host, $http_host, $http_NAME, $remote_addr, $scheme, $request_uri, $uri, $args, $is_args, $request_method, $proxy_add_x_forwarded_for, a map's name)`);
   }
   return { set, dynamic };
 }
@@ -366,7 +370,7 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
   }
   const first = upstreams.keys().next().value as string;
   const fw = o.forwarding;
-  const { set, dynamic } = headerTemplates(fw.setHeaders, is);
+  const { set, dynamic } = headerTemplates(fw.setHeaders, compileMaps(o.maps, is), is);
   is.throwIfErrors();
   return {
     upstreams,

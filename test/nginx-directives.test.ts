@@ -107,7 +107,6 @@ t.test('every problem at once, in nginx words, each with its line', async (t) =>
     '7: unknown directive "proxy_read_timout" (did you mean "proxy_read_timeout"?)',
     '9: duplicate location "/ws"',
     '10: "worker_connections" directive is not allowed here',
-    '13: "map $uri $x" (only the $http_upgrade -> $connection_upgrade map is read) is not supported yet by wsplice',
     '11: location "/files" has no "proxy_pass" or "return" (wsplice serves no files)',
   ]);
   t.same(r.warnings, ['11: ignored (they only matter to nginx itself): root', '2: upstream "unused" is not used by any proxy_pass'].reverse());

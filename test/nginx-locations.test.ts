@@ -184,3 +184,50 @@ t.test('JSON routes: the same checks as nginx locations, every problem at once',
   const ok = resolveOptions({ upstreams: {}, routes: [{ path: '/', return: { status: 204 } }] });
   t.same(ok.routes[0]!.return, { status: 204, text: null }, 'no upstream needed when every route returns');
 });
+
+t.test('map: exact strings, then regexes (~ and ~*) in order, else default; used in a header value, under nginx and wsplice', async (t) => {
+  const { httpBackend } = await import('./support/index.js');
+  const b = await httpBackend();
+  t.teardown(() => b.close());
+  const port = await freePort();
+  const conf = join(dir, 'map.conf');
+  writeFileSync(conf, `daemon off;
+pid ${dir}/nginx3.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((n) => `    ${n}_temp_path ${dir}/${n};`).join('\n')}
+    map $http_x_tenant $tenant {
+        default none;
+        acme A;
+        ~^b B-re;
+        ~*^c C-ci;
+        ~^bo never-second;
+        '' empty;
+    }
+    server {
+        listen 127.0.0.1:${port};
+        proxy_set_header X-Tenant "$tenant/$uri";
+        location / { proxy_pass http://127.0.0.1:${b.port}; }
+    }
+}
+`);
+  const tenants = ['acme', 'bob', 'cat', 'Cat', 'zzz', null];
+  const run = async (): Promise<unknown[]> => {
+    b.seen.length = 0;
+    for (const x of tenants) await httpGet(port, '/p', { headers: x === null ? {} : { 'x-tenant': x } });
+    return b.seen.map((s) => s.headers['x-tenant']);
+  };
+  const expected = ['A//p', 'B-re//p', 'C-ci//p', 'C-ci//p', 'none//p', 'empty//p'];
+  if (existsSync(NGINX)) {
+    const m = spawnManaged(NGINX, ['-c', conf, '-p', dir, '-e', join(dir, 'error3.log')], { stdin: 'ignore' });
+    try {
+      await waitForPort(port, m, 10_000);
+      t.same(await run(), expected, 'nginx');
+    } finally {
+      await stopManaged(m, 3000);
+    }
+  }
+  await startCli(['-c', conf], t);
+  t.same(await run(), expected, 'wsplice answers as nginx');
+});

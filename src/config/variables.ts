@@ -15,7 +15,7 @@ export interface VarSource {
   proto: string;
 }
 
-type Get = (v: VarSource) => string;
+export type Get = (v: VarSource) => string;
 
 function header(v: VarSource, name: string): string {
   for (let i = 0; i < v.h.keys.length; i++) if (v.h.keys[i] === name) return v.h.values[i]!;
@@ -46,9 +46,9 @@ const FIXED: Record<string, Get> = {
   },
 };
 
-/** The getter of `$name`, or null when wsplice has no such variable. */
-export function variable(name: string): Get | null {
-  const fixed = FIXED[name];
+/** The getter of `$name` (a fixed variable, a map's result, `$http_NAME`), or null when wsplice has no such variable. */
+export function variable(name: string, maps?: ReadonlyMap<string, Get>): Get | null {
+  const fixed = FIXED[name] ?? maps?.get(name);
   if (fixed !== undefined) return fixed;
   const m = /^http_([A-Za-z0-9_]+)$/.exec(name);
   if (m === null) return null;
@@ -63,12 +63,12 @@ export function hasVariables(s: string): boolean {
 }
 
 /** Compile "text $var ${var}text"; the first unknown variable's name instead when there is one. */
-export function compileTemplate(source: string): Get | { unknown: string } {
+export function compileTemplate(source: string, maps?: ReadonlyMap<string, Get>): Get | { unknown: string } {
   const parts: Array<string | Get> = [];
   let last = 0;
   for (const m of source.matchAll(VAR)) {
     const name = m[1] ?? m[2]!;
-    const f = variable(name);
+    const f = variable(name, maps);
     if (f === null) return { unknown: name };
     if (m.index > last) parts.push(source.slice(last, m.index));
     parts.push(f);

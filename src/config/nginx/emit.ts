@@ -5,12 +5,18 @@
  * model cannot say yet is refused with the directive's file:line.
  */
 import { merged, nearest, type Build, type LocationScope, type ServerScope, type Settings } from './build.js';
-import { forwarding, isUpgradeMap } from './forward.js';
+import { forwarding } from './forward.js';
 import { listenEntries } from './listeners.js';
 import { upstreamFor, upstreamsOf } from './upstreams.js';
 
-function checkMaps(b: Build): void {
-  for (const m of b.maps) if (!isUpgradeMap(m)) b.notYet(m.at, `"map $${m.source} $${m.variable}" (only the $http_upgrade -> $connection_upgrade map is read)`);
+/** Every map, as `maps` (the upgrade map too: it may be used beyond Connection). */
+function maps(b: Build, out: Record<string, unknown>): void {
+  if (b.maps.length === 0) return;
+  out.maps = Object.fromEntries(b.maps.map((m) => {
+    b.where.set(`maps.${m.variable}`, { file: m.at.file, line: m.at.line });
+    const def = m.entries.find((e) => e.key === 'default');
+    return [m.variable, { source: `$${m.source}`, entries: m.entries.filter((e) => e !== def).map((e) => [e.key, e.value]), ...(def !== undefined ? { default: def.value } : {}) }];
+  }));
 }
 
 /** nginx's URI replacement is identity when the URI part equals the location's prefix. */
@@ -106,7 +112,6 @@ function timeouts(levels: Settings[], b: Build): void {
 }
 
 export function emit(b: Build): Record<string, unknown> {
-  checkMaps(b);
   if (b.servers.length === 0) b.is.add({ field: '', severity: 'error', message: 'no "server" block: nothing listens', file: b.file, line: 1 });
   const out: Record<string, unknown> = {};
   const levels = routes(b, out);
@@ -116,6 +121,7 @@ export function emit(b: Build): Record<string, unknown> {
     out.forwarding = forwarding(shared(levels, (s) => nearest(s, 'headers') ?? [], '"proxy_set_header" lines', b), b);
   }
   out.upstreams = upstreamsOf(b);
+  maps(b, out);
   out.listen = listenEntries(b);
   for (const [k, v] of Object.entries(b.service)) {
     out[k] = v.value;

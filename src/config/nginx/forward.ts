@@ -47,7 +47,7 @@ function line(h: HeaderLine, out: Record<string, unknown>, b: Build): void {
     return set('xForwarded', true);
   } else if (v === '') {
     return set('removeHeaders', [...((out.removeHeaders as string[] | undefined) ?? []), h.name]);
-  } else if (!v.includes('$') || typeof compileTemplate(v) === 'function') {
+  } else if (!v.includes('$') || typeof compileTemplate(v, new Map(b.maps.map((m) => [m.variable, () => '']))) === 'function') {
     return set('setHeaders', { ...((out.setHeaders as Record<string, string> | undefined) ?? {}), [h.name]: v });
   }
   const unknown = variables(v).find((n) => !isNginxVariable(n) && !b.maps.some((m) => m.variable === n));
