@@ -11,7 +11,7 @@
 import type { Socket } from 'node:net';
 import type { ProxyContext } from './context.js';
 import { ERRORS, WspliceError, type ErrorCode } from './errors.js';
-import { openExchange, type Exchange } from './exchange.js';
+import { done, openExchange, type Exchange } from './exchange.js';
 import type { ResponseHead } from './http1/head.js';
 import { Ev, type Parser } from './http1/llhttp.js';
 import { dropSet, responseFramingProblem, responseHasNoBody } from './http1/semantics.js';
@@ -224,7 +224,7 @@ export class Connection implements LegOwner {
     this.leg.close(false);
     this.releaseRequestParser();
     this.pending = null;
-    this.x = null;
+    this.x = done(this.x);
     this.ctx.connectionClosed(this);
   }
 
@@ -232,8 +232,8 @@ export class Connection implements LegOwner {
 
   /** One try: pick a backend and connect the leg to it. */
   private connect(x: Exchange): void {
-    const backend = x.group.pick();
-    x.backend = backend;
+    const backend = x.pick();
+    if (backend === null) return this.fail('WSPLICE_UPSTREAM_FULL', 'no backend available (all down, unhealthy or at max_conns)');
     this.rec.connecting(backend.label);
     this.enter(State.Connecting);
     const proto = (this.client as { encrypted?: boolean }).encrypted === true ? 'https' : this.ctx.options.proto;
@@ -308,16 +308,17 @@ export class Connection implements LegOwner {
     const early = x.takeEarly();
     this.enter(State.Tunnel);
     const backend = x.backend!;
-    x.group.succeed(backend);
-    this.x = null; // a tunnel may live for hours: it keeps nothing of the handshake
     if (client.destroyed) {
       up.destroy();
       this.onClientClose();
       return HeadVerdict.Stop;
     }
+    const release = x.handOver(); // the tunnel holds the backend's open count now
+    this.x = null; // a tunnel may live for hours: it keeps nothing of the handshake
     const ctx = this.ctx;
     const onMove = (m: TunnelMove): void => ctx.tunnelMoved(this, backend, m);
     this.tunnel = ctx.relay.start(client, up, early, rest.length > 0 ? rest : null, { idleTimeoutMs: ctx.options.timeouts.idleMs, onMove, websocket: x.handshake !== null }, (stats) => {
+      release();
       this.state = State.Closed;
       ctx.tunnelClosed(this, backend, stats);
       ctx.connectionClosed(this);
@@ -333,7 +334,7 @@ export class Connection implements LegOwner {
     this.ctx.exchangeEnded(this, 'response');
     if (eof) x.keepAlive = false;
     this.leg.retire(x.bodyDone);
-    this.x = null;
+    this.x = done(x);
     if (!x.keepAlive || !x.bodyDone || this.ctx.draining || (this.clientEnded && this.pending === null)) {
       this.finish(null);
       return;
@@ -386,7 +387,7 @@ export class Connection implements LegOwner {
     const x = this.x;
     const row = ERRORS[code];
     const backend = row.backend && x !== null ? x.backend : null;
-    if (backend !== null) x!.group.fail(backend);
+    if (backend !== null) x!.group.fail(backend, Date.now(), reason);
     const verdict = decide(this.state, code, x !== null && mayRetry(x, this.state, causeOf(code), this.ctx.options));
     this.ctx.failed(this, code, reason, verdict === Verdict.Reset || verdict === Verdict.Drop ? 0 : row.status, backend);
     switch (verdict) {
@@ -414,7 +415,7 @@ export class Connection implements LegOwner {
     this.leg.close(false);
     this.releaseRequestParser();
     this.pending = null;
-    this.x = null;
+    this.x = done(this.x);
     this.enter(State.Lingering);
     if (!this.client.destroyed) {
       if (response !== null) this.client.end(response);

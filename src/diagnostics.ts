@@ -23,4 +23,6 @@ export const channels = {
   relayMoved: diagnostics.channel('wsplice:relay-moved'),
   /** { id, backend, bytesUp, bytesDown, durationMs, reason } a tunnel closed. */
   tunnelClose: diagnostics.channel('wsplice:tunnel-close'),
+  /** { upstream, backend, healthy, reason } an active health check took a backend out or brought it back. */
+  upstreamState: diagnostics.channel('wsplice:upstream-state'),
 };

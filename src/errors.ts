@@ -43,6 +43,7 @@ export const ERRORS = {
   WSPLICE_UPSTREAM_PROTOCOL: upstream(502, 'upstream failed'),  // malformed response or failed 101 validation
   WSPLICE_UPSTREAM_CLOSED: upstream(502, 'upstream failed'),    // closed or reset before a complete response head
   WSPLICE_UPSTREAM_ABORTED: quiet(),                  // the response broke off mid-body: the client is reset
+  WSPLICE_UPSTREAM_FULL: refused(503, 'Retry-After: 1\r\n'), // every backend down, unhealthy or at max_conns
   WSPLICE_OVERLOADED: refused(503),                   // parser budget (limits.maxParsers) spent
   WSPLICE_PROXY_PROTOCOL: refused(0),                 // PROXY header missing, malformed or untrusted: closed
   WSPLICE_TLS_HANDSHAKE: refused(0),                  // TLS handshake failed (reason from OpenSSL or the client certificate)

@@ -14,6 +14,7 @@ import { classifyRequest, type RequestInfo } from './http1/semantics.js';
 import { forwardRequestHead } from './http1/serialize.js';
 import type { ResolvedOptions } from './options.js';
 import { answerOf } from './router.js';
+import type { PickContext } from './upstream/context.js';
 import type { Backend, UpstreamGroup } from './upstream/group.js';
 import { LegKind } from './upstream/leg.js';
 import { checkClientHandshake, readClientHandshake, type ClientHandshake } from './websocket/handshake.js';
@@ -21,7 +22,7 @@ import { checkClientHandshake, readClientHandshake, type ClientHandshake } from 
 /** Methods a retry may run twice (RFC 9110 9.2.2). */
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-export class Exchange {
+export class Exchange implements PickContext {
   readonly req: RequestHead;
   readonly info: RequestInfo;
   /** The client's WebSocket handshake (kind 'websocket'), to check the 101 against. */
@@ -30,12 +31,16 @@ export class Exchange {
   readonly remoteAddress: string;
   /** The backend of the current try. */
   backend: Backend | null = null;
-  /** Backends tried so far. */
+  /** Backends tried so far (the current one included); a retry passes them over. */
+  readonly tried: Backend[] = [];
+  /** Retries so far. */
   tries = 0;
   /** When the first try began (the bound of nextUpstream.timeoutMs). */
   readonly startedAt = Date.now();
   /** A byte of the response (an interim 1xx) reached the client: no other backend may be tried. */
   responseStarted = false;
+  /** `backend` counts as open in its group until release(). */
+  private holding = false;
   /** The whole request (head and body) has been read from the client. */
   bodyDone: boolean;
   /** Some body bytes went to a backend: a retry could not resend them. */
@@ -56,6 +61,42 @@ export class Exchange {
     this.remoteAddress = remoteAddress;
     this.bodyDone = info.kind !== 'plain' || !info.hasBody;
     this.keepAlive = info.keepAlive && info.kind === 'plain' && !draining;
+  }
+
+  /** The request head, for the balancers (PickContext). */
+  get head(): RequestHead {
+    return this.req;
+  }
+
+  /**
+   * The backend for the next try, counted open until release() (the previous
+   * one is released); null when every backend is down, full or tried.
+   * The sticky cookie (if any) follows the backend picked.
+   */
+  pick(): Backend | null {
+    this.release();
+    const b = this.group.pick(this, Date.now(), this.tried);
+    this.backend = b;
+    if (b === null) return null;
+    this.holding = true;
+    this.tried.push(b);
+    this.responseHeaders = this.group.stickyHeader(b, this);
+    return b;
+  }
+
+  /** The upstream connection of this try is over (or became a tunnel's, which releases it itself). */
+  release(): void {
+    if (this.holding) this.group.release(this.backend!);
+    this.holding = false;
+  }
+
+  /** The upgrade succeeded: the tunnel takes over `backend`'s open count, and calls the release returned when it closes. */
+  handOver(): () => void {
+    const b = this.backend!;
+    const g = this.group;
+    g.succeed(b);
+    this.holding = false;
+    return () => g.release(b);
   }
 
   get upgrade(): boolean {
@@ -102,6 +143,12 @@ export class Exchange {
   get replayable(): boolean {
     return this.upgrade || (IDEMPOTENT.has(this.req.method) && !this.bodySent);
   }
+}
+
+/** Let go of an exchange, and of its backend's open count: `this.x = done(this.x)`. */
+export function done(x: Exchange | null): null {
+  x?.release();
+  return null;
 }
 
 /**

@@ -11,12 +11,15 @@ import { ClientLimiter } from './limits/limiter.js';
 import type { ResolvedOptions } from './options.js';
 import { Router } from './router.js';
 import { UpstreamTls } from './tls/upstream.js';
-import { UpstreamGroup } from './upstream/group.js';
+import type { BackendTransition, UpstreamGroup } from './upstream/group.js';
 import { UpstreamPool } from './upstream/pool.js';
+import { startUpstreams, type UpstreamRuntime } from './upstream/runtime.js';
 
 export interface Generation {
   readonly options: ResolvedOptions;
   readonly groups: ReadonlyMap<string, UpstreamGroup>;
+  /** The groups with their health checkers and DNS refreshers running; stop() when replaced. */
+  readonly upstreams: UpstreamRuntime;
   readonly router: Router;
   readonly requestParsers: ParserPool;
   readonly responseParsers: ParserPool;
@@ -31,16 +34,17 @@ export interface Generation {
  * `previous` when their settings did not change (the limiter's per-client
  * counts then survive a reload). Throws ConfigError for an unreadable TLS file.
  */
-export function buildGeneration(options: ResolvedOptions, previous: Generation | null): Generation {
+export function buildGeneration(options: ResolvedOptions, previous: Generation | null, onTransition: (t: BackendTransition) => void = () => {}): Generation {
   const upstreamTls = upstreamTlsOf(options);
-  const groups = new Map<string, UpstreamGroup>();
-  for (const [name, u] of options.upstreams) groups.set(name, new UpstreamGroup(name, u.backends, u.maxFails, u.failTimeoutMs));
+  const upstreams = startUpstreams(options.upstreams, onTransition); // last: nothing after it throws
+  const groups = upstreams.groups;
   const sameLimits = previous !== null && sameJson(previous.options.limits, options.limits);
   const sameClientLimits = previous !== null && sameJson(previous.options.clientLimits, options.clientLimits);
   const pools = sameLimits ? previous : parserPools(options);
   return {
     options,
     groups,
+    upstreams,
     router: new Router(options.routes, groups),
     requestParsers: pools.requestParsers,
     responseParsers: pools.responseParsers,

@@ -17,6 +17,10 @@ export type {
   ForwardingConfig, LimitConfig, ProxyOptions, RouteConfig, TimeoutConfig, UpstreamConfig, UpstreamServerConfig,
 } from './options.js';
 export { DEFAULT_LIMITS, DEFAULT_TIMEOUTS } from './options.js';
+export type { BalanceInput, HealthCheckInput } from './upstream/config.js';
+export type { BackendSnapshot, BackendState, BackendTransition } from './upstream/group.js';
+export type { UpstreamSnapshot } from './upstream/runtime.js';
+export type { StickyConfig } from './upstream/sticky.js';
 export { ConfigErrors, type ConfigIssue } from './config/issues.js';
 export { BadRequestError, ConfigError, HandshakeError, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
 export type { RelayKind, TunnelCloseReason, TunnelMove, TunnelStats } from './relay/types.js';

@@ -18,6 +18,11 @@ import { isValidHost } from './http1/semantics.js';
 import { RETRY_CONDITIONS, retryPolicy, type RetryCondition, type RetryPolicy } from './upstream/retry.js';
 import type { KeepaliveConfig } from './upstream/pool.js';
 import { parseAddress, type BackendAddress, type BackendOptions } from './upstream/group.js';
+import {
+  DEFAULT_BALANCE, resolveBalance, resolveHealth, resolveSticky, serverProblems,
+  type BalanceInput, type HealthCheckInput, type UpstreamBalancing,
+} from './upstream/config.js';
+import type { StickyConfig } from './upstream/sticky.js';
 import { ConfigError } from './errors.js';
 import { connectionLimit } from './limits/nofile.js';
 import { resolveClientLimits, type ClientLimitsConfig, type ResolvedClientLimits } from './limits/options.js';
@@ -29,6 +34,19 @@ export interface UpstreamServerConfig {
   address: string;
   /** Relative share of connections (nginx `weight=`), default 1. */
   weight?: number;
+  /** Only when every primary is down or full (nginx `backup`); not with ip_hash, hash or random. */
+  backup?: boolean;
+  /** Never picked (nginx `down`). */
+  down?: boolean;
+  /** Open tunnels + exchanges at most (nginx `max_conns`); 0 = no limit. */
+  maxConns?: number;
+  /** Per-server max_fails / fail_timeout. */
+  maxFails?: number;
+  failTimeoutMs?: number;
+  /** Ramp the weight up over this long after the backend comes back (nginx `slow_start`). */
+  slowStartMs?: number;
+  /** Resolve the host name at start and every `resolveIntervalMs`; every address is a backend (nginx `resolve`). */
+  resolve?: boolean;
 }
 
 export interface UpstreamConfig {
@@ -45,6 +63,14 @@ export interface UpstreamConfig {
   nextUpstream?: NextUpstreamConfig;
   /** Idle connections kept per backend for plain requests (nginx keepalive); omitted: Connection: close. */
   keepalive?: { idle: number; timeoutMs?: number; requests?: number };
+  /** Balancing method; default round robin (smooth, weighted). */
+  balance?: BalanceInput;
+  /** Sticky sessions by a cookie the proxy inserts. */
+  sticky?: StickyConfig;
+  /** Active health checks. */
+  healthCheck?: HealthCheckInput;
+  /** How often `resolve` servers are resolved again; default 30 000. */
+  resolveIntervalMs?: number;
 }
 
 export interface NextUpstreamConfig {
@@ -144,7 +170,7 @@ export interface ProxyOptions {
   maps?: Record<string, MapConfig>;
 }
 
-export interface ResolvedUpstream {
+export interface ResolvedUpstream extends UpstreamBalancing {
   backends: BackendOptions[];
   maxFails: number;
   failTimeoutMs: number;
@@ -250,6 +276,13 @@ const address: Check<BackendAddress> = {
 const SERVER_ROWS = {
   address: { check: address, default: 'required', doc: 'host:port, [v6]:port or unix:/path' },
   weight: { check: int(1), default: 1, doc: 'relative share of connections', nginx: 'server ... weight=' },
+  backup: { check: bool, doc: 'used only when every primary is down or full', nginx: 'server ... backup' },
+  down: { check: bool, doc: 'never picked', nginx: 'server ... down' },
+  maxConns: { check: int(0), doc: 'open tunnels + exchanges at most (all full: 503); 0 = no limit', nginx: 'server ... max_conns=' },
+  maxFails: { check: int(0), doc: "this server's max_fails", nginx: 'server ... max_fails=' },
+  failTimeoutMs: { check: int(0), doc: "this server's fail_timeout", nginx: 'server ... fail_timeout=' },
+  slowStartMs: { check: int(0), doc: 'weight ramps up over this long after the server comes back', nginx: 'server ... slow_start=' },
+  resolve: { check: bool, doc: 'resolve the host name now and every resolveIntervalMs; each address a backend', nginx: 'server ... resolve' },
 } satisfies Rows;
 
 const server: Check<BackendOptions> = either(
@@ -298,6 +331,22 @@ export const UPSTREAM_ROWS = {
   sendProxy: { check: oneOf('v1', 'v2'), doc: 'send a PROXY protocol header first (HAProxy send-proxy / send-proxy-v2)' },
   nextUpstream: { check: object(NEXT_UPSTREAM_ROWS), doc: 'when a failed try moves on: on (error, timeout, http_502/503/504, non_idempotent), tries, timeoutMs', nginx: 'proxy_next_upstream, proxy_next_upstream_tries, proxy_next_upstream_timeout' },
   keepalive: { check: object(KEEPALIVE_ROWS), doc: 'keep-alive pool for plain requests: idle, timeoutMs, requests', nginx: 'keepalive, keepalive_timeout, keepalive_requests' },
+  balance: {
+    check: thrown(resolveBalance, { anyOf: [{ type: 'string' }, { type: 'object' }] }), default: DEFAULT_BALANCE,
+    doc: 'round_robin, least_conn, ip_hash, random, {method: "hash", key, consistent}, {method: "random", two}',
+    nginx: 'least_conn, ip_hash, hash KEY [consistent], random [two [least_conn]]',
+  },
+  sticky: {
+    check: thrown(resolveSticky, { type: 'object' }), default: null as StickyConfig | null,
+    doc: 'insert a cookie naming the backend: cookie, expiresMs, domain, path, httpOnly, secure, sameSite, nocache, secret',
+    nginx: 'sticky cookie NAME expires= domain= path= httponly secure samesite=',
+  },
+  healthCheck: {
+    check: thrown(resolveHealth, { type: 'object' }), default: null as ReturnType<typeof resolveHealth> | null,
+    doc: 'active checks: type tcp|http|websocket, intervalMs, timeoutMs, rise, fall, jitterMs, method, path, host, status [min, max], body',
+    nginx: 'health_check interval= fails= passes= uri=; match',
+  },
+  resolveIntervalMs: { check: int(1000), default: 30_000, doc: 'how often `resolve` servers are resolved again', nginx: 'resolver valid=' },
 } satisfies Rows;
 
 export { ROUTE_ROWS };
@@ -364,9 +413,16 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
   const routes = o.routes === undefined || o.upstreams === undefined ? null : resolveRoutes(o.routes, [...o.upstreams.keys()], is);
   if (o.upstreams?.size === 0 && (routes === null || routes.some((r) => r.return === null))) is.error('upstreams', 'must name at least one entry');
   is.throwIfErrors();
+  for (const [name, u] of o.upstreams) serverProblems(`upstreams.${name}`, u.servers, u.balance, (f, m) => is.error(f, m));
+  is.throwIfErrors();
   const upstreams = new Map<string, ResolvedUpstream>();
   for (const [name, u] of o.upstreams) {
-    upstreams.set(name, { backends: u.servers, maxFails: u.maxFails, failTimeoutMs: u.failTimeoutMs, tls: u.tls, sendProxy: (u.sendProxy as 'v1' | 'v2' | undefined) ?? null, retry: retryPolicy(u.nextUpstream), keepalive: u.keepalive ?? null });
+    upstreams.set(name, {
+      backends: u.servers, maxFails: u.maxFails, failTimeoutMs: u.failTimeoutMs, tls: u.tls, sendProxy: (u.sendProxy as 'v1' | 'v2' | undefined) ?? null,
+      retry: retryPolicy(u.nextUpstream), keepalive: u.keepalive ?? null,
+      balance: u.balance, sticky: u.sticky, healthCheck: u.healthCheck,
+      resolve: u.servers.filter((b) => b.resolve === true), resolveIntervalMs: u.resolveIntervalMs,
+    });
   }
   const first = upstreams.keys().next().value as string;
   const fw = o.forwarding;

@@ -12,7 +12,8 @@ import { resolveOptions, type ProxyOptions, type ResolvedOptions } from './optio
 import type { SourceMap } from './config/issues.js';
 import { selectRelay } from './relay/index.js';
 import type { Relay, RelayKind, TunnelMove, TunnelStats } from './relay/types.js';
-import type { UpstreamGroup, Backend } from './upstream/group.js';
+import type { Backend, BackendTransition, UpstreamGroup } from './upstream/group.js';
+import type { UpstreamSnapshot } from './upstream/runtime.js';
 import { buildGeneration, type Generation } from './generation.js';
 import type { UpstreamPool } from './upstream/pool.js';
 import { RetiredSockets } from './upstream/retire.js';
@@ -121,6 +122,8 @@ export interface ProxyEvents {
   relayMoved: [RelayMovedEvent];
   refused: [RefusedEvent];
   upstreamError: [UpstreamErrorEvent];
+  /** A backend went out or came back by its active health check. */
+  upstreamState: [BackendTransition];
   listening: [AddressInfo | string];
   /** A TLS listener re-read its certificates (reloadCertificates() or a file change). */
   tlsReload: [ReloadResult];
@@ -167,7 +170,8 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       throw new ConfigError('relay', (err as Error).message);
     }
     this.relayKind = this.relay.kind;
-    this.gen = buildGeneration(options, null);
+    this.onTransition = this.onTransition.bind(this);
+    this.gen = buildGeneration(options, null, this.onTransition);
     this.retired = new RetiredSockets(options.timeouts.retireMs, options.limits.maxRetired);
     this.reporting = this.reporters(this.relay);
     this.ctx = this.contextOf(this.gen);
@@ -181,6 +185,17 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   /** The options in force for new connections. */
   get options(): ResolvedOptions {
     return this.gen.options;
+  }
+
+  /** Every upstream group in force: its balancing method and each backend's state, open connections and last error. */
+  upstreams(): UpstreamSnapshot[] {
+    return this.gen.upstreams.snapshot();
+  }
+
+  /** A health transition: the `upstreamState` event and the diagnostics channel. */
+  private onTransition(t: BackendTransition): void {
+    if (channels.upstreamState.hasSubscribers) channels.upstreamState.publish(t);
+    if (this.listenerCount('upstreamState') > 0) this.emit('upstreamState', t);
   }
 
   /** The upstream groups new connections are routed to. */
@@ -207,13 +222,19 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
     let fronts: Map<Listener, ListenerFront | null>;
     try {
       if (this.closing !== null) throw new ConfigError('reload', 'the proxy is closing');
-      gen = buildGeneration(resolveOptions(input, where), this.gen);
-      fronts = this.frontsFor(gen);
+      gen = buildGeneration(resolveOptions(input, where), this.gen, this.onTransition);
+      try {
+        fronts = this.frontsFor(gen);
+      } catch (err) {
+        gen.upstreams.stop(); // its health checks and DNS refreshes never start serving
+        throw err;
+      }
     } catch (err) {
       this.emit('reload', { ok: false, generation: this.generation, error: (err as Error).message });
       throw err;
     }
     const old = this.ctx;
+    this.gen.upstreams.stop(); // the old groups keep counting their open tunnels, unchecked
     this.gen = gen;
     this.ctx = this.contextOf(gen);
     this.targets = new TargetGroups(gen.options, gen.groups);
@@ -504,6 +525,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
     this.ctx.draining = true;
+    this.gen.upstreams.stop();
     this.closing = (async () => {
       // net.Server#close calls back only once every connection is gone: wait for it last.
       const stopped = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
