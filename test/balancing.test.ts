@@ -5,7 +5,7 @@ import type { RequestHead } from '../src/http1/head.js';
 import type { WspliceProxy as Proxy, UpstreamConfig } from '../src/index.js';
 import { ipHashKey } from '../src/upstream/balance/hash.js';
 import { UpstreamGroup, parseAddress } from '../src/upstream/group.js';
-import { get, namedBackend, names, tally, type NamedBackend } from './fixtures/named-backends.js';
+import { get, namedBackend, names, tally, type NamedBackend } from './support/named-backends.js';
 import { closeWss, openWs, parseResponse, port, rawBackend, rawExchange, startProxy, waitFor, whoami, wsEcho } from './support/index.js';
 
 t.test('smooth weighted round-robin interleaves by weight (5:1:1 -> a a b a c a a)', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { WebSocket } from 'ws';
 import { ConfigError, createProxy, type ProxyOptions } from '../src/index.js';
-import { get, namedBackend, names, tally } from './fixtures/named-backends.js';
+import { get, namedBackend, names, tally } from './support/named-backends.js';
 import { closeWss, parseResponse, port, rawExchange, startProxy, upgradeHead, waitFor, wsEcho } from './support/index.js';
 
 async function openWs(p: number): Promise<{ ws: WebSocket; name: string }> {
