@@ -133,6 +133,7 @@ class WebExchange implements ReportedClient {
   private up: http.ClientRequest | null = null;
   private timer: NodeJS.Timeout | null = null;
   private tries = 0;
+  private readonly tried: Backend[] = [];
   private bodySent = false;
   /** The current try's socket is connected. */
   private connected = false;
@@ -185,7 +186,11 @@ class WebExchange implements ReportedClient {
   }
 
   private connect(): void {
-    const b = (this.backend = this.group.pick());
+    this.releaseBackend();
+    const picked = this.group.pick({ remoteAddress: this.remoteAddress, head: this.head }, Date.now(), this.tried);
+    if (picked === null) return this.fail(new WspliceError('WSPLICE_UPSTREAM_FULL', 'no backend available (all down, unhealthy or at max_conns)'));
+    const b = (this.backend = picked);
+    this.tried.push(b);
     this.connected = false;
     const o = this.plan.options;
     const proto = (this.req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : o.proto;
@@ -299,9 +304,16 @@ class WebExchange implements ReportedClient {
     this.res.end(text);
   }
 
+  /** Every pick is matched by one release (the group counts open exchanges for least_conn and max_conns). */
+  private releaseBackend(): void {
+    if (this.backend !== null) this.group.release(this.backend);
+    this.backend = null;
+  }
+
   private settle(err: Error | null, result?: WebResult): void {
     if (this.done) return;
     this.done = true;
+    this.releaseBackend();
     this.clearTimer();
     this.res.removeListener('close', this.onClientGone);
     if (err !== null) this.reject(err);
