@@ -315,17 +315,16 @@ export class Connection implements LegOwner {
     }
     const release = x.handOver(); // the tunnel holds the backend's open count now
     this.x = null; // a tunnel may live for hours: it keeps nothing of the handshake
-    const ctx = this.ctx;
-    const onMove = (m: TunnelMove): void => ctx.tunnelMoved(this, backend, m);
-    this.tunnel = ctx.relay.start(client, up, early, rest.length > 0 ? rest : null, { idleTimeoutMs: ctx.options.timeouts.idleMs, onMove, websocket: x.handshake !== null }, (stats) => {
+    const onMove = (m: TunnelMove): void => this.ctx.tunnelMoved(this, backend, m);
+    this.tunnel = this.ctx.relay.start(client, up, early, rest.length > 0 ? rest : null, { idleTimeoutMs: this.ctx.options.timeouts.idleMs, onMove, websocket: x.handshake !== null }, (stats) => {
       release();
       this.state = State.Closed;
-      ctx.tunnelClosed(this, backend, stats);
-      ctx.connectionClosed(this);
+      this.ctx.tunnelClosed(this, backend, stats);
+      this.ctx.connectionClosed(this);
     });
-    ctx.tunnelOpened(this, backend, this.tunnel.relay); // the relay never ends a tunnel inside start()
+    this.ctx.tunnelOpened(this, backend, this.tunnel.relay); // the relay never ends a tunnel inside start()
     this.rec.unsent = early?.length ?? 0; // early data is the tunnel's, not the handshake's
-    ctx.exchangeEnded(this, 'tunnel');
+    this.ctx.exchangeEnded(this, 'tunnel');
     return HeadVerdict.Stop;
   }
 

@@ -87,7 +87,6 @@ t.test('upstream options refused with the reason', async (t) => {
     [{ servers: [s], sticky: { cookie: 'srv', sameSite: 'none' } }, 'upstreams.u.sticky.sameSite', /secure/],
     [{ servers: [s], healthCheck: { status: [500, 200] } }, 'upstreams.u.healthCheck.status', /min <= max/],
     [{ servers: [s], healthCheck: { body: '(' } }, 'upstreams.u.healthCheck.body', /Invalid regular expression/],
-    [{ servers: [s], nextUpstream: { on: ['http_500' as never] } }, 'upstreams.u.nextUpstream.on[0]', /one of error/],
     [{ servers: [{ address: s, resolve: true }] }, 'upstreams.u.servers[0].resolve', /host name/],
   ];
   for (const [u, field, reason] of cases) {
