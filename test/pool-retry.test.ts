@@ -70,7 +70,14 @@ t.test('a POST is never sent twice unless non_idempotent', async (t) => {
     const p = await setup(t, [a, b], { nextUpstream: { on: ['error', 'timeout', 'non_idempotent'] } });
     const empty = 'POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n';
     t.equal(parseResponse(await rawExchange(p, empty)).body, 'b', 'non_idempotent: a POST whose body never left the proxy moves on');
+  }
+  {
+    // A fresh group, so the first pick is the dropping backend (a retry passes over tried backends, which moves the rotation).
+    const a = await dropper();
+    const b = await namedBackend('b');
+    const p = await setup(t, [a, b], { nextUpstream: { on: ['error', 'timeout', 'non_idempotent'] } });
     t.equal(parseResponse(await rawExchange(p, post)).status, 502, 'a body already sent cannot be sent again');
+    t.equal(b.received.length, 0, 'the second backend never saw it');
   }
 });
 
