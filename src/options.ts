@@ -206,7 +206,7 @@ export const TIMEOUT_ROWS = {
   connectMs: ms(60_000, 'upstream connect (504)', 'proxy_connect_timeout', '--connect-timeout'),
   responseMs: ms(60_000, 'upstream response head, and each read of a plain response (504)', 'proxy_read_timeout', '--read-timeout'),
   idleMs: ms(60_000, 'tunnel with no byte either way; 0 disables', 'proxy_read_timeout', '--idle-timeout'),
-  drainMs: ms(10_000, 'how long close() lets exchanges and tunnels finish', 'worker_shutdown_timeout'),
+  drainMs: ms(10_000, 'on SIGTERM or close(): how long exchanges and tunnels may finish', 'worker_shutdown_timeout', '--drain-timeout'),
   retireMs: ms(1_000, 'how long a finished upstream connection may take to close on its side; then the proxy closes it'),
 } satisfies Rows;
 
