@@ -60,6 +60,8 @@ type ParsedRoute = { path: string; exact: boolean; match?: string; upstream?: st
 
 /** One route's cross-field checks; null after reporting. */
 function resolveRoute(r: ParsedRoute, field: string, upstreams: readonly string[], is: Issues): ResolvedRoute | null {
+  // A route the row checks refused (no path, a path or match that is not a string) was reported there.
+  if (typeof r !== 'object' || r === null || typeof r.path !== 'string' || (r.match !== undefined && typeof r.match !== 'string')) return null;
   const match = (r.match ?? (r.exact ? 'exact' : 'prefix')) as ResolvedRoute['match'];
   let ok = true;
   if (match.startsWith('regex')) {
