@@ -57,3 +57,17 @@ function checkPort(p: number, s: string): number {
   if (p > 65535) throw new ConfigError('--listen', `port out of range in "${s}" (0-65535)`);
   return p;
 }
+
+/** Every listen entry as a target; a bad one is reported in `is` with its field (listen[i]...) and left out. */
+export function listenTargets(listen: readonly ListenEntry[], is: Issues): ListenTarget[] {
+  const targets: ListenTarget[] = [];
+  listen.forEach((l, i) => {
+    try {
+      targets.push(parseListenEntry(l, `listen[${i}]`));
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      is.error(err.field || `listen[${i}]`, err.message.replace(/^[^:]*: /, ''));
+    }
+  });
+  return targets;
+}

@@ -6,6 +6,7 @@
  * Exit status: 0 ok; 1 `-t` found a problem or a runtime failure; 2 a usage or
  * configuration error at start.
  */
+import { listenTargets } from './load.js';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo, Server } from 'node:net';
 import { ConfigErrors, formatIssue, Issues, type ConfigIssue } from '../config/issues.js';
@@ -19,7 +20,7 @@ import { parseAdminListen, startAdmin, type AdminTarget } from '../admin/index.j
 import { configSchema } from '../config/schema.js';
 import { startLogs, type Logs } from './service.js';
 import { isWorker, Primary, workerMetrics, workerReady } from './workers.js';
-import { parseArgs, parseListenEntry, USAGE, type CliArgs, type ListenEntry } from './args.js';
+import { parseArgs, USAGE, type CliArgs, type ListenEntry } from './args.js';
 import { portOf, startEchoBackend } from './demo.js';
 import { removePidFile, signalInstance, SIGNALS, writePidFile, type SignalName } from './pidfile.js';
 import { listenKey, Reloader, type BoundListeners, type ReloadLog } from './reload.js';
@@ -90,15 +91,7 @@ async function prepare(args: CliArgs): Promise<Prepared | number> {
     }
     is.throwIfErrors();
     const listen = given.listen.length > 0 ? given.listen : ['127.0.0.1:8080'];
-    const targets: ListenTarget[] = [];
-    listen.forEach((l, i) => {
-      try {
-        targets.push(parseListenEntry(l, `listen[${i}]`));
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        is.error(err.field || `listen[${i}]`, err.message.replace(/^[^:]*: /, ''));
-      }
-    });
+    const targets = listenTargets(listen, is);
     let admin: AdminTarget | null = null;
     try {
       if (args.service.admin !== null) admin = parseAdminListen(args.service.admin);

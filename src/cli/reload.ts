@@ -6,12 +6,13 @@
  * then (a storm of ten costs at most two reloads, and the last file wins).
  * A refused file changes nothing; every problem is logged.
  */
+import { listenTargets } from './load.js';
 import type { AddressInfo } from 'node:net';
 import { ConfigErrors, formatIssue, Issues, type ConfigIssue } from '../config/issues.js';
 import { ConfigError } from '../errors.js';
 import { resolveOptions } from '../options.js';
 import type { ListenTarget, WspliceProxy } from '../server.js';
-import { parseArgs, parseListenEntry, type CliArgs } from './args.js';
+import { parseArgs, type CliArgs } from './args.js';
 
 /** Where a line about a reload goes (the CLI's stderr log). */
 export type ReloadLog = (level: 'info' | 'error', line: string) => void;
@@ -84,15 +85,7 @@ export class Reloader {
       }
     }
     const listen = args.listen.length > 0 ? args.listen : ['127.0.0.1:8080'];
-    const targets: ListenTarget[] = [];
-    listen.forEach((l, i) => {
-      try {
-        targets.push(parseListenEntry(l, `listen[${i}]`));
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        is.error(err.field || `listen[${i}]`, err.message.replace(/^[^:]*: /, ''));
-      }
-    });
+    const targets = listenTargets(listen, is);
     return is.hasErrors ? { issues: is.list.filter((i) => i.severity === 'error') } : { args, targets };
   }
 
