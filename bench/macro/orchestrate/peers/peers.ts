@@ -153,9 +153,12 @@ function wspliceVersion(ctx: PeerContext): string {
   return versionOf(process.execPath, [join(ctx.root, WSPLICE_CLI), '--version']);
 }
 
-/** `keepalive`: the upstream pools its connections (`keepalive: { idle }`), HTTP rows only. */
-function wsplice(relay: 'js' | 'splice' | 'auto', keepalive?: number): PeerSpec {
-  const name = keepalive !== undefined ? 'wsplice-keepalive' : `wsplice-${relay}`;
+/**
+ * `keepalive`: the upstream pools its connections (`keepalive: { idle }`), HTTP rows only.
+ * `workers`: started with `--workers N` (node:cluster workers sharing the listeners), every row.
+ */
+function wsplice(relay: 'js' | 'splice' | 'auto', keepalive?: number, workers?: number): PeerSpec {
+  const name = keepalive !== undefined ? 'wsplice-keepalive' : workers !== undefined ? 'wsplice-workers' : `wsplice-${relay}`;
   return {
     name,
     ...(keepalive !== undefined ? { kinds: ['http'] as const } : {}),
@@ -183,7 +186,8 @@ function wsplice(relay: 'js' | 'splice' | 'auto', keepalive?: number): PeerSpec 
         upstreams: { backend: { servers: [`127.0.0.1:${ctx.backendPort}`], ...(keepalive !== undefined ? { keepalive: { idle: keepalive } } : {}) } },
         relay,
       }, null, 1)}\n`);
-      const m = spawnManaged(process.execPath, [join(ctx.root, WSPLICE_CLI), '-c', conf], { cwd: ctx.root, stdin: 'ignore' });
+      const args = [join(ctx.root, WSPLICE_CLI), '-c', conf, ...(workers !== undefined ? ['--workers', String(workers)] : [])];
+      const m = spawnManaged(process.execPath, args, { cwd: ctx.root, stdin: 'ignore' });
       return ready(m, port, /wsplice listening on /, name, tlsPort);
     },
   };
@@ -191,5 +195,5 @@ function wsplice(relay: 'js' | 'splice' | 'auto', keepalive?: number): PeerSpec 
 
 export const ALL_PEERS: readonly PeerSpec[] = [
   direct, nginx('1'), nginx('auto'), nginx('1', 32), haproxy, httpProxy, nodePipe, wsplice('js'), wsplice('splice'), wsplice('auto'),
-  wspliceEmbed, wsplice('auto', 32),
+  wspliceEmbed, wsplice('auto', 32), wsplice('auto', undefined, 2),
 ];
