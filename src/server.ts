@@ -10,7 +10,7 @@ import { channels } from './diagnostics.js';
 import { ConfigError, ERRORS, UpstreamError, WspliceError, type ErrorCode } from './errors.js';
 import { resolveOptions, type ProxyOptions, type ResolvedOptions } from './options.js';
 import type { SourceMap } from './config/issues.js';
-import { selectRelay } from './relay/index.js';
+import { nativeRelay, selectRelay } from './relay/index.js';
 import type { Relay, RelayKind, TunnelMove, TunnelStats } from './relay/types.js';
 import type { Backend, BackendTransition, UpstreamGroup } from './upstream/group.js';
 import type { UpstreamSnapshot } from './upstream/runtime.js';
@@ -26,6 +26,10 @@ import { quiet, type EmbedCallback, type EmbedHost } from './embed/host.js';
 import { TargetGroups, type EmbedOptions } from './embed/target.js';
 import { proxyUpgrade, type WsResult } from './embed/ws.js';
 import { proxyRequest, type WebResult } from './embed/web.js';
+import { handoverCalls, handOver, takeOver, type GiveHost, type HandOverOptions, type Phase, type HandOverReport, type TakeHost, type TakeOverOptions, type TakeOverReport } from './handover/index.js';
+import { trackTunnels } from './handover/track.js';
+import { serverFdOf } from './relay/handover.js';
+import type { Tunnel } from './relay/types.js';
 
 export interface TunnelEvent {
   id: number;
@@ -129,9 +133,19 @@ export interface ProxyEvents {
   tlsReload: [ReloadResult];
   close: [];
   error: [Error];
+  /** A hand-over (handOver) entered a phase. */
+  handover: [{ phase: Phase }];
 }
 
-export type ListenTarget = number | string | ({ host?: string; port?: number; path?: string } & ListenerEdgeOptions);
+/** `fd`: an already listening socket (one a hand-over gave, or inherited). */
+export type ListenTarget = number | string | ({ host?: string; port?: number; path?: string; fd?: number } & ListenerEdgeOptions);
+
+/** A listening socket the old process gave (takeOver): `key` is the listen target it was opened for, as JSON. */
+export interface GivenListener {
+  key: string;
+  address: string;
+  fd: number;
+}
 
 export class WspliceProxy extends EventEmitter<ProxyEvents> {
   readonly relayKind: 'js' | 'splice';
@@ -156,6 +170,13 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
     connections: 0, tunnels: 0, tunnelsTotal: 0, bytesUp: 0, bytesDown: 0, refused: 0, upstreamErrors: 0, retiredWaiting: 0, retiredClosed: 0, upstreamReused: 0, upstreamRaces: 0, upstreamIdle: 0,
   };
   private closing: Promise<void> | null = null;
+  /** Every tunnel open now, adopted ones included (the hand-over walks it). */
+  private readonly open = new Set<Tunnel>();
+  private readonly adopted = new Set<Tunnel>();
+  /** A hand-over under way (two never overlap). */
+  private handing = false;
+  /** Listeners a hand-over stopped, with a copy of each socket, until it succeeds. */
+  private suspended: Array<ListenTarget & { fd: number }> = [];
   private readonly embed: EmbedHost;
   private targets: TargetGroups;
 
@@ -164,7 +185,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
     const options = resolveOptions(input);
     try {
       const r = selectRelay(options.relay);
-      this.relay = r.relay;
+      this.relay = trackTunnels(r.relay, this.open);
       this.relayNote = r.note;
     } catch (err) {
       throw new ConfigError('relay', (err as Error).message);
@@ -421,7 +442,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
    * `{ host, port }` binds one address; a string is a unix socket path.
    */
   listen(target: ListenTarget = 0): Promise<AddressInfo | string> {
-    const l: Listener = { edge: typeof target === 'object' ? target : {}, front: null, label: '' };
+    const l: Listener = { edge: typeof target === 'object' ? target : {}, front: null, label: '', target };
     try {
       this.swapFront(l, this.makeFront(l, this.gen));
     } catch (err) {
@@ -449,6 +470,7 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       };
       if (typeof target === 'number') server.listen(target, done);
       else if (typeof target === 'string') server.listen(target, done);
+      else if (target.fd !== undefined) server.listen({ fd: target.fd }, done);
       else if (target.path !== undefined) server.listen(target.path, done);
       else server.listen(target.port ?? 0, target.host, done);
     });
@@ -507,6 +529,90 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
     return this.servers.map((s) => s.address()).filter((a): a is AddressInfo | string => a !== null);
   }
 
+  /**
+   * Give this proxy's listening sockets and live native tunnels to the process whose
+   * `takeOver(socketPath)` waits there (or over a connected channel fd): it serves on the same
+   * sockets (no connection refused), the tunnels move without a byte lost, and here they end with
+   * reason 'moved'. What cannot move (JS-relay and TLS tunnels, exchanges in flight) stays: a
+   * close() then drains it (Close 1001 at the deadline). On any failure before the tunnels
+   * move, nothing changed; during, unacknowledged tunnels stay here and listening resumes.
+   * Rejects with the reason (a second hand-over while one runs is refused).
+   */
+  handOver(socketPath: string | number, options?: HandOverOptions): Promise<HandOverReport> {
+    return this.exclusive(() => handOver(this.giveHost(), socketPath, options));
+  }
+
+  /**
+   * Wait at `socketPath` (created here; a connected channel fd also works) for another proxy's
+   * handOver(), serve on the listening sockets it gives, then adopt its native tunnels. With
+   * `listen`, the caller opens the given sockets itself (e.g. with its own edge options: `proxy.listen({ fd, ...edge })`).
+   */
+  takeOver(socketPath: string | number, options: TakeOverOptions & { listen?: (given: GivenListener[]) => Promise<void> } = {}): Promise<TakeOverReport> {
+    return this.exclusive(() => takeOver(this.takeHost(options.listen), socketPath, options));
+  }
+
+  private async exclusive<T>(run: () => Promise<T>): Promise<T> {
+    if (this.handing) throw new Error('a hand-over is already under way');
+    if (this.closing !== null) throw new Error('the proxy is closing');
+    this.handing = true;
+    try {
+      return await run();
+    } finally {
+      this.handing = false;
+    }
+  }
+
+  private giveHost(): GiveHost {
+    return {
+      listeners: () => this.servers.map((srv) => ({ key: JSON.stringify(this.bound.get(srv)!.target), address: this.bound.get(srv)!.label, fd: serverFdOf(srv) })).filter((l) => l.fd >= 0),
+      suspend: () => {
+        for (const srv of [...this.servers]) {
+          const fd = serverFdOf(srv);
+          const target = this.bound.get(srv)!.target;
+          // A copy of the socket: if the hand-over fails later, this side listens on it again.
+          if (fd >= 0) this.suspended.push({ ...(typeof target === 'object' ? target : {}), fd: handoverCalls().dupFd(fd) });
+          this.forget(srv);
+          srv.close();
+        }
+      },
+      resume: async () => {
+        for (const t of this.suspended.splice(0)) await this.listen(t).catch(() => handoverCalls().closeFd(t.fd));
+      },
+      settle: () => {
+        for (const t of this.suspended.splice(0)) handoverCalls().closeFd(t.fd);
+      },
+      tunnels: () => [...this.open],
+      phase: (p) => this.emit('handover', { phase: p }),
+    };
+  }
+
+  private takeHost(listen?: (given: GivenListener[]) => Promise<void>): TakeHost {
+    const native = nativeRelay();
+    if (native === null) throw new Error('take-over needs the native relay');
+    return {
+      relay: native,
+      listen: async (list, fds) => {
+        const given = list.map((l, i) => ({ ...l, fd: fds[i]! }));
+        if (listen !== undefined) await listen(given);
+        else for (const g of given) await this.listen({ fd: g.fd });
+      },
+      adopted: (t) => {
+        this.counters.tunnels++;
+        this.counters.tunnelsTotal++;
+        this.adopted.add(t);
+        this.open.add(t);
+        return (stats) => {
+          this.adopted.delete(t);
+          this.open.delete(t);
+          this.counters.tunnels--;
+          this.counters.bytesUp += stats.bytesUp;
+          this.counters.bytesDown += stats.bytesDown;
+          if (this.listenerCount('tunnelClose') > 0) this.emit('tunnelClose', { id: 0, backend: '-', ...stats });
+        };
+      },
+    };
+  }
+
   stats(): ProxyStats {
     const r = this.ctx.retired;
     const pooled = { upstreamReused: 0, upstreamRaces: 0, upstreamIdle: 0 };
@@ -538,7 +644,8 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
       for (const f of this.fronts) f.close(); // handshakes still in progress
       // WebSocket tunnels end with Close 1001 at a frame boundary (a bounded wait), the rest now.
       for (const c of this.live) c.destroy(true);
-      while (this.live.size > 0) await new Promise((r) => setTimeout(r, 5));
+      for (const t of this.adopted) t.goAway();
+      while (this.live.size > 0 || this.adopted.size > 0) await new Promise((r) => setTimeout(r, 5));
       this.ctx.retired.closeAll();
       for (const p of this.ctx.pools.values()) p.closeAll();
       for (const p of this.oldPools.splice(0)) p.closeAll();
@@ -555,6 +662,8 @@ interface Listener {
   front: ListenerFront | null;
   /** The address, once listening: connections carry it for logs and metrics. */
   label: string;
+  /** What listen() was given (a hand-over names the socket by it). */
+  readonly target: ListenTarget;
 }
 
 type Reporters = Omit<ProxyContext, 'options' | 'router' | 'requestParsers' | 'responseParsers' | 'relay' | 'limiter' | 'upstreamTls' | 'retired' | 'pools' | 'draining'>;

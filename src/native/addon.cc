@@ -3,8 +3,15 @@
 // No C++ exceptions (built -fno-exceptions).
 #include <napi.h>
 
-#include <string>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
 
+#include <string>
+#include <vector>
+
+#include "channel.h"
 #include "engine.h"
 
 namespace wsplice {
@@ -71,6 +78,20 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("goAway", &Addon::GoAway),
                              InstanceMethod("configure", &Addon::Configure),
                              InstanceMethod("stats", &Addon::Stats),
+                             InstanceMethod("detach", &Addon::Detach),
+                             InstanceMethod("adopt", &Addon::Adopt),
+                             InstanceMethod("startAdopted", &Addon::StartAdopted),
+                             InstanceMethod("discardAdopted", &Addon::DiscardAdopted),
+                             InstanceMethod("channelPair", &Addon::ChannelPair),
+                             InstanceMethod("channelListen", &Addon::ChannelListen),
+                             InstanceMethod("channelAccept", &Addon::ChannelAccept),
+                             InstanceMethod("channelConnect", &Addon::ChannelConnect),
+                             InstanceMethod("channelSend", &Addon::ChannelSend),
+                             InstanceMethod("channelRecv", &Addon::ChannelRecv),
+                             InstanceMethod("channelWait", &Addon::ChannelWait),
+                             InstanceMethod("closeFd", &Addon::CloseFd),
+                             InstanceMethod("dupFd", &Addon::DupFd),
+                             InstanceValue("moved", Moved(env), napi_enumerable),
                              InstanceValue("reasons", Table(env, kReasonNames, kReasonCount), napi_enumerable),
                              InstanceValue("modes", Modes(env), napi_enumerable),
                          });
@@ -176,7 +197,170 @@ class Addon : public Napi::Addon<Addon> {
     return o;
   }
 
+  static Napi::Object Moved(Napi::Env env) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("version", static_cast<double>(kMovedVersion));
+    o.Set("recordSize", static_cast<double>(sizeof(MovedTunnel)));
+    o.Set("fds", static_cast<double>(kMovedFds));
+    return o;
+  }
+
+  // detach(ids: number[]) -> { ids, records: Buffer, fds: Int32Array }: the tunnels that were
+  // still relayed, paused and taken out; their ends are never reported.
+  Napi::Value Detach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsArray()) return Throw(env, "detach(ids: number[])", true);
+    Napi::Array a = info[0].As<Napi::Array>();
+    DetachJob job;
+    for (uint32_t i = 0; i < a.Length(); i++) job.ids.push_back(static_cast<uint64_t>(a.Get(i).ToNumber().DoubleValue()));
+    if (glue_ != nullptr) glue_->engine.Detach(&job);
+    Napi::Array ids = Napi::Array::New(env, job.movedIds.size());
+    for (size_t i = 0; i < job.movedIds.size(); i++) {
+      ids.Set(static_cast<uint32_t>(i), static_cast<double>(job.movedIds[i]));
+      glue_->Delivered(env);
+    }
+    Napi::Buffer<uint8_t> recs = Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(job.out.data()),
+                                                            job.out.size() * sizeof(MovedTunnel));
+    Napi::Int32Array fds = Napi::Int32Array::New(env, job.fds.size());
+    for (size_t i = 0; i < job.fds.size(); i++) fds[i] = job.fds[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("ids", ids);
+    o.Set("records", recs);
+    o.Set("fds", fds);
+    return o;
+  }
+
+  // adopt(records: Buffer, index, fds: Int32Array(6), counters: Float64Array(2), websocket) -> id
+  // (staged: startAdopted(id) lets it run). The fds are the engine's once this returns.
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (glue_ == nullptr) return Throw(env, "init() first");
+    if (info.Length() < 4 || !info[0].IsBuffer() || !info[1].IsNumber() || !info[2].IsTypedArray() || !info[3].IsTypedArray()) {
+      return Throw(env, "adopt(records, index, fds, counters)", true);
+    }
+    Napi::Buffer<uint8_t> b = info[0].As<Napi::Buffer<uint8_t>>();
+    uint32_t i = info[1].As<Napi::Number>().Uint32Value();
+    Napi::TypedArray fa = info[2].As<Napi::TypedArray>();
+    Napi::TypedArray ca = info[3].As<Napi::TypedArray>();
+    if ((static_cast<size_t>(i) + 1) * sizeof(MovedTunnel) > b.Length()) return Throw(env, "adopt: no such record");
+    if (fa.TypedArrayType() != napi_int32_array || fa.ElementLength() < kMovedFds) return Throw(env, "fds must be an Int32Array(6)", true);
+    if (ca.TypedArrayType() != napi_float64_array || ca.ElementLength() < 2) return Throw(env, "counters must be a Float64Array(2)", true);
+    MovedTunnel m;
+    memcpy(&m, b.Data() + static_cast<size_t>(i) * sizeof(MovedTunnel), sizeof m);
+    const int* fds = reinterpret_cast<const int*>(static_cast<uint8_t*>(fa.ArrayBuffer().Data()) + fa.ByteOffset());
+    double* counters = reinterpret_cast<double*>(static_cast<uint8_t*>(ca.ArrayBuffer().Data()) + ca.ByteOffset());
+    std::string err;
+    uint64_t id = glue_->engine.Adopt(m, fds, counters, &err);
+    if (id == 0) return Throw(env, err);
+    return Napi::Number::New(env, static_cast<double>(id));
+  }
+
+  Napi::Value StartAdopted(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (glue_ == nullptr || info.Length() < 1 || !info[0].IsNumber()) return Napi::Boolean::New(env, false);
+    bool ok = glue_->engine.StartAdopted(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()));
+    if (ok) glue_->Opened(env);
+    return Napi::Boolean::New(env, ok);
+  }
+
+  Napi::Value DiscardAdopted(const Napi::CallbackInfo& info) {
+    if (glue_ != nullptr && info.Length() >= 1 && info[0].IsNumber()) {
+      glue_->engine.DiscardAdopted(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()));
+    }
+    return info.Env().Undefined();
+  }
+
+  static int FdArg(const Napi::CallbackInfo& info, size_t i) {
+    return info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().Int32Value() : -1;
+  }
+
+  Napi::Value ChannelPair(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int fds[2];
+    std::string err;
+    if (!channel::Pair(fds, &err)) return Throw(env, err);
+    Napi::Array a = Napi::Array::New(env, 2);
+    a.Set(0u, fds[0]);
+    a.Set(1u, fds[1]);
+    return a;
+  }
+
+  Napi::Value ChannelListen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) return Throw(env, "channelListen(path)", true);
+    std::string err;
+    int fd = channel::Listen(info[0].As<Napi::String>().Utf8Value(), &err);
+    return fd < 0 ? Throw(env, err) : Napi::Number::New(env, fd);
+  }
+
+  Napi::Value ChannelAccept(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::string err;
+    int fd = channel::Accept(FdArg(info, 0), &err);
+    if (fd < 0 && !err.empty()) return Throw(env, err);
+    return Napi::Number::New(env, fd);
+  }
+
+  Napi::Value ChannelConnect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) return Throw(env, "channelConnect(path)", true);
+    std::string err;
+    int fd = channel::Connect(info[0].As<Napi::String>().Utf8Value(), &err);
+    return fd < 0 ? Throw(env, err) : Napi::Number::New(env, fd);
+  }
+
+  // channelSend(fd, data: Buffer, fds: number[]) -> true sent, false would block.
+  Napi::Value ChannelSend(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[1].IsBuffer() || !info[2].IsArray()) return Throw(env, "channelSend(fd, data, fds)", true);
+    Napi::Buffer<uint8_t> b = info[1].As<Napi::Buffer<uint8_t>>();
+    Napi::Array a = info[2].As<Napi::Array>();
+    std::vector<int> fds;
+    for (uint32_t i = 0; i < a.Length(); i++) fds.push_back(a.Get(i).ToNumber().Int32Value());
+    std::string err;
+    int r = channel::Send(FdArg(info, 0), b.Data(), b.Length(), fds.data(), static_cast<int>(fds.size()), &err);
+    if (r < 0) return Throw(env, err);
+    return Napi::Boolean::New(env, r == 1);
+  }
+
+  // channelRecv(fd) -> null (nothing yet) | { data: Buffer (empty: the peer closed), fds: number[] }
+  Napi::Value ChannelRecv(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (recvBuf_.empty()) recvBuf_.resize(channel::kMaxMessage);
+    std::vector<int> fds;
+    std::string err;
+    long n = channel::Recv(FdArg(info, 0), recvBuf_.data(), recvBuf_.size(), &fds, &err);
+    if (n == -2) return env.Null();
+    if (n < 0) return Throw(env, err);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("data", Napi::Buffer<uint8_t>::Copy(env, recvBuf_.data(), static_cast<size_t>(n)));
+    Napi::Array a = Napi::Array::New(env, fds.size());
+    for (size_t i = 0; i < fds.size(); i++) a.Set(static_cast<uint32_t>(i), fds[i]);
+    o.Set("fds", a);
+    return o;
+  }
+
+  // channelWait(fd, write: boolean, ms) -> ready
+  Napi::Value ChannelWait(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bool write = info.Length() > 1 && info[1].ToBoolean().Value();
+    int ms = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : 0;
+    return Napi::Boolean::New(env, channel::Wait(FdArg(info, 0), write, ms < 0 ? 0 : ms));
+  }
+
+  Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+    int fd = FdArg(info, 0);
+    return Napi::Boolean::New(info.Env(), fd >= 0 && close(fd) == 0);
+  }
+
+  Napi::Value DupFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int fd = fcntl(FdArg(info, 0), F_DUPFD_CLOEXEC, 3);
+    return fd < 0 ? Throw(env, std::string("dup: ") + strerror(errno)) : Napi::Number::New(env, fd);
+  }
+
   Glue* glue_ = nullptr;
+  std::vector<uint8_t> recvBuf_;
 };
 
 }  // namespace

@@ -29,13 +29,6 @@ int64_t NowMs() {
 
 std::string Errno(const std::string& what, int err) { return what + ": " + strerror(err); }
 
-void StoreCounter(double* slot, uint64_t v) {
-  // The JS thread may read the slot at any time: publish the whole 8 bytes at once.
-  double d = static_cast<double>(v);
-  uint64_t bits;
-  memcpy(&bits, &d, sizeof bits);
-  __atomic_store_n(reinterpret_cast<uint64_t*>(slot), bits, __ATOMIC_RELAXED);
-}
 
 bool CheckStream(int fd, const char* which, std::string* err) {
   int type = 0;
@@ -155,6 +148,11 @@ bool Engine::EnsureThread(std::string* err) {
 }
 
 void Engine::Stop() {
+  for (auto& kv : staged_) {
+    Release(kv.second);
+    delete kv.second;
+  }
+  staged_.clear();
   if (!running_) return;
   Push(Cmd{Cmd::kQuit, nullptr, 0, 0});
   pthread_join(thread_, nullptr);
@@ -268,6 +266,14 @@ void Engine::DrainCommands() {
       case Cmd::kQuit:
         quit_ = true;
         break;
+      case Cmd::kDetach:
+        for (uint64_t id : c.job->ids) DetachOne(c.job, id);
+        {
+          std::lock_guard<std::mutex> lock(c.job->mu);
+          c.job->done = true;
+        }
+        c.job->cv.notify_one();
+        break;
     }
   }
   work_.clear();
@@ -278,6 +284,11 @@ void Engine::Add(Tunnel* t) {
   live_.push_back(t);
   byId_.emplace(t->id, t);
   t->started = t->last = now_;
+  if (t->adopted) {
+    // Its life and its quiet time so far are the other relay's: the idle deadline carries on.
+    t->started = now_ - t->adoptAgeMs;
+    t->last = now_ - t->adoptQuietMs;
+  }
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.ptr = &t->c;
@@ -429,7 +440,20 @@ void Engine::Finish(Tunnel* t, int reason, bool report) {
   if (reason == kUpstreamError) Reset(t->c.fd);
   else if (!t->up.eof) Drain(t->c.fd);
   Release(t);
-  // Unlink from the registries (swap-remove keeps live_ dense).
+  Unlink(t);
+  if (report) {
+    StoreCounter(&t->counters[0], t->up.bytes);
+    StoreCounter(&t->counters[1], t->down.bytes);
+    Done* done = new (std::nothrow) Done{static_cast<double>(t->id), static_cast<double>(t->up.bytes),
+                                         static_cast<double>(t->down.bytes),
+                                         static_cast<double>(NowMs() - t->started), reason};
+    if (done != nullptr) reporter_->Report(done);
+  }
+  graveyard_.push_back(t);  // freed after the current epoll batch
+}
+
+void Engine::Unlink(Tunnel* t) {
+  // Out of the registries (swap-remove keeps live_ dense).
   Tunnel* lastT = live_.back();
   live_[t->idx] = lastT;
   lastT->idx = t->idx;
@@ -445,15 +469,6 @@ void Engine::Finish(Tunnel* t, int reason, bool report) {
     }
     t->queued = false;
   }
-  if (report) {
-    StoreCounter(&t->counters[0], t->up.bytes);
-    StoreCounter(&t->counters[1], t->down.bytes);
-    Done* done = new (std::nothrow) Done{static_cast<double>(t->id), static_cast<double>(t->up.bytes),
-                                         static_cast<double>(t->down.bytes),
-                                         static_cast<double>(NowMs() - t->started), reason};
-    if (done != nullptr) reporter_->Report(done);
-  }
-  graveyard_.push_back(t);  // freed after the current epoll batch
 }
 
 void Engine::ScanIdle() {

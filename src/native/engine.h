@@ -11,9 +11,11 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -35,6 +37,14 @@ constexpr int kMinPipe = 64 * 1024;       // smaller pipes: copy mode instead
 constexpr int64_t kGoAwayMs = 1000;       // go-away: mid-frame wait plus the peers' close, at most
 
 struct Tunnel;
+
+// The JS thread may read a counter slot at any time: publish the whole 8 bytes at once.
+inline void StoreCounter(double* slot, uint64_t v) {
+  double d = static_cast<double>(v);
+  uint64_t bits;
+  memcpy(&bits, &d, sizeof bits);
+  __atomic_store_n(reinterpret_cast<uint64_t*>(slot), bits, __ATOMIC_RELAXED);
+}
 
 struct Side {
   Tunnel* t = nullptr;
@@ -65,6 +75,7 @@ struct Dir {
   bool track = false;     // a WebSocket tunnel: follow the frames of this direction
   bool closeSent = false; // go-away: our Close went to dst (then FIN); src is only drained
   bool smallFrames = false; // tracked: copying because frames were small (splice again for a large payload)
+  bool restoreCopy = false; // adopted with a copy leftover in the pipe: back to copy once it is out
   Frames fr;
 };
 
@@ -83,6 +94,38 @@ struct Tunnel {
   bool registered = false;  // both fds in epoll
   size_t idx = 0;           // index in live_
   double* counters = nullptr;  // [bytesUp, bytesDown] in a JS-owned ArrayBuffer
+  bool adopted = false;     // came from another relay (handover.cc): ages below, not now
+  int64_t adoptAgeMs = 0, adoptQuietMs = 0;
+};
+
+// One tunnel as it leaves a relay for another (handover.cc): plain data, copied byte for byte
+// into the hand-over message; the receiver checks kMovedVersion and sizeof first.
+struct MovedDir {
+  uint64_t bytes;
+  uint64_t frLen, frPayload;
+  uint32_t inPipe;
+  uint8_t splice, adaptive, noSplice, eof, shut, smallRun, track, smallFrames;
+  uint8_t frState, frMasked, frLeft, pad;
+};
+struct MovedTunnel {
+  uint64_t id;
+  int64_t idleMs, ageMs, quietMs;
+  int32_t firstEof;
+  uint32_t fdMask;  // which of the six fds follow: client, upstream, up pipe r/w, down pipe r/w
+  MovedDir up, down;
+};
+constexpr uint32_t kMovedVersion = 1;
+constexpr int kMovedFds = 6;
+
+// A batch of detaches the JS thread waits for (the relay thread fills it).
+struct DetachJob {
+  std::vector<uint64_t> ids;
+  std::vector<MovedTunnel> out;  // one per moved tunnel
+  std::vector<int> fds;          // kMovedFds per moved tunnel, -1 where absent
+  std::vector<uint64_t> movedIds;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
 };
 
 // What the engine reports when a tunnel ends (heap-allocated; the Reporter owns it).
@@ -99,10 +142,11 @@ class Reporter {
 };
 
 struct Cmd {
-  enum Kind { kOpen, kClose, kGoAway, kQuit } kind;
+  enum Kind { kOpen, kClose, kGoAway, kQuit, kDetach } kind;
   Tunnel* t;
   uint64_t id;
   int reason;
+  DetachJob* job = nullptr;
 };
 
 class Engine {
@@ -123,6 +167,17 @@ class Engine {
   // at the next frame boundary of its direction, then FIN; ended with reason kShutdown, at the
   // latest after kGoAwayMs.
   void GoAway(uint64_t id) { Push(Cmd{Cmd::kGoAway, nullptr, id, kShutdown}); }
+  // ---- hand-over (handover.cc), JS thread ----
+  // Pause and take out the tunnels `job->ids` names (those still relayed and not going away):
+  // leftovers of the copy pump go into the direction's pipe, empty pipes are closed, and the fds
+  // are the caller's. Waits for the relay thread. Such a tunnel is never reported.
+  void Detach(DetachJob* job);
+  // A tunnel from a MovedTunnel and its fds (owned on success). Staged: it moves no byte until
+  // StartAdopted. Returns the new id, or 0 with `err`.
+  uint64_t Adopt(const MovedTunnel& m, const int* fds, double* counters, std::string* err);
+  bool StartAdopted(uint64_t id);
+  // A staged tunnel given back: its fds are closed (the sender still holds its own).
+  void DiscardAdopted(uint64_t id);
   // JS thread (or cleanup hook). Closes everything, reports nothing.
   void Stop();
   bool running() const { return running_; }
@@ -140,6 +195,9 @@ class Engine {
   bool Pump(Tunnel* t, Dir& d);
   bool Fail(Tunnel* t, Side* s, int err);
   void Finish(Tunnel* t, int reason, bool report);
+  void Unlink(Tunnel* t);
+  void DetachOne(DetachJob* job, uint64_t id);
+  bool LeftoverToPipe(Dir& d);
   void ScanIdle();
   void Requeue(Tunnel* t);
   void Release(Tunnel* t);
@@ -164,6 +222,7 @@ class Engine {
   uint64_t nextId_ = 0;
   std::mutex mu_;
   std::vector<Cmd> queue_;  // guarded by mu_
+  std::unordered_map<uint64_t, Tunnel*> staged_;  // JS thread only: adopted, not started
   // Relay thread only:
   std::vector<Cmd> work_;
   bool quit_ = false;

@@ -77,7 +77,14 @@ bool Engine::SpliceStep(Tunnel* t, Dir& d, size_t* moved, bool* progress) {
   uint8_t peek[14];
   size_t npeek = 0;
   size_t want = d.cap - d.inPipe;
-  bool mayRead = !d.eof && d.src->readable && d.inPipe < d.cap;
+  // An adopted copy leftover goes out of the pipe first; then the direction copies again.
+  if (d.restoreCopy && d.inPipe == 0) {
+    d.restoreCopy = false;
+    d.splice = false;
+    *progress = true;
+    return true;
+  }
+  bool mayRead = !d.restoreCopy && !d.eof && d.src->readable && d.inPipe < d.cap;
   if (mayRead && d.track && !FrameLimit(t, d, peek, &npeek, &want)) {
     mayRead = false;
     if (!d.splice) *progress = true;  // switched to copy: the next turn reads

@@ -39,11 +39,30 @@ interface Addon {
   goAway?(id: number): void;
   configure(pipeSize: number): void;
   stats(): NativeEngineStats;
+  /** The hand-over (src/native/handover.cc, channel.cc); absent in an addon built before it. */
+  detach?(ids: number[]): { ids: number[]; records: Buffer; fds: Int32Array };
+  adopt?(records: Buffer, index: number, fds: Int32Array, counters: Float64Array): number;
+  startAdopted?(id: number): boolean;
+  discardAdopted?(id: number): void;
+  channelPair?(): [number, number];
+  channelListen?(path: string): number;
+  channelAccept?(fd: number): number;
+  channelConnect?(path: string): number;
+  channelSend?(fd: number, data: Buffer, fds: number[]): boolean;
+  channelRecv?(fd: number): { data: Buffer; fds: number[] } | null;
+  channelWait?(fd: number, write: boolean, ms: number): boolean;
+  closeFd?(fd: number): boolean;
+  dupFd?(fd: number): number;
+  readonly moved?: { version: number; recordSize: number; fds: number };
   /** Close reasons by code, as the engine reports them. */
   readonly reasons: readonly string[];
   /** Mode name -> code. */
   readonly modes: Readonly<Record<string, number>>;
 }
+
+/** What src/handover/ calls: the tunnel detach/adopt and the Unix channel. */
+export type HandoverCalls = Required<Pick<Addon,
+  'detach' | 'adopt' | 'startAdopted' | 'discardAdopted' | 'channelPair' | 'channelListen' | 'channelAccept' | 'channelConnect' | 'channelSend' | 'channelRecv' | 'channelWait' | 'closeFd' | 'dupFd' | 'moved'>>;
 
 /** Hears the end of one native tunnel, from the engine's completion callback. */
 export interface NativeEndSink {
@@ -96,6 +115,36 @@ export class Binding {
 
   stats(): NativeEngineStats {
     return this.addon.stats();
+  }
+
+  /** The hand-over calls of this addon (src/handover/ uses them), or null when it was built without. */
+  get handover(): HandoverCalls | null {
+    const a = this.addon;
+    if (typeof a.detach !== 'function' || a.moved === undefined) return null;
+    return a as HandoverCalls;
+  }
+
+  /** Take `ids` out of the engine (paused, whole); their ends are not reported. */
+  detach(ids: number[]): { ids: number[]; records: Buffer; fds: Int32Array } {
+    const out = this.handover!.detach(ids);
+    for (const id of out.ids) this.live.delete(id);
+    return out;
+  }
+
+  /** A moved tunnel (record `index` of `records`) into this engine, staged; `start` lets it run. */
+  adopt(records: Buffer, index: number, fds: Int32Array, counters: Float64Array, sink: NativeEndSink): number {
+    const id = this.handover!.adopt(records, index, fds, counters);
+    this.live.set(id, sink);
+    return id;
+  }
+
+  start(id: number): boolean {
+    return this.handover!.startAdopted(id);
+  }
+
+  discard(id: number): void {
+    this.live.delete(id);
+    this.handover!.discardAdopted(id);
   }
 
   private onDone(id: number, up: number, down: number, _durMs: number, reason: number): void {

@@ -3,7 +3,7 @@
  * pipe handle, and stopping libuv from reading so that the native engine is the
  * only reader from then on. Nothing here is in @types/node; each use checks.
  */
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 
 /** Node's stream handle, as far as the hand-over needs it. */
@@ -22,6 +22,12 @@ function handleOf(s: Socket): StreamHandle | null {
 export function fdOf(s: Socket): number {
   if (s instanceof TLSSocket || s.destroyed) return -1;
   const fd = handleOf(s)?.fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : -1;
+}
+
+/** A listening server's fd, or -1 (not listening, or a handle without one). */
+export function serverFdOf(s: Server): number {
+  const fd = (s as unknown as { _handle?: StreamHandle | null })._handle?.fd;
   return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : -1;
 }
 

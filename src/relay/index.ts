@@ -28,3 +28,9 @@ export function selectRelay(choice: 'auto' | 'js' | 'splice'): { relay: Relay; n
   if (choice === 'splice') throw new Error(`relay 'splice' requested but ${n.reason}`);
   return { relay: jsRelay, note: `relay: js (${n.reason})` };
 }
+
+/** The native relay of this process (loaded once), or null without the addon: the hand-over adopts tunnels into it. */
+export function nativeRelay(): NativeRelay | null {
+  native ??= loadNativeRelay();
+  return native.relay;
+}

@@ -13,7 +13,7 @@ import { loadBinding, type Binding, type NativeEndSink, type NativeEngineStats, 
 import { emptyInJs, fdOf, stopReading } from './handover.js';
 import { jsRelay } from './js.js';
 import { RelayTunnel, type Carrier } from './tunnel.js';
-import type { Relay, Tunnel, TunnelCloseReason } from './types.js';
+import type { Relay, Tunnel, TunnelCloseReason, TunnelStats } from './types.js';
 
 export type { NativeEngineStats, NativeMode } from './addon.js';
 
@@ -115,13 +115,72 @@ const HANDOVER = 0;
 const NATIVE = 1;
 const ELSEWHERE = 2; // the hand-over failed: the fallback carries the tunnel
 const DONE = 3;
+const OUT = 4;
+/** MovedTunnel (src/native/engine.h): its size and where each direction's byte count sits. */
+export const RECORD_BYTES = 120;
+const UP_BYTES_AT = 40;
+const DOWN_BYTES_AT = 80; // detached from the engine, on its way to another process (src/handover/)
+
+/** What travels with a moved tunnel besides the engine's record. */
+export interface MovedMeta {
+  /** Totals at the detach (bytes JS carried before the engine included). */
+  bytesUp: number;
+  bytesDown: number;
+  idleTimeoutMs: number;
+  websocket: boolean;
+}
+
+/** A tunnel adopted from another process, staged: `start` lets it run, `discard` gives it back. */
+export interface AdoptedTunnel {
+  readonly tunnel: Tunnel;
+  start(): void;
+  discard(): void;
+}
+
+/** The native carrier of `t`, or null when another relay carries it (or none). */
+export function nativeCarrierOf(t: Tunnel): NativeCarrier | null {
+  const c = t instanceof RelayTunnel ? t.current : null;
+  return c instanceof NativeCarrier ? c : null;
+}
+
+/**
+ * Detach `carriers` from the engine as one batch (src/handover/): those it still relayed come back
+ * in order with their record index; the others (ending, going away) are left alone.
+ */
+export function detachCarriers(carriers: readonly NativeCarrier[]): { records: Buffer; fds: Int32Array; moved: NativeCarrier[] } {
+  if (carriers.length === 0) return { records: Buffer.alloc(0), fds: new Int32Array(0), moved: [] };
+  const binding = carriers[0]!.binding;
+  const byId = new Map<number, NativeCarrier>();
+  for (const c of carriers) if (c.movable) byId.set(c.nativeId, c);
+  const out = binding.detach([...byId.keys()]);
+  const moved = out.ids.map((id) => byId.get(id)!);
+  for (const c of moved) c.handedOut();
+  return { records: out.records, fds: out.fds, moved };
+}
+
+/** A moved tunnel into `relay`'s engine (staged). Throws when the engine refuses it (the fds stay the caller's). */
+export function adoptMoved(relay: NativeRelay, records: Buffer, index: number, fds: Int32Array, meta: MovedMeta, onEnd: (s: TunnelStats) => void): AdoptedTunnel {
+  const r = relay as SpliceRelay;
+  const tunnel = new RelayTunnel({ idleTimeoutMs: meta.idleTimeoutMs, websocket: meta.websocket }, onEnd);
+  const carrier = new NativeCarrier(r, tunnel, null, null);
+  carrier.adopted(records, index, fds, meta);
+  tunnel.carry(carrier);
+  return {
+    tunnel,
+    start: () => {
+      carrier.run();
+      tunnel.opened();
+    },
+    discard: () => carrier.giveBack(),
+  };
+}
 
 /**
  * A tunnel on the engine. While JS still flushes its last bytes it watches the
  * sockets; once handed over it keeps no socket, only the counters the engine
  * writes and the id to close it by.
  */
-class NativeCarrier implements Carrier, NativeEndSink {
+export class NativeCarrier implements Carrier, NativeEndSink {
   readonly kind = 'splice' as const;
   private phase = HANDOVER;
   private jsUp = 0;
@@ -139,8 +198,8 @@ class NativeCarrier implements Carrier, NativeEndSink {
   constructor(
     private readonly relay: SpliceRelay,
     private readonly tunnel: RelayTunnel,
-    client: Socket,
-    upstream: Socket,
+    client: Socket | null,
+    upstream: Socket | null,
   ) {
     this.client = client;
     this.upstream = upstream;
@@ -150,7 +209,82 @@ class NativeCarrier implements Carrier, NativeEndSink {
   }
 
   get keepsIdle(): boolean {
-    return this.phase === NATIVE;
+    return this.phase === NATIVE || this.phase === OUT;
+  }
+
+  get binding(): Binding {
+    return this.relay.binding;
+  }
+
+  get nativeId(): number {
+    return this.id;
+  }
+
+  /** On the engine and not ending: the hand-over may take it. */
+  get movable(): boolean {
+    return this.phase === NATIVE && !this.closing;
+  }
+
+  /** What travels with the record. */
+  get meta(): MovedMeta {
+    return { bytesUp: this.bytesUp, bytesDown: this.bytesDown, idleTimeoutMs: this.tunnel.idleTimeoutMs, websocket: this.tunnel.websocket };
+  }
+
+  /** Detached (detachCarriers): the counters are final; nothing runs it until moved() or reinstate(). */
+  handedOut(): void {
+    this.phase = OUT;
+  }
+
+  /** The other process has it: this one's tunnel ends, reason 'moved' (the caller closes the fds). */
+  moved(): void {
+    if (this.phase !== OUT) return;
+    this.phase = DONE;
+    this.relay.active--;
+    this.tunnel.note('moved');
+    this.tunnel.finish('moved');
+  }
+
+  /** It stays: back onto this engine from its record (the fds are the engine's again). */
+  reinstate(records: Buffer, index: number, fds: Int32Array): void {
+    if (this.phase !== OUT) return;
+    this.id = this.relay.binding.adopt(records, index, fds, this.counters, this);
+    this.run();
+  }
+
+  /** Staged from another process (adoptMoved); counters continue from the record's. */
+  adopted(records: Buffer, index: number, fds: Int32Array, meta: MovedMeta): void {
+    this.id = this.relay.binding.adopt(records, index, fds, this.counters, this);
+    this.phase = OUT;
+    // The engine counts on from the record's byte counts; the rest of the totals is "before".
+    const at = index * RECORD_BYTES;
+    const up = Number(records.readBigUInt64LE(at + UP_BYTES_AT));
+    const down = Number(records.readBigUInt64LE(at + DOWN_BYTES_AT));
+    this.counters[0] = up;
+    this.counters[1] = down;
+    this.jsUp = meta.bytesUp - up;
+    this.jsDown = meta.bytesDown - down;
+  }
+
+  run(): void {
+    if (!this.relay.binding.start(this.id)) return;
+    this.phase = NATIVE;
+  }
+
+  /** Could not be put back after a failed hand-over: it ends (its fds were closed). */
+  lost(): void {
+    if (this.phase !== OUT) return;
+    this.phase = DONE;
+    this.relay.active--;
+    this.tunnel.note('shutdown');
+    this.tunnel.finish('shutdown');
+  }
+
+  /** A staged adoption refused: its fds are closed here (the sender still holds its own). */
+  giveBack(): void {
+    if (this.phase !== OUT) return;
+    this.phase = DONE;
+    this.relay.active--;
+    this.relay.binding.discard(this.id);
   }
 
   get bytesUp(): number {

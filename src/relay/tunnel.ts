@@ -63,6 +63,11 @@ export class RelayTunnel implements Tunnel {
     return this.options.idleTimeoutMs;
   }
 
+  /** What carries the bytes now (src/handover/ looks for a native carrier). */
+  get current(): Carrier | null {
+    return this.carrier;
+  }
+
   get websocket(): boolean {
     return this.options.websocket === true;
   }

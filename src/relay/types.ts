@@ -10,7 +10,8 @@ export type TunnelCloseReason =
   | 'client-error'      // the client socket errored / reset
   | 'upstream-error'    // the upstream socket errored / reset
   | 'idle-timeout'      // no byte in either direction for idleTimeoutMs
-  | 'shutdown';         // the proxy closed it (close()/drain)
+  | 'shutdown'          // the proxy closed it (close()/drain)
+  | 'moved';            // handed over, live, to another process (src/handover/): it goes on there
 
 export interface TunnelStats {
   /** Bytes written to the upstream after the handshake (early data included). */
