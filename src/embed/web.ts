@@ -14,9 +14,11 @@ import { ERRORS, UpstreamError, WspliceError, type ErrorCode, type ErrorRow } fr
 import type { Head, RequestHead } from '../http1/head.js';
 import { F_CHUNKED, F_CONTENT_LENGTH, F_TRANSFER_ENCODING } from '../http1/llhttp.js';
 import { classifyRequest, dropSet, HOP_BY_HOP, type RequestInfo } from '../http1/semantics.js';
+import { normalisePath } from '../http1/path.js';
 import { forwardRequestHead } from '../http1/serialize.js';
 import { ExchangeRecord } from '../observe/record.js';
 import { clientAddress } from '../proxy-protocol/peer.js';
+import { answerOf, type Route } from '../router.js';
 import type { Backend, UpstreamGroup } from '../upstream/group.js';
 import type { EmbedHost } from './host.js';
 import type { EmbedOptions, EmbedPlan } from './target.js';
@@ -30,6 +32,9 @@ export interface WebResult {
 
 /** Methods a retry may run twice (RFC 9110 9.2.2), when no body byte was sent. */
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** `return` codes whose text is a Location (nginx's). */
+const REDIRECTS: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 
 let lastId = 0;
 
@@ -159,8 +164,10 @@ class WebExchange implements ReportedClient {
   start(plan: EmbedPlan): void {
     this.plan = plan;
     this.head = headOf(this.req);
+    let routePath: string;
     try {
       this.info = classifyRequest(this.head, plan.options.tunnelProtocols);
+      routePath = normalisePath(this.info.path); // locations match this, as on a listener; the client's own target is forwarded
     } catch (err) {
       this.fail(err instanceof WspliceError ? err : new WspliceError('WSPLICE_BAD_REQUEST', String(err)));
       return;
@@ -169,14 +176,37 @@ class WebExchange implements ReportedClient {
       this.abandon(new WspliceError('WSPLICE_EMBED_MISUSE', 'the request body was already read (a body parser ran before proxy.web)'));
       return;
     }
-    const group = plan.group ?? this.ctx.router.match(this.info.host, this.info.path);
-    if (group === null) {
-      this.fail(new WspliceError('WSPLICE_NO_ROUTE', `no route for ${this.info.path}`));
-      return;
-    }
+    const group = plan.group ?? this.routeTo(routePath);
+    if (group === null) return;
     this.group = group;
     this.res.once('close', this.onClientGone);
     this.connect();
+  }
+
+  /** The location's group, as a listener routes; null when it answered (404, `return`, `deny`). */
+  private routeTo(path: string): UpstreamGroup | null {
+    const route = this.ctx.router.route(this.info.host, path);
+    if (route === null) {
+      this.fail(new WspliceError('WSPLICE_NO_ROUTE', `no route for ${path}`));
+      return null;
+    }
+    const answer = route.access !== null || route.ret !== null ? answerOf(route, this.remoteAddress) : null;
+    if (answer === null) return route.group;
+    if (ERRORS[answer.code].event === 'refused') this.ctx.refused(this, answer);
+    if (this.answer) this.writeRouteAnswer(route, answer.status);
+    this.settle(answer);
+    return null;
+  }
+
+  /** A location's own answer (`return CODE [TEXT|URL]`, or 403 from `deny`), as the listener words it. */
+  private writeRouteAnswer(route: Route, status: number): void {
+    const text = route.ret?.text ?? null;
+    if (route.ret === null || text === null || REDIRECTS.has(status)) {
+      this.writeAnswer(status, route.ret === null ? 'access forbidden by rule' : REDIRECTS.has(status) ? 'moved' : 'returned by the configuration', undefined, REDIRECTS.has(status) && text !== null ? text : undefined);
+      return;
+    }
+    this.res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': String(Buffer.byteLength(text)), Connection: 'close' });
+    this.res.end(text);
   }
 
   /** Options were refused before anything started. */
@@ -296,10 +326,11 @@ class WebExchange implements ReportedClient {
   }
 
   /** The proxy's own answer, as errorResponse words it; the connection closes after it. */
-  private writeAnswer(status: number, reason: string, code?: ErrorCode): void {
+  private writeAnswer(status: number, reason: string, code?: ErrorCode, location?: string): void {
     const text = `${status} ${http.STATUS_CODES[status] ?? 'Error'}: ${reason.replace(/[^\x20-\x7e]/g, '?')}\n`;
     const headers: Record<string, string> = { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': String(text.length), Connection: 'close' };
     if (code === 'WSPLICE_WS_VERSION') headers['Sec-WebSocket-Version'] = '13';
+    if (location !== undefined) headers.Location = location;
     this.res.writeHead(status, headers);
     this.res.end(text);
   }

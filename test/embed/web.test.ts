@@ -133,3 +133,32 @@ t.test('bad input: headers already sent, an upgrade request; no crash, no leak',
   server.closeAllConnections();
   t.ok(fdCount() <= before + 1, 'no descriptor left');
 });
+
+t.test('locations answer as on a listener: return CODE TEXT, return 301 URL, deny (403); the backend sees none of them', async (t) => {
+  const backend = await httpBackend();
+  const proxy = createProxy({
+    upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } },
+    routes: [
+      { path: '/', upstream: 'b' },
+      { path: '/gone', return: { status: 410, text: 'gone for good' } },
+      { path: '/old', return: { status: 301, text: 'http://example.test/new' } },
+      { path: '/admin', upstream: 'b', access: [{ deny: '127.0.0.0/8' }, { allow: 'all' }] },
+    ],
+  });
+  const app = await webApp(proxy);
+  t.teardown(async () => { await app.close(); await backend.close(); await proxy.close(); });
+  const gone = await httpGet(app.port, '/gone');
+  t.equal(gone.status, 410);
+  t.equal(gone.body, 'gone for good');
+  const old = await httpGet(app.port, '/old');
+  t.equal(old.status, 301);
+  t.equal(old.headers.location, 'http://example.test/new');
+  for (const path of ['/admin', '/admin/x', '/x/../admin', '/%61dmin']) {
+    const denied = await httpGet(app.port, path);
+    t.equal(denied.status, 403, `${path}: denied`);
+    t.match(denied.body, /403 Forbidden: access forbidden by rule/);
+  }
+  t.equal(backend.seen.length, 0, 'nothing reached the backend');
+  t.equal((await httpGet(app.port, '/x')).status, 200, 'the other location proxies');
+  t.same(app.settled.map((s) => !s.ok && s.error.code), ['WSPLICE_RETURN', 'WSPLICE_RETURN', 'WSPLICE_FORBIDDEN', 'WSPLICE_FORBIDDEN', 'WSPLICE_FORBIDDEN', 'WSPLICE_FORBIDDEN', false]);
+});

@@ -3,7 +3,9 @@
 // merged slashes), a path climbing above the root is 400, and what is forwarded
 // is the client's own target, as nginx forwards it with `proxy_pass http://up;`.
 // Each answer is compared with the real nginx (/usr/sbin/nginx) in front of the
-// same kind of backend, when it is installed.
+// same kind of backend, when it is installed. The same cases go through the embed
+// front too: an app's node:http server handing plain requests to proxy.web and
+// upgrades to proxy.ws.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +14,7 @@ import t from 'tap';
 import { normalisePath } from '../../src/http1/path.js';
 import { BadRequestError } from '../../src/errors.js';
 import { freePort, waitFor } from '../support/index.js';
-import { rawExchange, RecordingBackend, startProxy, type Responder } from './fixtures/harness.js';
+import { rawExchange, RecordingBackend, startProxy, type Front, type Responder } from './fixtures/harness.js';
 
 t.test('normalisePath: the path nginx matches locations on', async (t) => {
   const table: Array<[string, string]> = [
@@ -36,11 +38,14 @@ const echoLine: Responder = (head, c) => {
   c.socket.end(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
 };
 const backend = await new RecordingBackend(echoLine).listen();
-const h = await startProxy({ upstreams: { ws: { servers: [`127.0.0.1:${backend.port}`] } }, routes: [{ path: '/ws', upstream: 'ws' }] });
-t.teardown(async () => {
-  await h.proxy.close();
-  await backend.close();
-});
+const OPTIONS = { upstreams: { ws: { servers: [`127.0.0.1:${backend.port}`] } }, routes: [{ path: '/ws', upstream: 'ws' }] };
+const fronts: Array<[Front, number]> = [];
+for (const front of ['listener', 'proxy.web'] as const) {
+  const h = await startProxy(OPTIONS, front);
+  t.teardown(() => h.proxy.close());
+  fronts.push([front, h.port]);
+}
+t.teardown(() => backend.close());
 
 /** nginx with only `location /ws` (everything else: 404 from an empty root). */
 async function startNginx(): Promise<{ port: number; stop: () => void } | null> {
@@ -90,27 +95,32 @@ const CASES: Array<{ target: string; status: number; forwarded?: string }> = [
   { target: '/ws/%zz', status: 400 },
 ];
 
-for (const c of CASES) {
-  t.test(`GET ${c.target} with only /ws routed: ${c.status}${c.forwarded ? `, forwarded as ${c.forwarded}` : ''}`, async (t) => {
-    const before = backend.conns.length;
-    const r = await rawExchange(h.port, [`GET ${c.target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n`]);
-    t.same(r.statuses, [c.status]);
-    if (c.forwarded !== undefined) t.match(r.text, `\r\n\r\nWS GET ${c.forwarded} HTTP/1.1`, 'the client target, unnormalised');
-    else t.equal(backend.conns.length, before, 'the /ws backend saw nothing');
-    if (nginx !== null) {
-      const n = await rawExchange(nginx.port, [`GET ${c.target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n`]);
-      t.same(n.statuses, [c.status], 'nginx answers the same');
-      if (c.forwarded !== undefined) t.match(n.text, `WS GET ${c.forwarded} HTTP/1.`, 'nginx forwards the same target');
+for (const [front, port] of fronts) {
+  for (const c of CASES) {
+    t.test(`${front}: GET ${c.target} with only /ws routed: ${c.status}${c.forwarded ? `, forwarded as ${c.forwarded}` : ''}`, async (t) => {
+      const before = backend.conns.length;
+      const r = await rawExchange(port, [`GET ${c.target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n`]);
+      t.same(r.statuses, [c.status]);
+      if (c.forwarded !== undefined) t.match(r.text, `\r\n\r\nWS GET ${c.forwarded} HTTP/1.1`, 'the client target, unnormalised');
+      else t.equal(backend.conns.length, before, 'the /ws backend saw nothing');
+      if (c.status === 400) t.match(r.text, /\r\n\r\n400 Bad Request: .+/, 'answered with the reason');
+      if (nginx !== null && front === 'listener') {
+        const n = await rawExchange(nginx.port, [`GET ${c.target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n`]);
+        t.same(n.statuses, [c.status], 'nginx answers the same');
+        if (c.forwarded !== undefined) t.match(n.text, `WS GET ${c.forwarded} HTTP/1.`, 'nginx forwards the same target');
+      }
+    });
+  }
+
+  t.test(`${front}: a WebSocket upgrade to /ws/../admin is refused on the route too (404), nothing reaches the backend`, async (t) => {
+    for (const target of ['/ws/%2e%2e/admin', '/ws/../admin', '/ws/..%2Fadmin']) {
+      const before = backend.conns.length;
+      const r = await rawExchange(port, [
+        `GET ${target} HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      ]);
+      t.same(r.statuses, [404], target);
+      t.equal(backend.conns.length, before, `${target}: the backend saw nothing`);
     }
   });
 }
-
-t.test('a WebSocket upgrade to /ws/../admin is refused on the route too (404), nothing reaches the backend', async (t) => {
-  const before = backend.conns.length;
-  const r = await rawExchange(h.port, [
-    'GET /ws/%2e%2e/admin HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-  ]);
-  t.same(r.statuses, [404]);
-  t.equal(backend.conns.length, before);
-});
