@@ -47,7 +47,7 @@ for (const front of ['listener', 'proxy.web'] as const) {
 }
 t.teardown(() => backend.close());
 
-/** nginx with only `location /ws` (everything else: 404 from an empty root). */
+/** nginx with only `location /ws` (everything else: 404, also for directories, which its static module may answer 403). */
 async function startNginx(): Promise<{ port: number; stop: () => void } | null> {
   if (!existsSync('/usr/sbin/nginx')) return null;
   const dir = mkdtempSync(join(tmpdir(), 'wsplice-paths-nginx-'));
@@ -57,6 +57,7 @@ async function startNginx(): Promise<{ port: number; stop: () => void } | null> 
 events { worker_connections 64; }
 http { access_log off; client_body_temp_path ${dir}/client_body; proxy_temp_path ${dir}/proxy;
   server { listen 127.0.0.1:${port}; root ${dir}/html;
+    location / { return 404; }
     location /ws { proxy_pass http://127.0.0.1:${backend.port}; proxy_http_version 1.1; } } }
 `);
   const child = spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir, '-e', join(dir, 'error.log')], { stdio: 'ignore' });
