@@ -15,7 +15,7 @@ import { done, openExchange, type Exchange } from './exchange.js';
 import type { ResponseHead } from './http1/head.js';
 import { Ev, type Parser } from './http1/llhttp.js';
 import { dropSet, responseFramingProblem, responseHasNoBody } from './http1/semantics.js';
-import { errorResponse, forwardResponseHead } from './http1/serialize.js';
+import { errorResponse, forwardResponseHead, withHeaderLines } from './http1/serialize.js';
 import type { Tunnel, TunnelMove } from './relay/types.js';
 import { ExchangeRecord } from './observe/record.js';
 import { resetOrDestroy } from './sockets.js';
@@ -296,9 +296,9 @@ export class Connection implements LegOwner {
       return HeadVerdict.Stop;
     }
     const client = this.client;
-    // The 101 goes to the client exactly as the upstream sent it: straight from the
-    // chunk when the whole head is in it, else from the parser's copy.
-    client.write(p.headBytes === pos ? chunk.subarray(0, pos) : p.copyHead());
+    // The 101 goes to the client exactly as the upstream sent it (plus a sticky cookie): straight
+    // from the chunk when the whole head is in it, else from the parser's copy.
+    client.write(withHeaderLines(p.headBytes === pos ? chunk.subarray(0, pos) : p.copyHead(), x.responseHeaders));
     const rest = chunk.subarray(pos);
     const up = this.leg.detach();
     client.removeListener('data', this.onClientData);

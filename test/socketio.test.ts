@@ -6,8 +6,8 @@ import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { Server as IoServer } from 'socket.io';
 import { io, type Socket } from 'socket.io-client';
-import type { UpstreamConfig } from '../src/index.js';
-import { port, startProxy } from './support/index.js';
+import { createProxy, type UpstreamConfig } from '../src/index.js';
+import { frontPort, type Front } from './support/index.js';
 
 const CLIENTS = 8;
 
@@ -45,16 +45,17 @@ function session(url: string, headers: Record<string, string>): Promise<{ socket
   });
 }
 
-async function runClients(t: Test, upstream: Omit<UpstreamConfig, 'servers'>, headersOf: (i: number) => Record<string, string>): Promise<void> {
+async function runClients(t: Test, upstream: Omit<UpstreamConfig, 'servers'>, headersOf: (i: number) => Record<string, string>, front: Front = 'listener'): Promise<void> {
   const backends = await Promise.all([ioBackend('A'), ioBackend('B')]);
-  const proxy = await startProxy({ upstreams: { u: { ...upstream, servers: backends.map((b) => b.address) } } });
+  const proxy = createProxy({ upstreams: { u: { ...upstream, servers: backends.map((b) => b.address) } } });
+  const p = await frontPort(proxy, front);
   const sockets: Socket[] = [];
   t.teardown(async () => {
     for (const s of sockets) s.disconnect();
     await proxy.close();
     for (const b of backends) await b.close();
   });
-  const url = `http://127.0.0.1:${port(proxy)}`;
+  const url = `http://127.0.0.1:${p}`;
   const results = await Promise.allSettled(Array.from({ length: CLIENTS }, (_, i) => session(url, headersOf(i))));
   const ok = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof session>>>).value);
   for (const r of ok) sockets.push(r.socket);
@@ -68,6 +69,10 @@ async function runClients(t: Test, upstream: Omit<UpstreamConfig, 'servers'>, he
 
 t.test('socket.io (polling, then upgrade) through the sticky cookie', async (t) => {
   await runClients(t, { sticky: { cookie: 'srv', httpOnly: true } }, () => ({}));
+});
+
+t.test('socket.io through an app server (polling by proxy.web, the upgrade by proxy.ws) and the sticky cookie', async (t) => {
+  await runClients(t, { sticky: { cookie: 'srv', httpOnly: true } }, () => ({}), 'proxy.web');
 });
 
 t.test('socket.io through hash $http_x_session', async (t) => {

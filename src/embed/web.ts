@@ -96,8 +96,8 @@ function headOf(req: IncomingMessage): RequestHead {
   };
 }
 
-/** Response header pairs for res.writeHead: hop-by-hop and Connection-named ones removed. */
-function responseHeaders(up: IncomingMessage): string[] {
+/** Response header pairs for res.writeHead: hop-by-hop and Connection-named ones removed, `extra` lines added. */
+function responseHeaders(up: IncomingMessage, extra: string): string[] {
   const raw = up.rawHeaders;
   const h: Head = headOf(up);
   const drop = dropSet(h);
@@ -106,6 +106,10 @@ function responseHeaders(up: IncomingMessage): string[] {
     const k = h.keys[i / 2]!;
     if (HOP_BY_HOP.has(k) || drop.has(k)) continue;
     out.push(raw[i]!, raw[i + 1]!);
+  }
+  for (const line of extra === '' ? [] : extra.split('\r\n')) {
+    const c = line.indexOf(': ');
+    if (c > 0) out.push(line.slice(0, c), line.slice(c + 2));
   }
   return out;
 }
@@ -140,6 +144,8 @@ class WebExchange implements ReportedClient {
   private tries = 0;
   private readonly tried: Backend[] = [];
   private bodySent = false;
+  /** Header lines the proxy adds to the response (a sticky cookie), CRLF-ended as a listener adds them. */
+  private extra = '';
   /** The current try's socket is connected. */
   private connected = false;
   private done = false;
@@ -217,9 +223,11 @@ class WebExchange implements ReportedClient {
 
   private connect(): void {
     this.releaseBackend();
-    const picked = this.group.pick({ remoteAddress: this.remoteAddress, head: this.head }, Date.now(), this.tried);
+    const pc = { remoteAddress: this.remoteAddress, head: this.head };
+    const picked = this.group.pick(pc, Date.now(), this.tried);
     if (picked === null) return this.fail(new WspliceError('WSPLICE_UPSTREAM_FULL', 'no backend available (all down, unhealthy or at max_conns)'));
     const b = (this.backend = picked);
+    this.extra = this.group.stickyHeader(b, pc);
     this.tried.push(b);
     this.connected = false;
     const o = this.plan.options;
@@ -257,7 +265,7 @@ class WebExchange implements ReportedClient {
     this.group.succeed(this.backend!);
     const res = this.res;
     r.on('error', () => res.destroy());
-    res.writeHead(r.statusCode ?? 502, r.statusMessage, responseHeaders(r));
+    res.writeHead(r.statusCode ?? 502, r.statusMessage, responseHeaders(r, this.extra));
     // A stalled body: the client is cut off, as a listener resets it.
     r.socket.setTimeout(this.plan.options.timeouts.responseMs, () => {
       r.destroy();

@@ -122,6 +122,17 @@ export function forwardResponseHead(res: ResponseHead, drop: ReadonlySet<string>
   return Buffer.from(out, 'latin1');
 }
 
+/**
+ * A head as the upstream sent it (a 101 goes to the client byte for byte)
+ * with `extra` (CRLF-ended header lines, e.g. a sticky cookie) added before
+ * its blank line. No extra: the same buffer, nothing copied.
+ */
+export function withHeaderLines(head: Buffer, extra: string): Buffer {
+  if (extra === '') return head;
+  const end = head.length - (head[head.length - 2] === 0x0d ? 2 : 1); // the blank line: CRLF, or a bare LF
+  return Buffer.concat([head.subarray(0, end), Buffer.from(extra, 'latin1'), head.subarray(end)]);
+}
+
 const REASONS: Record<number, string> = {
   400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout',
   414: 'URI Too Long', 426: 'Upgrade Required', 431: 'Request Header Fields Too Large',
