@@ -5,6 +5,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ExchangeEvent } from '../observe/record.js';
+import type { BackendState } from '../upstream/backend.js';
 import type { ConnectionEvent, WspliceProxy as Proxy, ReloadEvent, TunnelCloseEvent, TunnelEvent, UpstreamErrorEvent } from '../server.js';
 
 /** Latency buckets in seconds: loopback connects take ~0.1 ms, remote ones tens of ms. */
@@ -115,15 +116,18 @@ function eventMetrics(registers: Registry[]) {
   };
 }
 
+/** Backend states wsplice_backend_up reports as 1: a full backend is up, only busy. */
+const UP_STATES: ReadonlySet<BackendState> = new Set<BackendState>(['up', 'full']);
+
 /** Gauges read from the proxy's state at each scrape. */
 function stateGauges(proxy: Proxy, registers: Registry[]): void {
   new Gauge({ name: 'wsplice_tunnels_open', help: 'Tunnels open now', registers, collect() { this.set(proxy.stats().tunnels); } });
   new Gauge({
-    name: 'wsplice_backend_up', help: 'Backend selectable (1) or marked down after max_fails (0), by upstream and backend', labelNames: ['upstream', 'backend'], registers,
+    name: 'wsplice_backend_up', help: 'Backend up (1; at max_conns counts as up) or out (0): down by configuration, failing its health check, or failed after max_fails; by upstream and backend', labelNames: ['upstream', 'backend'], registers,
     collect() {
       this.reset();
       const now = Date.now();
-      for (const [name, g] of proxy.groups) for (const b of g.backends) this.set({ upstream: name, backend: b.label }, b.downUntil > now ? 0 : 1);
+      for (const [name, g] of proxy.groups) for (const b of g.backends) this.set({ upstream: name, backend: b.label }, UP_STATES.has(b.state(now)) ? 1 : 0);
     },
   });
   new Gauge({

@@ -3,6 +3,7 @@
  * must count exactly the traffic this test made; /healthz, /readyz, /status.
  */
 import { createRequire } from 'node:module';
+import http from 'node:http';
 import net, { type Socket } from 'node:net';
 import t from 'tap';
 import WebSocket from 'ws';
@@ -156,4 +157,36 @@ t.test('an admin port in use is a clear error', async (t) => {
   const proxy = createProxy({ upstreams: { b: { servers: ['127.0.0.1:1'] } } });
   await t.rejects(startAdmin(proxy, `127.0.0.1:${(blocker.address() as net.AddressInfo).port}`), /admin listener 127\.0\.0\.1:\d+: address already in use \(EADDRINUSE\)/);
   await t.rejects(startAdmin(proxy, "nonsense:port:x"), /admin listen: expects/);
+});
+
+t.test('wsplice_backend_up follows the active health checks and the configuration (0: unhealthy or down)', async (t) => {
+  let status = 200;
+  const flaky = http.createServer((_req, res) => { res.writeHead(status); res.end(); });
+  const steady = http.createServer((_req, res) => res.end('ok'));
+  await Promise.all([flaky, steady].map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', r))));
+  const [fa, sa] = [flaky, steady].map((s) => `127.0.0.1:${port(s)}`);
+  const proxy = createProxy({
+    upstreams: {
+      u: { servers: [fa!, sa!, { address: '127.0.0.1:1', down: true }], healthCheck: { path: '/health', intervalMs: 20, timeoutMs: 1000, rise: 1, fall: 1 } },
+    },
+  });
+  const admin = await startAdmin(proxy, '127.0.0.1:0');
+  const ap = (admin.address as net.AddressInfo).port;
+  t.teardown(async () => {
+    await admin.close();
+    await proxy.close();
+    for (const s of [flaky, steady]) { s.closeAllConnections(); s.close(); }
+  });
+  const up = async (backend: string): Promise<number> => sum(parsePrometheus((await get(ap, '/metrics')).body), 'wsplice_backend_up', { upstream: 'u', backend });
+  t.equal(await up(fa!), 1, 'a healthy backend: 1');
+  t.equal(await up('127.0.0.1:1'), 0, 'a backend down by configuration: 0');
+  const out = new Promise<void>((r) => proxy.on('upstreamState', (e) => { if (e.backend === fa && !e.healthy) r(); }));
+  status = 500;
+  await out;
+  t.equal(await up(fa!), 0, 'the health check took it out: 0');
+  t.equal(await up(sa!), 1, 'the other stays 1');
+  const back = new Promise<void>((r) => proxy.on('upstreamState', (e) => { if (e.backend === fa && e.healthy) r(); }));
+  status = 200;
+  await back;
+  t.equal(await up(fa!), 1, 'back after rise: 1');
 });
