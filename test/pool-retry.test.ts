@@ -5,9 +5,9 @@
  */
 import t, { type Test } from 'tap';
 import {
-  echo101, namedBackend, openTunnel, parseResponse, port, rawBackend, rawExchange, startProxy, type RawBackend,
+  echo101, frontPort, namedBackend, openTunnel, parseResponse, rawBackend, rawExchange, type Front, type RawBackend,
 } from './support/index.js';
-import type { ProxyOptions } from '../src/index.js';
+import { createProxy, type ProxyOptions } from '../src/index.js';
 
 /** Closes (or resets) every connection as soon as a whole request head arrived. */
 function dropper(reset = false): Promise<RawBackend> {
@@ -23,17 +23,21 @@ const up = (bs: RawBackend[], extra: Partial<ProxyOptions['upstreams'][string]> 
   upstreams: { u: { servers: bs.map((b) => `127.0.0.1:${b.port}`), maxFails: 0, ...extra } },
 });
 
-async function setup(t: Test, bs: RawBackend[], extra: Partial<ProxyOptions['upstreams'][string]> = {}): Promise<number> {
-  const proxy = await startProxy(up(bs, extra));
+/** A proxy over `bs`, reached through `front` (its listener, or an app's node:http server calling proxy.web). */
+async function setup(t: Test, bs: RawBackend[], extra: Partial<ProxyOptions['upstreams'][string]> = {}, front: Front = 'listener'): Promise<number> {
+  const proxy = createProxy(up(bs, extra));
+  const p = await frontPort(proxy, front);
   t.teardown(async () => { await proxy.close(); for (const b of bs) await b.close(); });
-  return port(proxy);
+  return p;
 }
 
-for (const reset of [false, true]) {
-  t.test(`a GET whose backend ${reset ? 'resets' : 'closes'} before any response byte goes to the next backend`, async (t) => {
+const FRONTS = ['listener', 'proxy.web'] as const;
+
+for (const front of FRONTS) for (const reset of [false, true]) {
+  t.test(`${front}: a GET whose backend ${reset ? 'resets' : 'closes'} before any response byte goes to the next backend`, async (t) => {
     const a = await dropper(reset);
     const b = await namedBackend('b');
-    const p = await setup(t, [a, b]);
+    const p = await setup(t, [a, b], {}, front);
     const r = parseResponse(await rawExchange(p, GET));
     t.equal(r.status, 200);
     t.equal(r.body, 'b');
@@ -55,19 +59,19 @@ t.test('an upgrade whose backend closes before the 101 is retried: the tunnel op
   t.equal(a.received.length, 1);
 });
 
-t.test('a POST is never sent twice unless non_idempotent', async (t) => {
+for (const front of FRONTS) t.test(`${front}: a POST is never sent twice unless non_idempotent`, async (t) => {
   const post = 'POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc';
   {
     const a = await dropper();
     const b = await namedBackend('b');
-    const p = await setup(t, [a, b]);
+    const p = await setup(t, [a, b], {}, front);
     t.equal(parseResponse(await rawExchange(p, post)).status, 502);
     t.equal(b.received.length, 0, 'the second backend never saw it');
   }
   {
     const a = await dropper();
     const b = await namedBackend('b');
-    const p = await setup(t, [a, b], { nextUpstream: { on: ['error', 'timeout', 'non_idempotent'] } });
+    const p = await setup(t, [a, b], { nextUpstream: { on: ['error', 'timeout', 'non_idempotent'] } }, front);
     const empty = 'POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n';
     t.equal(parseResponse(await rawExchange(p, empty)).body, 'b', 'non_idempotent: a POST whose body never left the proxy moves on');
   }
@@ -75,7 +79,7 @@ t.test('a POST is never sent twice unless non_idempotent', async (t) => {
     // A fresh group, so the first pick is the dropping backend (a retry passes over tried backends, which moves the rotation).
     const a = await dropper();
     const b = await namedBackend('b');
-    const p = await setup(t, [a, b], { nextUpstream: { on: ['error', 'timeout', 'non_idempotent'] } });
+    const p = await setup(t, [a, b], { nextUpstream: { on: ['error', 'timeout', 'non_idempotent'] } }, front);
     t.equal(parseResponse(await rawExchange(p, post)).status, 502, 'a body already sent cannot be sent again');
     t.equal(b.received.length, 0, 'the second backend never saw it');
   }
@@ -95,13 +99,13 @@ t.test('never once a response byte reached the client', async (t) => {
   t.equal(b.received.length, 0, 'nothing was retried');
 });
 
-t.test('tries bounds the attempts; without it one per backend', async (t) => {
+for (const front of FRONTS) t.test(`${front}: tries bounds the attempts; without it one per backend`, async (t) => {
   const bs = [await dropper(), await dropper(), await dropper()];
-  const p = await setup(t, bs, { nextUpstream: { tries: 2 } });
+  const p = await setup(t, bs, { nextUpstream: { tries: 2 } }, front);
   t.equal(parseResponse(await rawExchange(p, GET)).status, 502);
   t.equal(bs.reduce((n, b) => n + b.received.length, 0), 2, 'two tries in all');
   const cs = [await dropper(), await dropper(), await dropper()];
-  const q = await setup(t, cs);
+  const q = await setup(t, cs, {}, front);
   t.equal(parseResponse(await rawExchange(q, GET)).status, 502);
   t.same(cs.map((b) => b.received.length), [1, 1, 1], 'each backend once');
 });

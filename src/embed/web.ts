@@ -20,6 +20,7 @@ import { ExchangeRecord } from '../observe/record.js';
 import { clientAddress } from '../proxy-protocol/peer.js';
 import { answerOf, type Route } from '../router.js';
 import type { Backend, UpstreamGroup } from '../upstream/group.js';
+import { causeOf, type RetryCause } from '../upstream/retry.js';
 import type { EmbedHost } from './host.js';
 import type { EmbedOptions, EmbedPlan } from './target.js';
 
@@ -142,6 +143,8 @@ class WebExchange implements ReportedClient {
   private up: http.ClientRequest | null = null;
   private timer: NodeJS.Timeout | null = null;
   private tries = 0;
+  /** When the first try began (the bound of the group's nextUpstream.timeoutMs). */
+  private readonly startedAt = Date.now();
   private readonly tried: Backend[] = [];
   private bodySent = false;
   /** Header lines the proxy adds to the response (a sticky cookie), CRLF-ended as a listener adds them. */
@@ -288,23 +291,37 @@ class WebExchange implements ReportedClient {
     this.upstreamFailed(connecting ? 'WSPLICE_UPSTREAM_CONNECT' : 'WSPLICE_UPSTREAM_CLOSED', connecting ? `connect failed: ${why}` : `upstream error: ${why}`, connecting);
   }
 
-  /** A backend failed before a response: retry on the next one when nothing was sent, else answer. */
+  /** A backend failed before a response: another try when the group's retry policy allows it, else the answer. */
   private upstreamFailed(code: ErrorCode, reason: string, connecting: boolean): void {
     this.clearTimer();
     const b = this.backend!;
     this.group.fail(b);
     const err = new UpstreamError(code, b.label, reason);
     this.ctx.upstreamFailed(this, err);
-    const replayable = !this.bodySent && (IDEMPOTENT.has(this.head.method) || !this.info.hasBody);
     const up = this.up!;
     this.up = null;
     up.destroy();
-    if (connecting && replayable && this.tries + 1 < this.group.backends.length) {
+    const cause = causeOf(code);
+    if (cause !== null && this.mayRetry(cause, connecting)) {
       this.tries++;
       this.connect();
       return;
     }
     this.fail(err);
+  }
+
+  /**
+   * As a listener decides it (upstream/retry.ts): never once the response
+   * started; within the group's tries and timeout; a connect that failed sent
+   * nothing, a request that was sent goes again only when idempotent (or with
+   * non_idempotent), and never once a body byte was read for it.
+   */
+  private mayRetry(cause: RetryCause, connecting: boolean): boolean {
+    const p = this.group.retry;
+    if (!p.on.has(cause) || this.res.headersSent || this.bodySent) return false;
+    if (this.tries + 1 >= (p.tries > 0 ? p.tries : this.group.backends.length)) return false;
+    if (p.timeoutMs > 0 && Date.now() - this.startedAt >= p.timeoutMs) return false;
+    return connecting || IDEMPOTENT.has(this.head.method) || p.nonIdempotent;
   }
 
   private arm(ms: number, code: ErrorCode, reason: string): void {
