@@ -37,6 +37,9 @@ const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRAC
 /** `return` codes whose text is a Location (nginx's). */
 const REDIRECTS: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 
+/** Client connections with a refused request: the bytes behind it are not trusted (Node may have parsed more). */
+const refusedOn = new WeakSet<Socket>();
+
 let lastId = 0;
 
 export function proxyRequest(host: EmbedHost, req: IncomingMessage, res: ServerResponse, options: EmbedOptions | undefined, answer: boolean): Promise<WebResult> {
@@ -44,6 +47,12 @@ export function proxyRequest(host: EmbedHost, req: IncomingMessage, res: ServerR
     const misuse = checkArgs(req, res);
     if (misuse !== null) {
       reject(misuse);
+      return;
+    }
+    if (refusedOn.has(req.socket)) {
+      // Node parsed this one behind a request wsplice refused; as on a listener, nothing after a
+      // refusal is served (the refusal's Connection: close makes Node close after its answer).
+      reject(new WspliceError('WSPLICE_BAD_REQUEST', 'a request behind a refused one on the same connection: not served'));
       return;
     }
     const x = new WebExchange(host.ctx, req, res, answer, resolve, reject);
@@ -178,6 +187,7 @@ class WebExchange implements ReportedClient {
       this.info = classifyRequest(this.head, plan.options.tunnelProtocols);
       routePath = normalisePath(this.info.path); // locations match this, as on a listener; the client's own target is forwarded
     } catch (err) {
+      refusedOn.add(this.client);
       this.fail(err instanceof WspliceError ? err : new WspliceError('WSPLICE_BAD_REQUEST', String(err)));
       return;
     }
