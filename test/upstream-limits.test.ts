@@ -2,7 +2,7 @@ import t from 'tap';
 import { WebSocket } from 'ws';
 import { ConfigError, createProxy, type ProxyOptions } from '../src/index.js';
 import { get, namedBackend, names, tally } from './support/named-backends.js';
-import { closeWss, parseResponse, port, rawExchange, startProxy, upgradeHead, waitFor, wsEcho } from './support/index.js';
+import { closeWss, frontPort, parseResponse, port, rawExchange, startProxy, upgradeHead, waitFor, wsEcho } from './support/index.js';
 
 async function openWs(p: number): Promise<{ ws: WebSocket; name: string }> {
   const ws = new WebSocket(`ws://127.0.0.1:${p}/`);
@@ -33,6 +33,22 @@ t.test('max_conns: when every backend is full, upgrades and plain requests get 5
   const again = await openWs(port(proxy));
   t.equal(again.name, 'A');
   again.ws.terminate();
+});
+
+t.test('max_conns through proxy.web: a plain request to a full group gets 503 with Retry-After, as on a listener', async (t) => {
+  const a = await namedBackend('A');
+  const proxy = createProxy({ upstreams: { u: { servers: [{ address: `127.0.0.1:${a.port}`, maxConns: 1 }] } } });
+  const p = await frontPort(proxy, 'proxy.web');
+  t.teardown(async () => { await proxy.close(); await a.close(); });
+  const g = proxy.groups.get('u')!;
+  const held = g.pick()!; // the one connection max_conns allows, taken
+  const full = await get(p);
+  t.equal(full.status, 503);
+  t.equal(full.headers['retry-after'], '1');
+  t.match(full.body, /max_conns/);
+  t.equal(a.served.length, 0, 'the full backend saw nothing');
+  g.release(held);
+  t.equal((await get(p)).body, 'A', 'served once there is room');
 });
 
 t.test('backup: used only while every primary is down or full', async (t) => {

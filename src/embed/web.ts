@@ -117,9 +117,16 @@ function responseHeaders(up: IncomingMessage, extra: string): string[] {
     if (HOP_BY_HOP.has(k) || drop.has(k)) continue;
     out.push(raw[i]!, raw[i + 1]!);
   }
-  for (const line of extra === '' ? [] : extra.split('\r\n')) {
+  for (const [name, value] of headerLines(extra)) out.push(name, value);
+  return out;
+}
+
+/** `Name: value\r\n` lines (a sticky cookie, an error row's headers) as [name, value] pairs. */
+function headerLines(lines: string): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const line of lines === '' ? [] : lines.split('\r\n')) {
     const c = line.indexOf(': ');
-    if (c > 0) out.push(line.slice(0, c), line.slice(c + 2));
+    if (c > 0) out.push([line.slice(0, c), line.slice(c + 2)]);
   }
   return out;
 }
@@ -364,7 +371,8 @@ class WebExchange implements ReportedClient {
   private writeAnswer(status: number, reason: string, code?: ErrorCode, location?: string): void {
     const text = `${status} ${http.STATUS_CODES[status] ?? 'Error'}: ${reason.replace(/[^\x20-\x7e]/g, '?')}\n`;
     const headers: Record<string, string> = { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': String(text.length), Connection: 'close' };
-    if (code === 'WSPLICE_WS_VERSION') headers['Sec-WebSocket-Version'] = '13';
+    // The error row's own headers (Retry-After on a 503, Sec-WebSocket-Version on a 426), as a listener sends them.
+    for (const [name, value] of headerLines(code === undefined ? '' : ERRORS[code].headers)) headers[name] = value;
     if (location !== undefined) headers.Location = location;
     this.res.writeHead(status, headers);
     this.res.end(text);
