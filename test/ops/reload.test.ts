@@ -4,14 +4,13 @@
  * started with, and new connections follow the new options. Invalid options
  * change nothing and say why, every problem at once.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import t from 'tap';
 import type WebSocket from 'ws';
 import { createRequire } from 'node:module';
 import { ConfigErrors, createProxy, ProxyMetrics, type ReloadEvent } from '../../src/index.js';
-import { closeWss, httpBackend, httpGet, openWs, port, waitFor, whoami, wsEcho } from '../support/index.js';
+import { checksummedStream, closeWss, httpBackend, httpGet, openWs, port, waitFor, whoami, wsEcho } from '../support/index.js';
 
 interface Family { name: string; metrics: Array<{ value?: string; labels?: Record<string, string> }> }
 const parsePrometheus = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => Family[];
@@ -24,30 +23,6 @@ function sample(families: Family[], name: string, labels: Record<string, string>
 
 const TUNNELS = 100;
 const MESSAGES = 20;
-
-/** Send `MESSAGES` random binary messages, half before `mid` resolves; resolves with [sent hash, echoed hash]. */
-async function stream(ws: WebSocket, mid: Promise<void>): Promise<[string, string]> {
-  const sent = createHash('sha256');
-  const got = createHash('sha256');
-  let received = 0;
-  const done = new Promise<void>((resolve) => {
-    const onMessage = (d: Buffer): void => {
-      got.update(d);
-      if (++received < MESSAGES) return;
-      ws.removeListener('message', onMessage);
-      resolve();
-    };
-    ws.on('message', onMessage);
-  });
-  for (let i = 0; i < MESSAGES; i++) {
-    if (i === MESSAGES / 2) await mid;
-    const m = randomBytes(512 + ((i * 97) % 2048));
-    sent.update(m);
-    ws.send(m, { binary: true });
-  }
-  await done;
-  return [sent.digest('hex'), got.digest('hex')];
-}
 
 t.test('reload under load: no byte lost, old tunnels keep their backend, new ones follow the new options', async (t) => {
   const a = await wsEcho('a');
@@ -72,7 +47,7 @@ t.test('reload under load: no byte lost, old tunnels keep their backend, new one
 
   let reloaded!: () => void;
   const mid = new Promise<void>((r) => (reloaded = r));
-  const streams = clients.map((c) => stream(c, mid));
+  const streams = clients.map((c) => checksummedStream(c, MESSAGES, mid));
   // Half of every stream is in flight: swap the backend, and the idle timeout with it.
   proxy.reload({ upstreams: { app: { servers: [`127.0.0.1:${port(b)}`] } }, timeouts: { idleMs: 5_000 } });
   reloaded();

@@ -1,4 +1,5 @@
 /** `ws` peers: an echo server that names itself, and a client opened and read without hand-written promises. */
+import { createHash, randomBytes } from 'node:crypto';
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws';
 
 /** A `ws` echo server that says which backend it is on 'whoami'. */
@@ -46,4 +47,31 @@ export async function whoami(ws: WebSocket): Promise<string> {
 /** Resolves with the close code when the connection closes (call it before the close can happen). */
 export function closeCode(ws: WebSocket): Promise<number> {
   return new Promise((resolve) => ws.once('close', (code) => resolve(code)));
+}
+
+/**
+ * Sends `messages` random binary messages of 512..2559 bytes on an echoing tunnel, the second half
+ * after `mid` resolves; resolves with [hash of what was sent, hash of what came back].
+ */
+export async function checksummedStream(ws: WebSocket, messages: number, mid: Promise<void>): Promise<[string, string]> {
+  const sent = createHash('sha256');
+  const got = createHash('sha256');
+  let received = 0;
+  const done = new Promise<void>((resolve) => {
+    const onMessage = (d: Buffer): void => {
+      got.update(d);
+      if (++received < messages) return;
+      ws.removeListener('message', onMessage);
+      resolve();
+    };
+    ws.on('message', onMessage);
+  });
+  for (let i = 0; i < messages; i++) {
+    if (i === Math.floor(messages / 2)) await mid;
+    const m = randomBytes(512 + ((i * 97) % 2048));
+    sent.update(m);
+    ws.send(m, { binary: true });
+  }
+  await done;
+  return [sent.digest('hex'), got.digest('hex')];
 }
