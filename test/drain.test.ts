@@ -12,7 +12,7 @@ import { FrameCursor } from '../src/relay/frames.js';
 import { loadNativeRelay } from '../src/relay/native.js';
 import type { TunnelStats } from '../src/relay/types.js';
 import { cdp, chromiumSkip, launchChromium, pageResult } from './support/chromium.js';
-import { closeWss, openTunnel, port, upgradeHead, waitFor } from './support/index.js';
+import { closeWss, openTunnel, port, rawBackend, respond101, upgradeHead, waitFor } from './support/index.js';
 
 /** A `ws` server that records each connection's close code and the messages it got. */
 async function recordingServer(t: { teardown: (f: () => unknown) => void }): Promise<{ wss: WebSocketServer; codes: number[]; messages: Buffer[] }> {
@@ -139,6 +139,38 @@ for (const relay of ['js', 'splice'] as const) {
     await waitFor(() => codes.length === 1, 5000, 'the server side closed');
     t.same(messages, [], 'nothing delivered');
     t.not(codes[0], 1001, 'no Close was written into the middle of a frame');
+    s.destroy();
+  });
+  t.test(`a non-WebSocket upgrade tunnel gets a FIN at the deadline and no Close frame (${relay} relay)`, async (t) => {
+    // A backend that switches to its own protocol and echoes; it records what reached it and whether it saw a FIN.
+    const upstreamGot: Buffer[] = [];
+    let upstreamEnded = false;
+    const backend = await rawBackend(respond101({
+      head: () => 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo-proto\r\nConnection: Upgrade\r\n\r\n',
+      tunnel: (sock) => {
+        sock.on('data', (d: Buffer) => (upstreamGot.push(d), sock.write(d)));
+        sock.on('end', () => (upstreamEnded = true));
+      },
+    }));
+    t.teardown(() => backend.close());
+    const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, tunnelProtocols: ['echo-proto'], relay, timeouts: { drainMs: 100 } });
+    await proxy.listen({ host: '127.0.0.1', port: 0 });
+    const closes: TunnelCloseEvent[] = [];
+    proxy.on('tunnelClose', (e) => closes.push(e));
+    const s = await openTunnel(port(proxy), 'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n');
+    const clientGot: Buffer[] = [];
+    let clientEnded = false;
+    s.on('data', (d: Buffer) => clientGot.push(d));
+    s.on('end', () => (clientEnded = true));
+    s.on('error', () => {});
+    s.resume();
+    s.write('ping');
+    await waitFor(() => Buffer.concat(clientGot).toString() === 'ping', 5000, 'the echo');
+    await proxy.close();
+    await waitFor(() => clientEnded && upstreamEnded, 5000, 'a FIN to both sides');
+    t.equal(Buffer.concat(clientGot).toString('latin1'), 'ping', 'the client got the echo and nothing more (no Close frame)');
+    t.equal(Buffer.concat(upstreamGot).toString('latin1'), 'ping', 'the backend got the bytes and nothing more (no Close frame)');
+    t.same(closes.map((c) => c.reason), ['shutdown']);
     s.destroy();
   });
 }
