@@ -17,10 +17,8 @@ import { answerOf } from './router.js';
 import type { PickContext } from './upstream/context.js';
 import type { Backend, UpstreamGroup } from './upstream/group.js';
 import { LegKind } from './upstream/leg.js';
+import { IDEMPOTENT } from './upstream/retry.js';
 import { checkClientHandshake, readClientHandshake, type ClientHandshake } from './websocket/handshake.js';
-
-/** Methods a retry may run twice (RFC 9110 9.2.2). */
-const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 export class Exchange implements PickContext {
   readonly req: RequestHead;

@@ -156,12 +156,25 @@ export function answerOf(r: Route, remoteAddress: string): RouteAnswer | null {
   if (r.ret !== null) return new RouteAnswer(r.ret.status, returnResponse(r.ret.status, r.ret.text), `return ${r.ret.status}`);
   const rule = r.access?.find((a) => a.from === null || a.from.has(remoteAddress));
   if (rule === undefined || rule.allow) return null;
-  return new RouteAnswer(403, errorResponse(403, 'access forbidden by rule'), `access forbidden by rule, client: ${remoteAddress}`);
+  return new RouteAnswer(403, errorResponse(403, FORBIDDEN), `${FORBIDDEN}, client: ${remoteAddress}`);
 }
 
-/** nginx `return`: a redirect's URL goes in Location; other text is the body. */
+const REDIRECTS: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
+
+/** The reason a `deny` answers with (403). */
+export const FORBIDDEN = 'access forbidden by rule';
+
+/** What nginx `return` answers: its text as the body, or the proxy's own wording (a redirect's URL in Location). */
+export type ReturnAnswer = { text: string } | { reason: string; location: string | null };
+
+export function returnAnswer(status: number, text: string | null): ReturnAnswer {
+  const redirect = REDIRECTS.has(status);
+  if (text !== null && !redirect) return { text };
+  return { reason: redirect ? 'moved' : 'returned by the configuration', location: redirect ? text : null };
+}
+
 function returnResponse(status: number, text: string | null): Buffer {
-  const redirect = [301, 302, 303, 307, 308].includes(status);
-  if (text === null || redirect) return errorResponse(status, redirect ? 'moved' : 'returned by the configuration', redirect && text !== null ? `Location: ${text}\r\n` : '');
-  return Buffer.from(`HTTP/1.1 ${status} ${status < 400 ? 'OK' : 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`);
+  const a = returnAnswer(status, text);
+  if (!('text' in a)) return errorResponse(status, a.reason, a.location !== null ? `Location: ${a.location}\r\n` : '');
+  return Buffer.from(`HTTP/1.1 ${status} ${status < 400 ? 'OK' : 'Error'}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(a.text)}\r\nConnection: close\r\n\r\n${a.text}`);
 }

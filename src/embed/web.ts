@@ -18,9 +18,9 @@ import { normalisePath } from '../http1/path.js';
 import { forwardRequestHead } from '../http1/serialize.js';
 import { ExchangeRecord } from '../observe/record.js';
 import { clientAddress } from '../proxy-protocol/peer.js';
-import { answerOf, type Route } from '../router.js';
+import { answerOf, FORBIDDEN, returnAnswer, type Route } from '../router.js';
 import type { Backend, UpstreamGroup } from '../upstream/group.js';
-import { causeOf, type RetryCause } from '../upstream/retry.js';
+import { causeOf, IDEMPOTENT, withinPolicy, type RetryCause } from '../upstream/retry.js';
 import type { EmbedHost } from './host.js';
 import type { EmbedOptions, EmbedPlan } from './target.js';
 
@@ -30,12 +30,6 @@ export interface WebResult {
   /** The backend that answered. */
   backend: string;
 }
-
-/** Methods a retry may run twice (RFC 9110 9.2.2), when no body byte was sent. */
-const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
-/** `return` codes whose text is a Location (nginx's). */
-const REDIRECTS: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 
 /** Client connections with a refused request: the bytes behind it are not trusted (Node may have parsed more). */
 const refusedOn = new WeakSet<Socket>();
@@ -226,13 +220,10 @@ class WebExchange implements ReportedClient {
 
   /** A location's own answer (`return CODE [TEXT|URL]`, or 403 from `deny`), as the listener words it. */
   private writeRouteAnswer(route: Route, status: number): void {
-    const text = route.ret?.text ?? null;
-    if (route.ret === null || text === null || REDIRECTS.has(status)) {
-      this.writeAnswer(status, route.ret === null ? 'access forbidden by rule' : REDIRECTS.has(status) ? 'moved' : 'returned by the configuration', undefined, REDIRECTS.has(status) && text !== null ? text : undefined);
-      return;
-    }
-    this.res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': String(Buffer.byteLength(text)), Connection: 'close' });
-    this.res.end(text);
+    const a = route.ret === null ? { reason: FORBIDDEN, location: null } : returnAnswer(status, route.ret.text);
+    if (!('text' in a)) return this.writeAnswer(status, a.reason, undefined, a.location ?? undefined);
+    this.res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': String(Buffer.byteLength(a.text)), Connection: 'close' });
+    this.res.end(a.text);
   }
 
   /** Options were refused before anything started. */
@@ -335,9 +326,7 @@ class WebExchange implements ReportedClient {
    */
   private mayRetry(cause: RetryCause, connecting: boolean): boolean {
     const p = this.group.retry;
-    if (!p.on.has(cause) || this.res.headersSent || this.bodySent) return false;
-    if (this.tries + 1 >= (p.tries > 0 ? p.tries : this.group.backends.length)) return false;
-    if (p.timeoutMs > 0 && Date.now() - this.startedAt >= p.timeoutMs) return false;
+    if (this.res.headersSent || this.bodySent || !withinPolicy(p, cause, this.tries, this.group.backends.length, this.startedAt, Date.now())) return false;
     return connecting || IDEMPOTENT.has(this.head.method) || p.nonIdempotent;
   }
 

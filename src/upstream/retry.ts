@@ -55,12 +55,20 @@ export function causeOfStatus(status: number): RetryCause | null {
   return status === 502 ? 'http_502' : status === 503 ? 'http_503' : status === 504 ? 'http_504' : null;
 }
 
+/** Methods a retry may run twice (RFC 9110 9.2.2). */
+export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** The policy allows another try after `cause`: its condition is on, within its tries (else one per backend) and its time. */
+export function withinPolicy(p: RetryPolicy, cause: RetryCause | null, tries: number, backends: number, startedAt: number, now: number): boolean {
+  if (cause === null || !p.on.has(cause)) return false;
+  if (tries + 1 >= (p.tries > 0 ? p.tries : backends)) return false;
+  return !(p.timeoutMs > 0 && now - startedAt >= p.timeoutMs);
+}
+
 /** Another try of `x` may be made after `cause` in `state`, by its group's policy. */
 export function mayRetry(x: Exchange, state: State, cause: RetryCause | null, o: ResolvedOptions, now = Date.now()): boolean {
   const p = o.upstreams.get(x.group.name)?.retry ?? DEFAULT_RETRY;
-  if (cause === null || !p.on.has(cause) || x.responseStarted) return false;
-  if (x.tries + 1 >= (p.tries > 0 ? p.tries : x.group.backends.length)) return false;
-  if (p.timeoutMs > 0 && now - x.startedAt >= p.timeoutMs) return false;
+  if (x.responseStarted || !withinPolicy(p, cause, x.tries, x.group.backends.length, x.startedAt, now)) return false;
   if (state === State.Connecting) return true; // nothing was sent
   if (state !== State.AwaitHead) return false;
   return x.replayable || (p.nonIdempotent && !x.bodySent);
