@@ -20,17 +20,22 @@ function dir(t: { teardown(f: () => unknown): void }): string {
   return d;
 }
 
-t.test('tunnels and the listener move to another proxy mid-stream: SHA-256 both ways', { skip }, async (t) => {
+/** A streaming backend behind proxy `a` (listening) and an idle proxy `b` to take over; both closed at the end. */
+async function twoProxies(t: { teardown(f: () => unknown): void }, messages: number, size: number) {
   const g = gate();
-  const N = 20;
-  const srv = await streamingServer(16, 16 * 1024, g.wait);
+  const srv = await streamingServer(messages, size, g.wait);
   t.teardown(() => closeWss(srv.wss));
   const opts = { relay: 'splice' as const, upstreams: { b: { servers: [`127.0.0.1:${srv.port}`] } } };
   const a = createProxy(opts);
   const b = createProxy(opts);
   t.teardown(() => Promise.all([a.close(), b.close()]));
   await a.listen({ host: '127.0.0.1', port: 0 });
-  const addr = `127.0.0.1:${port(a)}`;
+  return { g, srv, a, b, addr: `127.0.0.1:${port(a)}` };
+}
+
+t.test('tunnels and the listener move to another proxy mid-stream: SHA-256 both ways', { skip }, async (t) => {
+  const N = 20;
+  const { g, srv, a, b, addr } = await twoProxies(t, 16, 16 * 1024);
   const aCloses: string[] = [];
   a.on('tunnelClose', (e) => aCloses.push(e.reason));
   const clients = Array.from({ length: N }, (_, i) => new WebSocket(`ws://${addr}/t${i}`, { perMessageDeflate: false }));
@@ -73,16 +78,8 @@ t.test('tunnels and the listener move to another proxy mid-stream: SHA-256 both 
 });
 
 t.test('a take-over that cannot serve rolls back: the old proxy keeps its listener and every tunnel', { skip }, async (t) => {
-  const g = gate();
   const N = 5;
-  const srv = await streamingServer(8, 8 * 1024, g.wait);
-  t.teardown(() => closeWss(srv.wss));
-  const opts = { relay: 'splice' as const, upstreams: { b: { servers: [`127.0.0.1:${srv.port}`] } } };
-  const a = createProxy(opts);
-  const b = createProxy(opts);
-  t.teardown(() => Promise.all([a.close(), b.close()]));
-  await a.listen({ host: '127.0.0.1', port: 0 });
-  const addr = `127.0.0.1:${port(a)}`;
+  const { g, srv, a, b, addr } = await twoProxies(t, 8, 8 * 1024);
   const clients = Array.from({ length: N }, (_, i) => new WebSocket(`ws://${addr}/t${i}`, { perMessageDeflate: false }));
   const streams = clients.map((ws) => stream(ws, 8, 8 * 1024, g.wait));
   await waitFor(() => a.stats().tunnels === N, 5000, 'tunnels open');
