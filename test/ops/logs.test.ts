@@ -11,8 +11,8 @@ import t from 'tap';
 import WebSocket from 'ws';
 import { createProxy } from '../../src/index.js';
 import { AccessLog } from '../../src/logging/access.js';
-import { ErrorLog } from '../../src/logging/errors.js';
 import { closeWss, port, rawBackend, respondOnce, upgradeHead, waitFor, wsEcho } from '../helpers.js';
+import { loggedProxy } from '../support/logs.js';
 
 type Line = Record<string, unknown>;
 function lines(file: string): Line[] {
@@ -35,25 +35,17 @@ function rawClient(p: number, data: string): Promise<{ reply: string; port: numb
 }
 
 t.test('access log lines match the traffic one for one', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'wsplice-logs-'));
   const wss = await wsEcho('a');
   const http = await rawBackend(respondOnce('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello'));
   const rejecting = await rawBackend(respondOnce('HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nno\n'));
-  const proxy = createProxy({
+  const { proxy, dir, access, errors, problems } = await loggedProxy(t, {
     upstreams: { ws: { servers: [`127.0.0.1:${port(wss)}`] }, http: { servers: [`127.0.0.1:${http.port}`] }, rej: { servers: [`127.0.0.1:${rejecting.port}`] } },
     routes: [{ path: '/ws', upstream: 'ws' }, { path: '/api', upstream: 'http' }, { path: '/reject', upstream: 'rej' }],
   });
-  const problems: string[] = [];
-  const access = new AccessLog(proxy, join(dir, 'access.log'), (m) => problems.push(m));
-  const errors = new ErrorLog(join(dir, 'error.log'), 'info', (m) => problems.push(m));
-  errors.watch(proxy);
-  await proxy.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(async () => {
-    await proxy.close();
     await closeWss(wss);
     await http.close();
     await rejecting.close();
-    rmSync(dir, { recursive: true, force: true });
   });
   const pp = port(proxy);
 

@@ -6,8 +6,7 @@
  * command-line flag is documented; the signal table is the `-s` mapping; the
  * deploy/ files it names exist.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import t from 'tap';
@@ -17,9 +16,8 @@ import { FLAGS } from '../../src/cli/flags.js';
 import { SIGNALS } from '../../src/cli/pidfile.js';
 import { Primary } from '../../src/cli/workers.js';
 import { createProxy } from '../../src/index.js';
-import { AccessLog } from '../../src/logging/access.js';
-import { ErrorLog } from '../../src/logging/errors.js';
 import { closeWss, httpBackend, httpGet, port, ROOT, waitFor, wsEcho } from '../support/index.js';
+import { loggedProxy } from '../support/logs.js';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const production = ((): string => {
@@ -86,23 +84,15 @@ t.test('the metrics list is what the proxy and the primary register, labels incl
 });
 
 t.test('the access and error log fields are the keys of real lines', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'wsplice-readme-logs-'));
   const wss = await wsEcho('a');
   const http = await httpBackend((_req, res) => (res.end('hi'), true));
-  const proxy = createProxy({
+  const { proxy, dir, access, errors, problems } = await loggedProxy(t, {
     upstreams: { ws: { servers: [`127.0.0.1:${port(wss)}`] }, http: { servers: [`127.0.0.1:${http.port}`] }, dead: { servers: ['127.0.0.1:1'] } },
     routes: [{ path: '/ws', upstream: 'ws' }, { path: '/api', upstream: 'http' }, { path: '/dead', upstream: 'dead' }],
-  });
-  const problems: string[] = [];
-  const access = new AccessLog(proxy, join(dir, 'access.log'), (m) => problems.push(m));
-  const errors = new ErrorLog(join(dir, 'error.log'), 'info', (m) => problems.push(m));
-  errors.watch(proxy);
-  await proxy.listen({ host: '127.0.0.1', port: 0 });
+  }, 'wsplice-readme-logs-');
   t.teardown(async () => {
-    await proxy.close();
     await closeWss(wss);
     await http.close();
-    rmSync(dir, { recursive: true, force: true });
   });
   t.equal((await httpGet(port(proxy), '/api', { agent: false })).status, 200);
   t.equal((await httpGet(port(proxy), '/nowhere', { agent: false })).status, 404, 'a refusal: an info line');
