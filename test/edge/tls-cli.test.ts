@@ -78,25 +78,20 @@ t.test('nginx-syntax ssl listener: SNI per server_name, https and wss, certifica
       proxy_set_header Connection $connection_upgrade;
       proxy_set_header X-Forwarded-Proto $scheme;
     }`;
+  const tlsServer = (name: string, pair: { cert: string; key: string }): string => `server {
+    listen 127.0.0.1:${listen} ssl;
+    server_name ${name};
+    ssl_certificate ${pair.cert};
+    ssl_certificate_key ${pair.key};
+    ${location}
+  }`;
   const conf = `${pki.dir}/wsplice.conf`;
   writeFileSync(conf, `events {}
 http {
   map $http_upgrade $connection_upgrade { default upgrade; '' close; }
   upstream app { server 127.0.0.1:${(backend.address() as AddressInfo).port}; }
-  server {
-    listen 127.0.0.1:${listen} ssl;
-    server_name a.test;
-    ssl_certificate ${live.cert};
-    ssl_certificate_key ${live.key};
-    ${location}
-  }
-  server {
-    listen 127.0.0.1:${listen} ssl;
-    server_name b.test;
-    ssl_certificate ${b.cert};
-    ssl_certificate_key ${b.key};
-    ${location}
-  }
+  ${tlsServer('a.test', live)}
+  ${tlsServer('b.test', b)}
 }
 `);
   const cli = await startCli(['-c', conf], t);
