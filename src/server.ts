@@ -26,7 +26,7 @@ import { quiet, type EmbedCallback, type EmbedHost } from './embed/host.js';
 import { TargetGroups, type EmbedOptions } from './embed/target.js';
 import { proxyUpgrade, type WsResult } from './embed/ws.js';
 import { proxyRequest, type WebResult } from './embed/web.js';
-import { handoverCalls, handOver, takeOver, type GiveHost, type HandOverOptions, type Phase, type HandOverReport, type TakeHost, type TakeOverOptions, type TakeOverReport } from './handover/index.js';
+import { handoverCalls, handOver, takeOver, type GiveHost, type HandOverOptions, type HandoverEndEvent, type Phase, type HandOverReport, type TakeHost, type TakeOverOptions, type TakeOverReport } from './handover/index.js';
 import { trackTunnels } from './handover/track.js';
 import { serverFdOf } from './relay/handover.js';
 import type { Tunnel } from './relay/types.js';
@@ -135,6 +135,8 @@ export interface ProxyEvents {
   error: [Error];
   /** A hand-over (handOver) entered a phase. */
   handover: [{ phase: Phase }];
+  /** A hand-over or take-over ended, well or not: its counts and pauses. */
+  handoverEnd: [HandoverEndEvent];
 }
 
 /** `fd`: an already listening socket (one a hand-over gave, or inherited). */
@@ -175,6 +177,10 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
   private readonly adopted = new Set<Tunnel>();
   /** A hand-over under way (two never overlap). */
   private handing = false;
+  /** How the last hand-over or take-over ended (null: none yet); /status shows it. */
+  lastHandover: HandoverEndEvent | null = null;
+  /** The phase of the hand-over under way (null: none). */
+  handoverPhase: Phase | null = null;
   /** Listeners a hand-over stopped, with a copy of each socket, until it succeeds. */
   private suspended: Array<ListenTarget & { fd: number }> = [];
   private readonly embed: EmbedHost;
@@ -538,8 +544,21 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
    * move, nothing changed; during, unacknowledged tunnels stay here and listening resumes.
    * Rejects with the reason (a second hand-over while one runs is refused).
    */
-  handOver(socketPath: string | number, options?: HandOverOptions): Promise<HandOverReport> {
-    return this.exclusive(() => handOver(this.giveHost(), socketPath, options));
+  handOver(socketPath: string | number, options: HandOverOptions = {}): Promise<HandOverReport> {
+    return this.exclusive(async () => {
+      const started = performance.now();
+      try {
+        const r = await handOver(this.giveHost(options.extraListeners ?? []), socketPath, options);
+        this.lastHandover = { side: 'give', ok: true, reason: '', peerPid: r.peerPid, moved: r.moved, stayed: r.stayed, pausesMs: [], ms: r.ms };
+        return r;
+      } catch (err) {
+        const r = (err as { report?: HandOverReport }).report;
+        this.lastHandover = { side: 'give', ok: false, reason: (err as Error).message, peerPid: r?.peerPid ?? 0, moved: r?.moved ?? 0, stayed: this.open.size, pausesMs: [], ms: performance.now() - started };
+        throw err;
+      } finally {
+        this.emit('handoverEnd', this.lastHandover!);
+      }
+    });
   }
 
   /**
@@ -548,7 +567,19 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
    * `listen`, the caller opens the given sockets itself (e.g. with its own edge options: `proxy.listen({ fd, ...edge })`).
    */
   takeOver(socketPath: string | number, options: TakeOverOptions & { listen?: (given: GivenListener[]) => Promise<void> } = {}): Promise<TakeOverReport> {
-    return this.exclusive(() => takeOver(this.takeHost(options.listen), socketPath, options));
+    return this.exclusive(async () => {
+      const started = performance.now();
+      try {
+        const r = await takeOver(this.takeHost(options.listen), socketPath, options);
+        this.lastHandover = { side: 'take', ok: true, reason: '', peerPid: r.peerPid, moved: r.tunnels, stayed: 0, pausesMs: r.pausesMs, ms: r.ms };
+        return r;
+      } catch (err) {
+        this.lastHandover = { side: 'take', ok: false, reason: (err as Error).message, peerPid: 0, moved: this.adopted.size, stayed: 0, pausesMs: [], ms: performance.now() - started };
+        throw err;
+      } finally {
+        this.emit('handoverEnd', this.lastHandover!);
+      }
+    });
   }
 
   private async exclusive<T>(run: () => Promise<T>): Promise<T> {
@@ -562,9 +593,9 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
     }
   }
 
-  private giveHost(): GiveHost {
+  private giveHost(extra: Array<{ key: string; address: string; fd: number }>): GiveHost {
     return {
-      listeners: () => this.servers.map((srv) => ({ key: JSON.stringify(this.bound.get(srv)!.target), address: this.bound.get(srv)!.label, fd: serverFdOf(srv) })).filter((l) => l.fd >= 0),
+      listeners: () => [...this.servers.map((srv) => ({ key: listenerKey(this.bound.get(srv)!.target), address: this.bound.get(srv)!.label, fd: serverFdOf(srv) })).filter((l) => l.fd >= 0), ...extra],
       suspend: () => {
         for (const srv of [...this.servers]) {
           const fd = serverFdOf(srv);
@@ -582,7 +613,10 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
         for (const t of this.suspended.splice(0)) handoverCalls().closeFd(t.fd);
       },
       tunnels: () => [...this.open],
-      phase: (p) => this.emit('handover', { phase: p }),
+      phase: (p) => {
+        this.handoverPhase = p === 'done' || p === 'rolled-back' ? null : p;
+        this.emit('handover', { phase: p });
+      },
     };
   }
 
@@ -654,6 +688,16 @@ export class WspliceProxy extends EventEmitter<ProxyEvents> {
     })();
     return this.closing;
   }
+}
+
+/**
+ * What names a listening socket between two processes: the target it was opened for, as JSON,
+ * without the fd a take-over opened it on (a number only valid in the process that had it).
+ */
+export function listenerKey(target: ListenTarget): string {
+  if (typeof target !== 'object') return JSON.stringify(target);
+  const { fd: _fd, ...rest } = target;
+  return JSON.stringify(rest);
 }
 
 /** A listener's edge options and the front built from them for the configuration in force. */

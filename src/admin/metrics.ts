@@ -6,10 +6,13 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ExchangeEvent } from '../observe/record.js';
 import type { BackendState } from '../upstream/backend.js';
+import type { HandoverEndEvent } from '../handover/types.js';
 import type { ConnectionEvent, WspliceProxy as Proxy, ReloadEvent, TunnelCloseEvent, TunnelEvent, UpstreamErrorEvent } from '../server.js';
 
 /** Latency buckets in seconds: loopback connects take ~0.1 ms, remote ones tens of ms. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** A hand-over pauses a tunnel for well under a millisecond to a batch's round trip under load. */
+const PAUSE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
 export interface MetricsOptions {
   /** Registry to fill (default: a new one). */
@@ -68,6 +71,7 @@ export class ProxyMetrics {
     });
     this.on('upstreamError', (e: UpstreamErrorEvent) => m.upErrors.inc({ backend: e.backend, code: e.code }));
     this.on('reload', (e: ReloadEvent) => this.countReload(e.ok));
+    this.on('handoverEnd', (e: HandoverEndEvent) => countHandover(m, e));
     // Present from the first scrape, so rate() sees the first reload.
     this.reloads.inc({ result: 'ok' }, 0);
     this.reloads.inc({ result: 'error' }, 0);
@@ -88,7 +92,7 @@ export class ProxyMetrics {
     for (const d of this.detachers.splice(0)) d();
   }
 
-  private on<K extends 'connection' | 'connectionClose' | 'exchange' | 'tunnel' | 'tunnelClose' | 'upstreamError' | 'reload'>(
+  private on<K extends 'connection' | 'connectionClose' | 'exchange' | 'tunnel' | 'tunnelClose' | 'upstreamError' | 'reload' | 'handoverEnd'>(
     event: K,
     fn: (e: never) => void,
   ): void {
@@ -113,7 +117,21 @@ function eventMetrics(registers: Registry[]) {
     upErrors: new Counter({ name: 'wsplice_upstream_errors_total', help: 'Upstream failures, by backend and code', labelNames: ['backend', 'code'], registers }),
     backendTunnels: new Gauge({ name: 'wsplice_backend_tunnels_open', help: 'Tunnels open now, by backend', labelNames: ['backend'], registers }),
     reloads: new Counter({ name: 'wsplice_reloads_total', help: 'Configuration reloads, by result (ok, error)', labelNames: ['result'], registers }),
+    handovers: new Counter({ name: 'wsplice_handovers_total', help: 'Hand-overs (upgrades) ended, by side (give: the old process, take: the new one) and result (ok, rolled_back)', labelNames: ['side', 'result'], registers }),
+    handoverTunnels: new Counter({ name: 'wsplice_handover_tunnels_total', help: 'Tunnels of hand-overs: moved out (give), stayed to drain (give), adopted (take)', labelNames: ['outcome'], registers }),
+    pause: new Histogram({ name: 'wsplice_handover_pause_seconds', help: 'How long a hand-over paused each adopted tunnel (out of the old engine to running in the new one)', buckets: PAUSE_BUCKETS, registers }),
   };
+}
+
+function countHandover(m: ReturnType<typeof eventMetrics>, e: HandoverEndEvent): void {
+  m.handovers.inc({ side: e.side, result: e.ok ? 'ok' : 'rolled_back' });
+  if (e.side === 'give') {
+    m.handoverTunnels.inc({ outcome: 'moved' }, e.moved);
+    if (e.ok) m.handoverTunnels.inc({ outcome: 'stayed' }, e.stayed);
+    return;
+  }
+  m.handoverTunnels.inc({ outcome: 'adopted' }, e.moved);
+  for (const ms of e.pausesMs) m.pause.observe(ms / 1000);
 }
 
 /** Backend states wsplice_backend_up reports as 1: a full backend is up, only busy. */
@@ -145,5 +163,12 @@ function stateGauges(proxy: Proxy, registers: Registry[]): void {
     },
   });
   new Gauge({ name: 'wsplice_config_generation', help: 'Configuration generation in force (1 at start, +1 per successful reload)', registers, collect() { this.set(proxy.generation); } });
+  new Gauge({
+    name: 'wsplice_handover_phase', help: 'The phase of the hand-over (upgrade) under way (value 1; none: no series)', labelNames: ['phase'], registers,
+    collect() {
+      this.reset();
+      if (proxy.handoverPhase !== null) this.set({ phase: proxy.handoverPhase }, 1);
+    },
+  });
   new Gauge({ name: 'wsplice_ready', help: 'Accepting connections (1) or not: before listening, draining (0)', registers, collect() { this.set(proxy.ready ? 1 : 0); } });
 }

@@ -6,6 +6,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { serverFdOf } from '../relay/handover.js';
 
 /** What the admin listener asks of the process it reports on (one proxy, or a primary with workers). */
 export interface AdminSource {
@@ -18,6 +19,8 @@ export interface AdminTarget {
   host?: string;
   port?: number;
   path?: string;
+  /** An already listening socket (an upgrade's hand-over gives the old process's). */
+  fd?: number;
 }
 
 /** `PORT`, `HOST:PORT`, `[v6]:PORT` or `unix:/path`; a bare port is 127.0.0.1. */
@@ -43,7 +46,7 @@ export class AdminServer {
   /** Listen; rejects with a message that names the address (e.g. in use). */
   listen(target: AdminTarget | string): Promise<AddressInfo | string> {
     const t = typeof target === 'string' ? parseAdminListen(target) : target;
-    const where = t.path !== undefined ? `unix:${t.path}` : `${t.host ?? '127.0.0.1'}:${t.port ?? 0}`;
+    const where = t.fd !== undefined ? `fd ${t.fd}` : t.path !== undefined ? `unix:${t.path}` : `${t.host ?? '127.0.0.1'}:${t.port ?? 0}`;
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         const why = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
@@ -54,13 +57,19 @@ export class AdminServer {
         this.server.removeListener('error', onError);
         resolve(this.server.address() as AddressInfo | string);
       };
-      if (t.path !== undefined) this.server.listen(t.path, done);
+      if (t.fd !== undefined) this.server.listen({ fd: t.fd }, done);
+      else if (t.path !== undefined) this.server.listen(t.path, done);
       else this.server.listen(t.port ?? 0, t.host ?? '127.0.0.1', done);
     });
   }
 
   address(): AddressInfo | string | null {
     return this.server.address();
+  }
+
+  /** The listening socket's fd (-1 when not listening): an upgrade gives it to the new process. */
+  fd(): number {
+    return serverFdOf(this.server);
   }
 
   close(): Promise<void> {

@@ -2,7 +2,14 @@
  * What /status and /readyz say about one proxy: its counters, its upstream
  * groups and their backends, the relay and the configuration generation.
  */
+import type { HandoverEndEvent, Phase } from '../handover/types.js';
 import type { WspliceProxy as Proxy, ProxyStats } from '../server.js';
+
+/** The hand-over (upgrade) part of /status: the phase under way and how the last one ended. */
+export interface HandoverStatus {
+  phase: Phase | null;
+  last: (Omit<HandoverEndEvent, 'pausesMs'> & { maxPauseMs: number }) | null;
+}
 
 export interface BackendStatus {
   address: string;
@@ -20,6 +27,7 @@ export interface ProxyStatus {
   uptimeSeconds: number;
   stats: ProxyStats;
   upstreams: Record<string, BackendStatus[]>;
+  handover: HandoverStatus;
 }
 
 export function upstreamStatus(proxy: Proxy, now = Date.now()): Record<string, BackendStatus[]> {
@@ -39,5 +47,13 @@ export function proxyStatus(proxy: Proxy): ProxyStatus {
     uptimeSeconds: Math.round(process.uptime()),
     stats: proxy.stats(),
     upstreams: upstreamStatus(proxy),
+    handover: handoverStatus(proxy),
   };
+}
+
+function handoverStatus(proxy: Proxy): HandoverStatus {
+  const l = proxy.lastHandover;
+  if (l === null) return { phase: proxy.handoverPhase, last: null };
+  const { pausesMs, ...rest } = l;
+  return { phase: proxy.handoverPhase, last: { ...rest, maxPauseMs: pausesMs.reduce((a, b) => Math.max(a, b), 0) } };
 }

@@ -50,8 +50,8 @@ const OWN: FlagRow[] = [
 
 const MODES: FlagRow[] = [
   {
-    name: 'signal', short: 's', arg: 'reload|stop|quit|reopen',
-    help: 'signal the running instance named by the pid file and exit (like nginx -s):\nreload = SIGHUP, stop = SIGTERM, quit = SIGQUIT, reopen = SIGUSR1',
+    name: 'signal', short: 's', arg: 'reload|stop|quit|reopen|upgrade',
+    help: 'signal the running instance named by the pid file and exit (like nginx -s):\nreload = SIGHUP, stop = SIGTERM, quit = SIGQUIT, reopen = SIGUSR1,\nupgrade = SIGUSR2 (a new process takes the listeners and tunnels)',
   },
   { name: 'demo', help: 'run the demo: two echo backends behind the proxy on 127.0.0.1:8080' },
   { name: 'test', short: 't', help: 'check the configuration, report every problem and exit (like nginx -t)' },
@@ -98,6 +98,7 @@ ${FLAGS.map(usageLine).join('\n')}
 
 Exit status: 0 ok; 1 -t found a problem, or a runtime failure; 2 a usage or configuration error at start.
 Signals: SIGTERM, SIGQUIT and SIGINT close gracefully (stop accepting, drain, then exit);
-SIGHUP reloads the configuration (checked whole first; open tunnels keep theirs); SIGUSR1 reopens the log files.
-With --workers the primary drains every worker, forwards SIGHUP, and replaces a worker that dies.
+SIGHUP reloads the configuration (checked whole first; open tunnels keep theirs); SIGUSR1 reopens the log files;
+SIGUSR2 upgrades: a new process from the code on disk takes the listeners and live tunnels, this one drains and exits.
+With --workers the primary drains every worker, forwards SIGHUP, replaces a worker that dies, and refuses SIGUSR2.
 `;

@@ -24,6 +24,9 @@ import { parseArgs, USAGE, type CliArgs, type ListenEntry } from './args.js';
 import { portOf, startEchoBackend } from './demo.js';
 import { removePidFile, signalInstance, SIGNALS, writePidFile, type SignalName } from './pidfile.js';
 import { listenKey, Reloader, type BoundListeners, type ReloadLog } from './reload.js';
+import { adminKey, listenGiven, upgradeChannel, Upgrader, type TakeSide, type UpgradeLog } from './upgrade.js';
+import { ChannelClosed } from '../handover/channel.js';
+import type { AdminServer } from '../admin/server.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -169,21 +172,33 @@ function sendSignal(args: CliArgs, name: SignalName): number {
   }
 }
 
-/** Until SIGTERM/SIGQUIT/SIGINT: then a graceful close; a second signal exits at once. */
-function untilSignal(p: Prepared): Promise<void> {
-  return new Promise<void>((resolve) => {
+/**
+ * Until SIGTERM/SIGQUIT/SIGINT, or an upgrade that succeeded: then a graceful close (the drain).
+ * A signal during an upgrade waits for its outcome; a second signal exits at once.
+ */
+function untilSignal(p: Prepared, up: Upgrader, upgraded: Promise<void>): Promise<'stopped' | 'upgraded'> {
+  return new Promise((resolve) => {
     let stopping = false;
+    const close = (how: 'stopped' | 'upgraded'): void => {
+      void p.proxy.close().then(() => {
+        for (const s of p.backends) s.close();
+        resolve(how);
+      });
+    };
+    void upgraded.then(() => close('upgraded'));
     const stop = (sig: string): void => {
       if (stopping) {
         if (isWorker()) return; // the primary sends SIGKILL when it means it
         process.exit(1);
       }
       stopping = true;
-      say(`${sig}, closing gracefully`);
-      void p.proxy.close().then(() => {
-        for (const s of p.backends) s.close();
-        resolve();
-      });
+      const pending = up.pending;
+      if (pending === null) {
+        say(`${sig}, closing gracefully`);
+        return close('stopped');
+      }
+      say(`${sig} during an upgrade: closing once it is decided`);
+      void pending.then((r) => (r.ok ? undefined : close('stopped'))); // ok: the upgrade's drain runs
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
@@ -201,15 +216,17 @@ function pidFileWritten(file: string): boolean {
   }
 }
 
+type Closable = { close(): Promise<void>; server?: AdminServer; address?: AddressInfo | string };
+
 /** The admin listener in a single process; in a worker, only the metrics the primary aggregates. */
-async function startAdminFor(p: Prepared): Promise<{ close(): Promise<void> } | null | string> {
+async function startAdminFor(p: Prepared, target = p.admin): Promise<Closable | null | string> {
   if (isWorker()) {
     const metrics = workerMetrics(p.proxy);
     return { close: async () => metrics.detach() };
   }
-  if (p.admin === null) return null;
+  if (target === null) return null;
   try {
-    const admin = await startAdmin(p.proxy, p.admin);
+    const admin = await startAdmin(p.proxy, target);
     process.stdout.write(`wsplice admin on ${fmt(admin.address)}\n`);
     return admin;
   } catch (err) {
@@ -241,18 +258,66 @@ async function main(): Promise<number> {
     process.stdout.write(`wsplice: configuration ok (${p.proxy.groups.size} upstream group(s), ${p.proxy.relayNote})\n`);
     return 0;
   }
-  if (args.service.workers > 1 && !isWorker()) return runPrimary(p, args);
+  const channel = upgradeChannel();
+  if (args.service.workers > 1 && !isWorker()) {
+    // An upgrade hands tunnels to one process; the new configuration asks for several.
+    if (channel !== null) return say('upgrade refused: the new configuration runs --workers; restart instead'), 1;
+    return runPrimary(p, args);
+  }
+  return serve(p, args, channel);
+}
+
+/** Run as the instance: a fresh start, or (WSPLICE_UPGRADE_FD) the new process of an upgrade. */
+async function serve(p: Prepared, args: CliArgs, channel: number | null): Promise<number> {
   const logs = startLogs(p.proxy, args.service, say);
   process.on('SIGUSR1', () => logs.reopen());
   onHangup(p, args, logs); // before listening: a SIGHUP must never kill a starting instance
+  let admin: Closable | null = null;
+  let markUpgraded!: () => void;
+  const upgraded = new Promise<void>((r) => (markUpgraded = r));
+  const up = new Upgrader({
+    proxy: p.proxy,
+    log: upgradeLog(logs),
+    admin: () => (admin?.server !== undefined && p.admin !== null ? { key: adminKey(p.admin), address: fmt(admin.address!), fd: admin.server.fd() } : null),
+    upgraded: () => void (admin?.close() ?? Promise.resolve()).then(markUpgraded, markUpgraded), // the new process serves the admin socket now
+  });
+  onUpgradeSignal(up, logs);
+  const pidFile = isWorker() ? null : args.pidFile; // with workers, the primary's
+  const started = channel === null ? await startFresh(p, pidFile) : await startTaken(p, channel, pidFile, logs);
+  if (typeof started === 'number') {
+    await logs.close();
+    return started;
+  }
+  admin = started.admin;
+  up.serving = true;
+  const how = await untilSignal(p, up, upgraded);
+  await admin?.close();
+  await logs.close();
+  // Upgraded: the pid file names the new process, which wrote it.
+  if (pidFile !== null && how === 'stopped' && !up.upgraded) removePidFile(pidFile);
+  return 0;
+}
+
+function upgradeLog(logs: Logs): UpgradeLog {
+  return (level, line) => logs.error[level]({ code: 'WSPLICE_UPGRADE' }, line);
+}
+
+/** SIGUSR2: the upgrade; a worker refuses it (the primary would have to move every worker's tunnels). */
+function onUpgradeSignal(up: Upgrader, logs: Logs): void {
+  process.on('SIGUSR2', () => {
+    if (isWorker()) logs.error.warn({ code: 'WSPLICE_UPGRADE' }, 'SIGUSR2: a worker does not upgrade (with --workers the upgrade is refused); ignored');
+    else up.request();
+  });
+}
+
+/** A plain start: admin, pid file, listeners. An exit code when one of them cannot. */
+async function startFresh(p: Prepared, pidFile: string | null): Promise<{ admin: Closable | null } | number> {
   const admin = await startAdminFor(p);
   if (typeof admin === 'string') {
     say(admin);
     for (const s of p.backends) s.close();
-    await logs.close();
     return 1;
   }
-  const pidFile = isWorker() ? null : args.pidFile; // with workers, the primary's
   // Written before the listeners open: whoever sees one listening can already signal the process.
   if (pidFile !== null && !pidFileWritten(pidFile)) {
     await admin?.close();
@@ -262,17 +327,46 @@ async function main(): Promise<number> {
   const addresses = await listenAll(p);
   if (addresses === null) {
     await admin?.close();
-    await logs.close();
     if (pidFile !== null) removePidFile(pidFile);
     return 1;
   }
   if (isWorker()) workerReady(addresses);
-  else if (args.demo) demoBanner(p);
-  await untilSignal(p);
-  await admin?.close();
-  await logs.close();
-  if (pidFile !== null) removePidFile(pidFile);
-  return 0;
+  else if (p.backends.length > 0) demoBanner(p);
+  return { admin };
+}
+
+/**
+ * The new process of an upgrade: take the old one's listeners (and admin socket) and tunnels over
+ * the channel, then write the pid file. Exit 1 when it cannot: the old process goes on.
+ */
+async function startTaken(p: Prepared, channel: number, pidFile: string | null, logs: Logs): Promise<{ admin: Closable | null } | number> {
+  let admin: Closable | null = null;
+  const side: TakeSide = {
+    proxy: p.proxy, targets: p.targets, bound: p.bound, admin: p.admin,
+    out: (l) => void process.stdout.write(l + '\n'),
+    startAdmin: async (t) => {
+      const a = await startAdminFor(p, t);
+      if (typeof a === 'string') return a;
+      admin = a;
+      return null;
+    },
+  };
+  const log = upgradeLog(logs);
+  try {
+    const r = await p.proxy.takeOver(channel, { listen: (given) => listenGiven(side, given) });
+    log('info', `upgrade: took over from pid ${r.peerPid} (version ${r.peerVersion}): ${r.listeners} listener(s), ${r.tunnels} tunnel(s), longest pause ${r.maxPauseMs.toFixed(2)} ms`);
+  } catch (err) {
+    // The old process gone after we served (it crashed mid-way): what we hold runs here, we are the instance.
+    const orphaned = err instanceof ChannelClosed && p.proxy.addresses().length > 0;
+    log(orphaned ? 'warn' : 'error', `upgrade: ${orphaned ? 'the old process went away mid-way; serving what was taken' : `take-over failed, exiting (the old process goes on): ${(err as Error).message}`}`);
+    if (!orphaned) {
+      await p.proxy.close();
+      await (admin as Closable | null)?.close();
+      return 1;
+    }
+  }
+  if (pidFile !== null && !pidFileWritten(pidFile)) log('error', 'upgrade: the pid file still names the old process');
+  return { admin };
 }
 
 main().then(

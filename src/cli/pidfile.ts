@@ -1,12 +1,12 @@
 /**
  * The pid file (`--pid-file`, the file's `pid`; nginx's `pid` directive) and
- * `wsplice -s reload|stop|quit`, which signals the instance it names. The
+ * `wsplice -s reload|stop|quit|reopen|upgrade`, which signals the instance it names. The
  * file holds JSON, `{"pid": N}`, so other tools can read it without guessing.
  */
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 
 /** nginx's -s names and the signal each sends (what the running instance does with it is its own). */
-export const SIGNALS = { reload: 'SIGHUP', stop: 'SIGTERM', quit: 'SIGQUIT', reopen: 'SIGUSR1' } as const;
+export const SIGNALS = { reload: 'SIGHUP', stop: 'SIGTERM', quit: 'SIGQUIT', reopen: 'SIGUSR1', upgrade: 'SIGUSR2' } as const;
 export type SignalName = keyof typeof SIGNALS;
 
 export function isSignalName(s: string): s is SignalName {

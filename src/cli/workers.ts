@@ -95,6 +95,8 @@ export class Primary {
     cluster.on('exit', (w, code, signal) => this.onExit(w, code, signal));
     for (const sig of ['SIGTERM', 'SIGQUIT', 'SIGINT'] as const) process.on(sig, () => this.stop(sig));
     process.on('SIGHUP', () => this.signalAll('SIGHUP'));
+    // Each worker would have to hand its own tunnels to its own successor: not done, said so.
+    process.on('SIGUSR2', () => this.o.say('SIGUSR2: upgrade refused: not supported with --workers (run one process per instance to upgrade with no reconnect, or restart)'));
     for (let i = 0; i < this.o.count; i++) this.fork();
     const code = await done;
     await this.admin?.close();

@@ -32,7 +32,7 @@ interface Batch {
   moved: NativeCarrier[];
 }
 
-export async function giveOn(ch: Channel, host: GiveHost, o: Required<HandOverOptions>): Promise<HandOverReport> {
+export async function giveOn(ch: Channel, host: GiveHost, o: Required<Pick<HandOverOptions, 'timeoutMs' | 'readyTimeoutMs'>>): Promise<HandOverReport> {
   const started = performance.now();
   host.phase('hello');
   await ch.send(hello(ch.calls));

@@ -14,7 +14,7 @@ import type { HandOverOptions, HandOverReport, TakeOverOptions, TakeOverReport }
 
 export type { GiveHost } from './give.js';
 export type { TakeHost } from './take.js';
-export type { HandOverOptions, HandOverReport, Phase, TakeOverOptions, TakeOverReport } from './types.js';
+export type { HandOverOptions, HandOverReport, HandoverEndEvent, Phase, TakeOverOptions, TakeOverReport } from './types.js';
 
 /** The addon's hand-over calls, or why there are none (the hand-over needs the native relay). */
 export function handoverCalls(): HandoverCalls {

@@ -8,6 +8,11 @@ export interface HandOverOptions {
   timeoutMs?: number;
   /** How long the other side may take to serve on the listeners it was given. Default 30 s. */
   readyTimeoutMs?: number;
+  /**
+   * More listening sockets to give along with the proxy's own (e.g. an admin listener): the other
+   * side's `takeOver({ listen })` gets them in its list. They stay the caller's: not suspended.
+   */
+  extraListeners?: Array<{ key: string; address: string; fd: number }>;
 }
 
 /** The old side's result (`proxy.handOver`). */
@@ -43,4 +48,20 @@ export interface TakeOverReport {
 export interface TakeOverOptions {
   /** How long to wait for the old side to connect, and for each of its messages. Default 30 s. */
   timeoutMs?: number;
+}
+
+/** A hand-over or take-over ended (`proxy.on('handoverEnd')`): what the logs and metrics report. */
+export interface HandoverEndEvent {
+  side: 'give' | 'take';
+  ok: boolean;
+  /** Why it failed ('' when ok). */
+  reason: string;
+  peerPid: number;
+  /** Tunnels that moved (give) or were adopted (take). */
+  moved: number;
+  /** Give side: tunnels that stay here and drain (JS relay, TLS, refused). */
+  stayed: number;
+  /** Take side: how long each adopted tunnel was paused, ms. */
+  pausesMs: number[];
+  ms: number;
 }

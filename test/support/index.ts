@@ -7,5 +7,6 @@ export * from './fds.js';
 export * from './net.js';
 export * from './processes.js';
 export * from './proxy.js';
+export * from './upgrade.js';
 export * from './wait.js';
 export * from './ws.js';

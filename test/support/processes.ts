@@ -42,6 +42,8 @@ export interface CliOptions {
   /** How long to wait for `ready` (default 15 s). */
   readyMs?: number;
   cwd?: string;
+  /** Another copy of the built CLI to run (default dist/src/cli/main.js of this tree). */
+  cli?: string;
 }
 
 /**
@@ -49,7 +51,7 @@ export interface CliOptions {
  * Rejects with its output if it exits or stays silent. Stopped at teardown when `t` is given.
  */
 export async function startCli(args: readonly string[], t?: Teardown, o: CliOptions = {}): Promise<CliProcess> {
-  const m = spawnManaged(process.execPath, [CLI, ...args], { cwd: o.cwd ?? ROOT, stdin: 'ignore' });
+  const m = spawnManaged(process.execPath, [o.cli ?? CLI, ...args], { cwd: o.cwd ?? ROOT, stdin: 'ignore' });
   if (t) t.teardown(() => stopManaged(m, 2000));
   let out = '';
   m.child.stdout!.on('data', (d: Buffer) => {
