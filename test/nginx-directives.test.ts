@@ -31,8 +31,34 @@ t.test('upstream and its server lines', async (t) => {
   t.same(r.errors, []);
   t.same(r.value.upstreams, { b: { servers: [{ address: '127.0.0.1:1', weight: 3 }, '127.0.0.1:2'], maxFails: 2, failTimeoutMs: 5000, keepalive: { idle: 16, timeoutMs: 30_000, requests: 100 } } });
   t.same(r.value.listen, ['0.0.0.0:8080'], 'a bare port listens on every address, as nginx');
-  const later = read('upstream b {\n server 127.0.0.1:1 backup;\n server 127.0.0.1:2 max_conns=3;\n least_conn;\n}\nserver { location / { proxy_pass http://b; } }\n');
-  t.same(later.errors, ['2: the server parameter "backup" is not supported yet by wsplice', '3: the server parameter "maxConns" is not supported yet by wsplice', '4: "least_conn" is not supported yet by wsplice']);
+  const all = read('upstream b {\n server 127.0.0.1:1 backup max_fails=3 fail_timeout=1m;\n server 127.0.0.1:2 max_conns=3 slow_start=30s;\n server 127.0.0.1:3 down;\n server example.internal:4 resolve;\n least_conn;\n sticky cookie srv expires=1h domain=.example.com path=/app httponly secure samesite=lax;\n}\nserver { location / { proxy_pass http://b; } }\n');
+  t.same(all.errors, []);
+  t.same(all.value.upstreams, {
+    b: {
+      servers: [
+        { address: '127.0.0.1:1', backup: true, maxFails: 3, failTimeoutMs: 60_000 }, { address: '127.0.0.1:2', maxConns: 3, slowStartMs: 30_000 },
+        { address: '127.0.0.1:3', down: true }, { address: 'example.internal:4', resolve: true },
+      ],
+      balance: 'least_conn',
+      sticky: { cookie: 'srv', expiresMs: 3_600_000, domain: '.example.com', path: '/app', httpOnly: true, secure: true, sameSite: 'lax' },
+    },
+  }, 'every server parameter, per server; max_fails/fail_timeout where servers differ');
+  t.doesNotThrow(() => resolveOptions(all.value), 'the model accepts it');
+  const methods = (line: string): unknown => (read(`upstream b {\n server 127.0.0.1:1;\n ${line}\n}\nserver { location / { proxy_pass http://b; } }\n`).value.upstreams as Record<string, { balance?: unknown }>).b!.balance;
+  t.same(
+    ['ip_hash;', 'hash $remote_addr;', 'hash $http_x_session$arg_room consistent;', 'random;', 'random two;', 'random two least_conn;'].map(methods),
+    ['ip_hash', { method: 'hash', key: '$remote_addr' }, { method: 'hash', key: '$http_x_session$arg_room', consistent: true }, 'random', { method: 'random', two: true }, { method: 'random', two: true, leastConn: true }],
+  );
+  const redefined = read('upstream b {\n least_conn;\n ip_hash;\n server 127.0.0.1:1;\n}\nserver { location / { proxy_pass http://b; } }\n');
+  t.same([redefined.errors, redefined.warnings, (redefined.value.upstreams as Record<string, { balance?: unknown }>).b!.balance], [[], ['3: load balancing method redefined'], 'ip_hash'], 'as nginx: a warning, the later method wins');
+  const bad = read('upstream b {\n hash $remote_addr;\n server 127.0.0.1:1 backup;\n server 127.0.0.1:2 weight=0 max_conns=abc;\n server 127.0.0.1:3 slow_start=1x max_fails=-1 backup=1 fast;\n random least_conn;\n hash a b;\n sticky route $x;\n sticky cookie s samesite=maybe;\n}\nserver { location / { proxy_pass http://b; } }\n');
+  t.same(bad.errors, [
+    '4: invalid parameter "weight=0"', '4: invalid parameter "max_conns=abc"',
+    '5: invalid parameter "slow_start=1x"', '5: invalid parameter "max_fails=-1"', '5: invalid parameter "backup=1"', '5: invalid parameter "fast"',
+    '6: invalid parameter "least_conn"', '7: invalid parameter "b"',
+    '8: expected "sticky cookie NAME [expires=] [domain=] [path=] [httponly] [secure] [samesite=]"', '9: invalid parameter "samesite=maybe"',
+    '3: balancing method does not support parameter "backup" (hash has no second tier to fall back on)',
+  ]);
 });
 
 t.test('proxy_pass: an upstream, an address (a group of one), https with proxy_ssl_*, a missing name', async (t) => {

@@ -97,7 +97,9 @@ t.test('upstream options refused with the reason', async (t) => {
     [{ servers: [s, { address: '127.0.0.1:2', backup: true }], balance: { method: 'hash', key: '$remote_addr' } }, 'upstreams.u.servers[1].backup', /cannot be used with the hash/],
     [{ servers: [s, { address: '127.0.0.1:2', backup: true }], balance: 'ip_hash' }, 'upstreams.u.servers[1].backup', /ip_hash/],
     [{ servers: [s, { address: '127.0.0.1:2', backup: true }], balance: 'random' }, 'upstreams.u.servers[1].backup', /random/],
-    [{ servers: [{ address: s, down: true }] }, 'upstreams.u.servers', /primary/],
+    [{ servers: [{ address: s, down: true }] }, 'upstreams.u.servers', /every server is marked down/],
+    [{ servers: [{ address: s, backup: true }] }, 'upstreams.u.servers', /at least one primary/],
+    [{ servers: [{ address: s, slowStartMs: 1000 }], balance: 'ip_hash' }, 'upstreams.u.servers[0].slowStartMs', /slow start cannot be used with the ip_hash/],
     [{ servers: [s], balance: 'fastest' as never }, 'upstreams.u.balance', /one of round_robin/],
     [{ servers: [s], sticky: { cookie: 'a b' } }, 'upstreams.u.sticky.cookie', /token/],
     [{ servers: [s], sticky: { cookie: 'srv', sameSite: 'none' } }, 'upstreams.u.sticky.sameSite', /secure/],
@@ -117,4 +119,5 @@ t.test('upstream options refused with the reason', async (t) => {
     t.match((caught as Error).message, reason);
   }
   t.doesNotThrow(() => createProxy({ upstreams: { u: { servers: [s, { address: '127.0.0.1:2', backup: true }], balance: 'least_conn' } } }), 'backup with least_conn is fine');
+  t.doesNotThrow(() => createProxy({ upstreams: { u: { servers: [{ address: s, down: true }, { address: '127.0.0.1:2', backup: true }] } } }), 'primaries all down with a backup up is fine, as nginx');
 });

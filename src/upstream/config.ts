@@ -79,14 +79,21 @@ const ATTR = /^[\x21-\x2b\x2d-\x3a\x3c-\x7e]+$/;
 
 /**
  * What no single field can say about a group's servers: a backup with a
- * method that has no second tier, no primary left, `resolve` on an address.
+ * method that has no second tier, slow start under a hash, no primary left,
+ * `resolve` on an address.
  */
 export function serverProblems(f: string, servers: readonly BackendOptions[], balance: BalanceConfig, report: (field: string, reason: string) => void): void {
   const backupAt = servers.findIndex((b) => b.backup === true);
   if (backupAt >= 0 && !METHODS[balance.method].allowsBackup) {
     report(`${f}.servers[${backupAt}].backup`, `a backup server cannot be used with the ${balance.method} balancing method (a hash or random pick has no second tier to fall back on)`);
   }
-  if (servers.every((b) => b.backup === true || b.down === true)) report(`${f}.servers`, 'needs at least one primary server that is not down');
+  const slowAt = servers.findIndex((b) => (b.slowStartMs ?? 0) > 0);
+  if (slowAt >= 0 && (balance.method === 'hash' || balance.method === 'ip_hash')) {
+    report(`${f}.servers[${slowAt}].slowStartMs`, `slow start cannot be used with the ${balance.method} balancing method (a hash pick does not follow weights as they ramp)`);
+  }
+  // As nginx: backups alone are no group; primaries all down with a backup up is a maintenance setup.
+  if (servers.every((b) => b.backup === true)) report(`${f}.servers`, 'needs at least one primary server (backups are used only when the primaries are down or full)');
+  else if (servers.every((b) => b.down === true)) report(`${f}.servers`, 'every server is marked down: nothing could ever be picked');
   servers.forEach((b, i) => {
     const a = b.address;
     if (b.resolve === true && (a.kind !== 'tcp' || /^[\d.]+$|:/.test(a.host))) {

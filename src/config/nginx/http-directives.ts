@@ -46,7 +46,8 @@ export function upstreamServer(d: Directive, s: Scope, b: Build): void {
 /** least_conn, ip_hash, hash, random: the balancing method of the group. */
 export function balance(d: Directive, s: Scope, b: Build): void {
   const u = up(s);
-  if (u.out.balance !== undefined) return b.error(d, `load balancing method redefined`);
+  // nginx warns and takes the later one.
+  if (u.out.balance !== undefined) b.warn(d, 'load balancing method redefined');
   let v: unknown = d.name;
   if (d.name === 'hash') {
     if (d.args[1] !== undefined && d.args[1] !== 'consistent') return b.error(d, `invalid parameter "${d.args[1]}"`);

@@ -2,8 +2,8 @@
  * upstream{} blocks and proxy_pass targets onto `upstreams`: a named block is
  * a group; an address (`http://127.0.0.1:3000`) is a group of one named after
  * it. TLS to the backends (`proxy_pass https://` with proxy_ssl_*) is the
- * group's `tls`. Server parameters and balancing the model cannot say yet are
- * refused with their line.
+ * group's `tls`. Server parameters, the balancing method and the sticky
+ * cookie map one to one onto the group's JSON fields.
  */
 import { merged, type Build, type LocationScope, type UpstreamScope } from './build.js';
 import type { Directive } from './parse.js';
@@ -42,28 +42,51 @@ export function upstreamFor(loc: LocationScope, b: Build): string | null {
   return name;
 }
 
-/** Per-server max_fails / fail_timeout: the group's when every server agrees. */
-function groupFailures(u: UpstreamScope, o: Record<string, unknown>, b: Build): void {
+/** Per-server max_fails / fail_timeout: the group's when every server says the same, else each server's own. */
+function groupFailures(u: UpstreamScope, o: Record<string, unknown>): Set<string> {
+  const shared = new Set<string>();
   for (const k of ['maxFails', 'failTimeoutMs']) {
     const vals = new Set(u.servers.map((s) => s.params[k]));
-    if (vals.size > 1) b.notYet(u.servers.find((s) => s.params[k] !== undefined)!.at, `"${k === 'maxFails' ? 'max_fails' : 'fail_timeout'}" differing between servers of one upstream`);
     const v = u.servers[0]?.params[k];
-    if (vals.size === 1 && v !== undefined) o[k] = v;
+    if (vals.size === 1 && v !== undefined) {
+      o[k] = v;
+      shared.add(k);
+    }
+  }
+  return shared;
+}
+
+/** nginx refuses `backup` under ip_hash, hash and random (in either order here: nginx misses a method given after the server). */
+function backupAllowed(u: UpstreamScope, b: Build): void {
+  const bal = u.out.balance as string | { method: string } | undefined;
+  const method = typeof bal === 'string' ? bal : bal?.method;
+  if (method !== 'ip_hash' && method !== 'hash' && method !== 'random') return;
+  for (const s of u.servers) {
+    if (s.params.backup !== true) continue;
+    b.error(s.at, `balancing method does not support parameter "backup" (${method} has no second tier to fall back on)`);
+    delete s.params.backup;
   }
 }
 
 function group(u: UpstreamScope, b: Build): Record<string, unknown> {
   if (u.servers.length === 0) b.error(u.at, 'no servers are inside upstream');
   const o: Record<string, unknown> = {};
+  backupAllowed(u, b);
+  const shared = groupFailures(u, o);
   o.servers = u.servers.map((s, i) => {
     b.where.set(`upstreams.${u.name}.servers[${i}]`, { file: s.at.file, line: s.at.line });
-    for (const k of Object.keys(s.params)) if (!['weight', 'maxFails', 'failTimeoutMs'].includes(k)) b.notYet(s.at, `the server parameter "${k}"`);
-    return s.params.weight !== undefined ? { address: s.address, weight: s.params.weight } : s.address;
+    const own = Object.entries(s.params).filter(([k]) => !shared.has(k));
+    return own.length > 0 ? { address: s.address, ...Object.fromEntries(own) } : s.address;
   });
-  groupFailures(u, o, b);
-  for (const k of ['balance', 'sticky']) {
-    const at = (k === 'balance' ? u.out.balanceAt : (u.out[k] as { at?: Directive } | undefined)?.at) as Directive | undefined;
-    if (at !== undefined) b.notYet(at, `"${at.name}"`);
+  if (u.out.balance !== undefined) {
+    o.balance = u.out.balance;
+    const at = u.out.balanceAt as Directive;
+    b.where.set(`upstreams.${u.name}.balance`, { file: at.file, line: at.line });
+  }
+  const sticky = u.out.sticky as { value: Record<string, unknown>; at: Directive } | undefined;
+  if (sticky !== undefined) {
+    o.sticky = sticky.value;
+    b.where.set(`upstreams.${u.name}.sticky`, { file: sticky.at.file, line: sticky.at.line });
   }
   keepalivePool(u, o, b);
   return o;
