@@ -88,7 +88,7 @@ export class Connection implements LegOwner {
   /** Change state; the timer takes the new state's timeout (state.ts). */
   private enter(s: State): void {
     this.state = s;
-    const ms = timeoutFor(s, this.ctx.options.timeouts, this.requests === 0);
+    const ms = timeoutFor(s, this.x?.route.timeouts ?? this.ctx.options.timeouts, this.requests === 0); // the route's while an exchange runs
     if (ms !== KEEP) this.timer.arm(ms);
   }
 
@@ -238,7 +238,7 @@ export class Connection implements LegOwner {
     this.enter(State.Connecting);
     const proto = (this.client as { encrypted?: boolean }).encrypted === true ? 'https' : this.ctx.options.proto;
     const kind = x.legKind(this.ctx.pools);
-    if (!this.leg.connect(backend, x.requestHead(this.ctx.options, proto, kind), kind, x.group.name)) {
+    if (!this.leg.connect(backend, x.requestHead(proto, kind), kind, x.group.name)) {
       this.fail('WSPLICE_OVERLOADED', 'no response parser free (limits.maxParsers)');
     }
   }
@@ -273,7 +273,7 @@ export class Connection implements LegOwner {
       x.responseStarted = true;
       return HeadVerdict.Interim;
     }
-    if (mayRetry(x, this.state, causeOfStatus(res.status), this.ctx.options)) return this.retry(x, true); // not a byte of it was passed on
+    if (mayRetry(x, this.state, causeOfStatus(res.status))) return this.retry(x, true); // not a byte of it was passed on
     if (x.upgrade) {
       // The upgrade was refused: the response is relayed as it is, and the
       // connection will never become a tunnel. Early data is dropped unsent.
@@ -316,7 +316,7 @@ export class Connection implements LegOwner {
     const release = x.handOver(); // the tunnel holds the backend's open count now
     this.x = null; // a tunnel may live for hours: it keeps nothing of the handshake
     const onMove = (m: TunnelMove): void => this.ctx.tunnelMoved(this, backend, m);
-    this.tunnel = this.ctx.relay.start(client, up, early, rest.length > 0 ? rest : null, { idleTimeoutMs: this.ctx.options.timeouts.idleMs, onMove, websocket: x.handshake !== null }, (stats) => {
+    this.tunnel = this.ctx.relay.start(client, up, early, rest.length > 0 ? rest : null, { idleTimeoutMs: x.route.timeouts.idleMs, onMove, websocket: x.handshake !== null }, (stats) => {
       release();
       this.state = State.Closed;
       this.ctx.tunnelClosed(this, backend, stats);
@@ -387,7 +387,7 @@ export class Connection implements LegOwner {
     const row = ERRORS[code];
     const backend = row.backend && x !== null ? x.backend : null;
     if (backend !== null) x!.group.fail(backend, Date.now(), reason);
-    const verdict = decide(this.state, code, x !== null && mayRetry(x, this.state, causeOf(code), this.ctx.options));
+    const verdict = decide(this.state, code, x !== null && mayRetry(x, this.state, causeOf(code)));
     this.ctx.failed(this, code, reason, verdict === Verdict.Reset || verdict === Verdict.Drop ? 0 : row.status, backend);
     switch (verdict) {
       case Verdict.Retry:

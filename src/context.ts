@@ -10,7 +10,7 @@ import type { ParserPool } from './http1/llhttp.js';
 import type { ClientLimiter } from './limits/limiter.js';
 import type { ResolvedOptions } from './options.js';
 import type { Relay, RelayKind, TunnelMove, TunnelStats } from './relay/types.js';
-import type { Router } from './router.js';
+import type { Routes } from './router.js';
 import type { UpstreamTls } from './tls/upstream.js';
 import type { Backend } from './upstream/group.js';
 import type { UpstreamPool } from './upstream/pool.js';
@@ -21,7 +21,7 @@ export type ReportedClient = Pick<Connection, 'id' | 'remoteAddress' | 'rec' | '
 
 export interface ProxyContext {
   readonly options: ResolvedOptions;
-  readonly router: Router;
+  readonly router: Routes;
   readonly requestParsers: ParserPool;
   readonly responseParsers: ParserPool;
   readonly relay: Relay;

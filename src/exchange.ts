@@ -8,12 +8,11 @@ import type { ProxyContext } from './context.js';
 import { channels } from './diagnostics.js';
 import { BadRequestError, WspliceError } from './errors.js';
 import { readRequestHead, type RequestHead } from './http1/head.js';
-import { normalisePath } from './http1/path.js';
+import { normalisePath, replacePrefix } from './http1/path.js';
 import type { Parser } from './http1/llhttp.js';
 import { classifyRequest, type RequestInfo } from './http1/semantics.js';
 import { forwardRequestHead } from './http1/serialize.js';
-import type { ResolvedOptions } from './options.js';
-import { answerOf } from './router.js';
+import { answerOf, type Route } from './router.js';
 import type { PickContext } from './upstream/context.js';
 import type { Backend, UpstreamGroup } from './upstream/group.js';
 import { LegKind } from './upstream/leg.js';
@@ -25,8 +24,12 @@ export class Exchange implements PickContext {
   readonly info: RequestInfo;
   /** The client's WebSocket handshake (kind 'websocket'), to check the 101 against. */
   readonly handshake: ClientHandshake | null;
+  /** The location: its group, and the forwarding, timeouts and retry policy resolved for it at load. */
+  readonly route: Route;
   readonly group: UpstreamGroup;
   readonly remoteAddress: string;
+  /** The target sent upstream: the client's, or the route's `uri` in place of the matched prefix. */
+  readonly target: string;
   /** The backend of the current try. */
   backend: Backend | null = null;
   /** Backends tried so far (the current one included); a retry passes them over. */
@@ -51,11 +54,13 @@ export class Exchange implements PickContext {
   private early: Buffer[] = [];
   private earlyBytes = 0;
 
-  constructor(req: RequestHead, info: RequestInfo, handshake: ClientHandshake | null, group: UpstreamGroup, remoteAddress: string, draining: boolean) {
+  constructor(req: RequestHead, info: RequestInfo, handshake: ClientHandshake | null, route: Route, remoteAddress: string, draining: boolean) {
     this.req = req;
     this.info = info;
     this.handshake = handshake;
-    this.group = group;
+    this.route = route;
+    this.group = route.group!; // a route without return has an upstream (checked with the options)
+    this.target = route.uri === null ? info.path : replacePrefix(info.path, route.path.length, route.uri);
     this.remoteAddress = remoteAddress;
     this.bodyDone = info.kind !== 'plain' || !info.hasBody;
     this.keepAlive = info.keepAlive && info.kind === 'plain' && !draining;
@@ -102,12 +107,13 @@ export class Exchange implements PickContext {
   }
 
   /** The head sent upstream; `proto`: the client's scheme (X-Forwarded-Proto); `kind`: pooled ones keep the connection open. */
-  requestHead(o: ResolvedOptions, proto: string, kind: LegKind): Buffer {
+  requestHead(proto: string, kind: LegKind): Buffer {
     const b = this.backend!;
-    return forwardRequestHead(this.req, this.info, o.forward, {
+    return forwardRequestHead(this.req, this.info, this.route.forward, {
       remoteAddress: this.remoteAddress,
       proto,
       fallbackHost: b.address.kind === 'unix' ? 'localhost' : b.label,
+      target: this.target,
     }, kind >= LegKind.Pooled);
   }
 
@@ -172,7 +178,6 @@ export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAdd
   if (route === null) return new WspliceError('WSPLICE_NO_ROUTE', `no route for ${routePath}`);
   const answer = route.access !== null || route.ret !== null ? answerOf(route, remoteAddress) : null;
   if (answer !== null) return answer;
-  const group = route.group!; // a route without return has an upstream (checked with the options)
   const handshake = info.kind === 'websocket' ? readClientHandshake(req) : null;
-  return new Exchange(req, info, handshake, group, remoteAddress, ctx.draining);
+  return new Exchange(req, info, handshake, route, remoteAddress, ctx.draining);
 }

@@ -9,8 +9,8 @@ import {
   type Check, type FieldRow, type JsonSchema, type Parsed, type Rows,
 } from './config/check.js';
 import { Issues, type SourceMap } from './config/issues.js';
-import { resolveRoutes, ROUTE_ROWS, type ResolvedRoute } from './config/routes.js';
-import { compileTemplate, hasVariables, type Get } from './config/variables.js';
+import { resolveRoutes, ROUTE_ROWS, type ParsedRoute, type ResolvedRoute } from './config/routes.js';
+import { forwardPolicy } from './config/forwarding.js';
 import { compileMaps, MAPS, type MapConfig } from './config/maps.js';
 import { defaultMaxParsers } from './http1/llhttp.js';
 import { isSafeValue, isToken, type ForwardPolicy } from './http1/serialize.js';
@@ -94,8 +94,18 @@ export interface RouteConfig {
   hosts?: string[];
   /** Answer without proxying (nginx `return CODE [TEXT|URL]`; a 301/302/303/307/308 text is the Location). */
   return?: { status: number; text?: string };
-  /** allow/deny rules in order, first match wins; a denied client gets 403 (nginx allow/deny). */
+  /** allow/deny rules in order, first match wins; a denied client gets 403 (nginx allow/deny); nested routes without their own inherit them. */
   access?: Array<{ allow: string } | { deny: string }>;
+  /** Replace the matched part of the normalised path with this (nginx `proxy_pass http://up/URI`); prefix and exact routes only. */
+  uri?: string;
+  /** This route's timeouts; each one not given is the enclosing route's, else the global one. */
+  timeouts?: Pick<TimeoutConfig, 'connectMs' | 'responseMs' | 'idleMs'>;
+  /** This route's forwarding; each field not given is the enclosing route's, else the global one (setHeaders and removeHeaders as a whole). */
+  forwarding?: Omit<ForwardingConfig, 'proto'>;
+  /** This route's nextUpstream fields, over the enclosing routes' and then the upstream's. */
+  nextUpstream?: NextUpstreamConfig;
+  /** Routes searched when this one matched (nginx locations inside a location); prefix paths must start with this one's. */
+  routes?: RouteConfig[];
 }
 
 export interface ForwardingConfig {
@@ -351,13 +361,32 @@ export const UPSTREAM_ROWS = {
 
 export { ROUTE_ROWS };
 
+/** A row table with its defaults dropped: a route's own settings, absent when not given (then inherited). */
+function inherited<R extends Rows>(rows: R, keys: ReadonlyArray<keyof R>): { [K in keyof R]: Omit<R[K], 'default'> } {
+  return Object.fromEntries(keys.map((k) => [k, { check: rows[k]!.check, doc: rows[k]!.doc, ...(rows[k]!.nginx !== undefined ? { nginx: rows[k]!.nginx } : {}) }])) as { [K in keyof R]: Omit<R[K], 'default'> };
+}
+
+const nestedRoutes: Check<ParsedRoute[]> = {
+  parse: (v, f, is) => arrayOf(ROUTE).parse(v, f, is),
+  schema: { type: 'array', items: { $ref: '#/properties/routes/items' } },
+};
+
+export const ROUTE_SETTING_ROWS = {
+  timeouts: { check: object(inherited(TIMEOUT_ROWS, ['connectMs', 'responseMs', 'idleMs'])), doc: "this route's connectMs, responseMs, idleMs (each not given: the enclosing route's, else the global)", nginx: 'proxy_connect_timeout, proxy_read_timeout in a location' },
+  forwarding: { check: object(inherited(FORWARD_ROWS, ['host', 'xForwarded', 'xRealIp', 'setHeaders', 'removeHeaders'])), doc: "this route's forwarding fields (each not given: the enclosing route's, else the global; setHeaders and removeHeaders as a whole)", nginx: 'proxy_set_header in a location' },
+  nextUpstream: { check: object(inherited(NEXT_UPSTREAM_ROWS, ['on', 'tries', 'timeoutMs'])), doc: "this route's nextUpstream fields, over the enclosing routes' and the upstream's", nginx: 'proxy_next_upstream* in a location' },
+  routes: { check: nestedRoutes, doc: 'nested routes, searched when this one matched (prefix paths start with this path)', nginx: 'location inside location' },
+} satisfies Rows;
+
+const ROUTE: Check<ParsedRoute> = object({ ...ROUTE_ROWS, ...ROUTE_SETTING_ROWS }) as unknown as Check<ParsedRoute>;
+
 const section = <R extends Rows>(rows: R, doc: string): { check: Check<Parsed<R>>; default: Parsed<R>; doc: string } => ({
   check: object(rows), default: defaultsOf(rows) as Parsed<R>, doc,
 });
 
 export const OPTION_ROWS = {
   upstreams: { check: recordOf(object(UPSTREAM_ROWS)), default: new Map(), doc: 'upstream groups by name (at least one unless every route answers with return)', nginx: 'upstream' },
-  routes: { check: arrayOf(object(ROUTE_ROWS), true), doc: 'routes; omitted = every path to the first upstream', nginx: 'location' },
+  routes: { check: arrayOf(ROUTE, true), doc: 'routes; omitted = every path to the first upstream', nginx: 'location' },
   forwarding: section(FORWARD_ROWS, 'what the forwarded request head carries'),
   maps: { check: MAPS, default: new Map<string, MapConfig>(), doc: 'variables from other variables: NAME: { source, entries: [[key, value]...] (exact, then ~regex / ~*regex in order), default }', nginx: 'map' },
   timeouts: section(TIMEOUT_ROWS, 'timeouts in milliseconds'),
@@ -383,24 +412,14 @@ export const OPTIONS = object(OPTION_ROWS);
 
 export const DEFAULT_TIMEOUTS = defaultsOf(TIMEOUT_ROWS) as Readonly<Required<TimeoutConfig>>;
 export const DEFAULT_LIMITS = defaultsOf(LIMIT_ROWS) as Readonly<Required<LimitConfig>>;
+const FORWARD_DEFAULTS = defaultsOf(FORWARD_ROWS) as Parsed<typeof FORWARD_ROWS>;
+
+/** The fields of a section that passed their checks. */
+function defined<T extends object>(o: T | undefined): Partial<T> {
+  return o === undefined ? {} : (Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>);
+}
 
 // ---- resolution --------------------------------------------------------------------------------
-
-/** setHeaders split into fixed values and values with request variables (compiled once here). */
-function headerTemplates(headers: ReadonlyMap<string, string>, maps: ReadonlyMap<string, Get>, is: Issues): { set: Array<[string, string]>; dynamic: NonNullable<ForwardPolicy['dynamic']>[number][] } {
-  const set: Array<[string, string]> = [];
-  const dynamic: NonNullable<ForwardPolicy['dynamic']>[number][] = [];
-  for (const [name, value] of headers) {
-    if (!hasVariables(value)) {
-      set.push([name, value]);
-      continue;
-    }
-    const t = compileTemplate(value, maps);
-    if (typeof t === 'function') dynamic.push([name, t]);
-    else is.error(`forwarding.setHeaders.${name}`, `unknown variable "$${t.unknown}" (known: $host, $http_host, $http_NAME, $remote_addr, $scheme, $request_uri, $uri, $args, $is_args, $request_method, $proxy_add_x_forwarded_for, a map's name)`);
-  }
-  return { set, dynamic };
-}
 
 /** Apply defaults and validate. Throws ConfigErrors (a ConfigError) listing every problem. */
 export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptions {
@@ -410,7 +429,12 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
     is.throwIfErrors();
   }
   const o = OPTIONS.parse(input, '', is)!;
-  const routes = o.routes === undefined || o.upstreams === undefined ? null : resolveRoutes(o.routes, [...o.upstreams.keys()], is);
+  const maps = compileMaps(o.maps ?? new Map(), is);
+  // A field refused above is reported already; its default stands in so that routes are still checked.
+  const fw = { ...FORWARD_DEFAULTS, ...defined(o.forwarding) };
+  const forward = forwardPolicy(fw, maps, 'forwarding', is);
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...defined(o.timeouts) } as Required<TimeoutConfig>;
+  const routes = o.routes === undefined || o.upstreams === undefined ? null : resolveRoutes(o.routes, { forwarding: fw, forward, timeouts, maps, upstreams: o.upstreams }, is);
   if (o.upstreams?.size === 0 && (routes === null || routes.some((r) => r.return === null))) is.error('upstreams', 'must name at least one entry');
   is.throwIfErrors();
   for (const [name, u] of o.upstreams) serverProblems(`upstreams.${name}`, u.servers, u.balance, (f, m) => is.error(f, m));
@@ -425,24 +449,13 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
     });
   }
   const first = upstreams.keys().next().value as string;
-  const fw = o.forwarding;
-  const { set, dynamic } = headerTemplates(fw.setHeaders, compileMaps(o.maps, is), is);
   is.throwIfErrors();
   return {
     upstreams,
-    routes: routes ?? [{ path: '/', match: 'prefix', exact: false, upstream: first, hosts: null, return: null, access: null }],
-    forward: {
-      host: fw.host === null || fw.host.startsWith('$') ? null : fw.host,
-      hostVariable: fw.host === '$host',
-      xForwarded: fw.xForwarded,
-      xRealIp: fw.xRealIp,
-      remove: new Set(fw.removeHeaders.map((n) => n.toLowerCase())),
-      set,
-      setKeys: new Set([...set, ...dynamic].map(([n]) => n.toLowerCase())),
-      ...(dynamic.length > 0 ? { dynamic } : {}),
-    },
+    routes: routes ?? [{ path: '/', match: 'prefix', exact: false, upstream: first, hosts: null, return: null, access: null, uri: null, forward, timeouts, retry: null, routes: [] }],
+    forward,
     proto: fw.proto as 'http' | 'https',
-    timeouts: o.timeouts as Required<TimeoutConfig>,
+    timeouts,
     limits: { ...o.limits, maxParsers: o.limits.maxParsers === 0 ? defaultMaxParsers(o.limits.maxHeadBytes) : o.limits.maxParsers, maxConnections: connectionLimit(o.limits.maxConnections, o.limits.maxRetired, upstreams.values()) },
     tunnelProtocols: new Set(o.tunnelProtocols.map((p) => p.toLowerCase())),
     relay: o.relay as 'auto' | 'js' | 'splice',

@@ -6,16 +6,27 @@
  * an exact (`=`) match wins; else the longest prefix, which wins at once when
  * it is a `^~` one; else the first regex location, in order, that matches;
  * else that longest prefix. The query string is not part of the path.
+ * Nested routes (locations inside a location) are searched the same way when
+ * their parent matched: a nested exact or regex match is final; otherwise the
+ * deepest prefix stands unless a regex of an enclosing level matches, each
+ * level's regexes tried from the innermost out (a `^~` prefix skips only the
+ * regexes of its own level).
+ *
+ * Each route carries its effective forwarding, timeouts and retry policy,
+ * resolved at configuration load: a request only reads them.
  */
 import { WspliceError } from './errors.js';
 import { errorResponse, hostVariable as hostName } from './http1/serialize.js';
 import type { ResolvedRoute } from './config/routes.js';
+import type { ForwardPolicy } from './http1/serialize.js';
+import type { TimeoutConfig } from './options.js';
 import { TrustList } from './proxy-protocol/trust.js';
 import type { UpstreamGroup } from './upstream/group.js';
+import { DEFAULT_RETRY, type RetryPolicy } from './upstream/retry.js';
 
 export type RouteMatch = 'prefix' | 'exact' | 'prefix-stop' | 'regex' | 'regex-caseless';
 /** A resolved route; the nginx-only fields may be left out (a single prefix route, as an embedder builds one). */
-type RouteConfig = Pick<ResolvedRoute, 'path' | 'exact' | 'upstream' | 'hosts'> & Partial<ResolvedRoute>;
+type RouteConfig = Pick<ResolvedRoute, 'path' | 'exact' | 'upstream' | 'hosts' | 'forward' | 'timeouts'> & Partial<ResolvedRoute>;
 
 /** What a location does with a request: proxy to a group, or answer itself. */
 export interface Route {
@@ -27,6 +38,14 @@ export interface Route {
   ret: { status: number; text: string | null } | null;
   /** allow/deny in order, first match wins (null: everyone). */
   access: Array<{ allow: boolean; from: TrustList | null }> | null;
+  /** nginx proxy_pass URI part, replacing the first `path.length` characters of the normalised path; null: the target as sent. */
+  uri: string | null;
+  forward: ForwardPolicy;
+  timeouts: Required<TimeoutConfig>;
+  /** The policy of retries through this route (its group's unless the route sets its own). */
+  retry: RetryPolicy;
+  /** The routes nested in this one (null: none). */
+  children: Level | null;
 }
 
 /** A location's own answer (`return`, or 403 from `deny`), sent as is. */
@@ -38,7 +57,8 @@ export class RouteAnswer extends WspliceError {
   }
 }
 
-class VirtualServer {
+/** One level of locations: a virtual server's, or those nested in one location. */
+class Level {
   readonly exact: Route[] = [];
   readonly prefixes: Route[] = [];
   readonly regexes: Route[] = [];
@@ -51,41 +71,68 @@ class VirtualServer {
   seal(): void {
     this.prefixes.sort((a, b) => b.path.length - a.path.length);
   }
+}
 
-  select(path: string): Route | null {
-    for (const r of this.exact) if (r.path === path) return r;
-    let prefix: Route | null = null;
-    for (const r of this.prefixes) {
-      if (path.startsWith(r.path)) {
-        prefix = r;
-        break;
-      }
+/** Set by `find`: the route it returned is final (an exact or a regex match), no enclosing regex is tried. */
+let final = false;
+
+/** nginx's search of one level, then of the level nested in the location it picked. */
+function find(level: Level, path: string): Route | null {
+  for (const r of level.exact) if (r.path === path) return (final = true), r;
+  let found: Route | null = null;
+  for (const r of level.prefixes) {
+    if (path.startsWith(r.path)) {
+      found = r;
+      break;
     }
-    if (prefix?.match === 'prefix-stop') return prefix;
-    for (const r of this.regexes) if (r.regex!.test(path)) return r;
-    return prefix;
   }
+  const stop = found !== null && found.match === 'prefix-stop';
+  final = false;
+  if (found !== null && found.children !== null) {
+    const inner = find(found.children, path);
+    if (inner !== null) found = inner;
+    if (final) return found;
+  }
+  if (!stop) {
+    for (const r of level.regexes) {
+      if (!r.regex!.test(path)) continue;
+      const inner = r.children === null ? null : find(r.children, path);
+      final = true;
+      return inner ?? r;
+    }
+  }
+  final = false;
+  return found;
 }
 
 function toRoute(r: RouteConfig, groups: ReadonlyMap<string, UpstreamGroup>): Route {
   const match = r.match ?? (r.exact ? 'exact' : 'prefix');
   const regex = match === 'regex' || match === 'regex-caseless' ? new RegExp(r.path, match === 'regex-caseless' ? 'i' : '') : null;
+  const group = r.upstream === null ? null : groups.get(r.upstream)!;
+  let children: Level | null = null;
+  if (r.routes !== undefined && r.routes.length > 0) {
+    children = new Level();
+    for (const c of r.routes) children.add(toRoute(c, groups));
+    children.seal();
+  }
   return {
-    path: r.path, match, regex,
-    group: r.upstream === null ? null : groups.get(r.upstream)!,
+    path: r.path, match, regex, group,
     ret: r.return ?? null,
     access: r.access?.map((a) => ({ allow: a.allow, from: a.from === 'all' ? null : new TrustList([a.from]) })) ?? null,
+    uri: r.uri ?? null, forward: r.forward, timeouts: r.timeouts,
+    retry: r.retry ?? group?.retry ?? DEFAULT_RETRY,
+    children,
   };
 }
 
 /** Host names of virtual servers: exact, `*.suffix`, `prefix.*`, `~regex`, searched in nginx's order. */
 class Names {
-  readonly exact = new Map<string, VirtualServer>();
-  readonly leading: Array<[string, VirtualServer]> = [];
-  readonly trailing: Array<[string, VirtualServer]> = [];
-  readonly regexes: Array<[RegExp, VirtualServer]> = [];
+  readonly exact = new Map<string, Level>();
+  readonly leading: Array<[string, Level]> = [];
+  readonly trailing: Array<[string, Level]> = [];
+  readonly regexes: Array<[RegExp, Level]> = [];
 
-  add(name: string, vs: VirtualServer): void {
+  add(name: string, vs: Level): void {
     if (name.startsWith('~')) this.regexes.push([new RegExp(name.slice(1), 'i'), vs]);
     else if (name.startsWith('*.')) this.leading.push([name.slice(1), vs]);
     else if (name.startsWith('.')) this.leading.push([name, vs]), this.exact.has(name.slice(1)) || this.exact.set(name.slice(1), vs);
@@ -98,7 +145,7 @@ class Names {
     this.trailing.sort((a, b) => b[0].length - a[0].length);
   }
 
-  find(host: string): VirtualServer | undefined {
+  find(host: string): Level | undefined {
     const e = this.exact.get(host);
     if (e !== undefined) return e;
     for (const [suffix, vs] of this.leading) if (host.endsWith(suffix)) return vs;
@@ -108,13 +155,19 @@ class Names {
   }
 }
 
-export class Router {
+/** What a connection asks of the routing tables (a call's own, for an embedded request with options). */
+export interface Routes {
+  /** The location for this request, or null (404). */
+  route(host: string, target: string): Route | null;
+}
+
+export class Router implements Routes {
   private readonly names = new Names();
-  private readonly defaults = new VirtualServer();
+  private readonly defaults = new Level();
 
   constructor(routes: readonly RouteConfig[], groups: ReadonlyMap<string, UpstreamGroup>) {
     // Routes with the same host list form one virtual server, as one nginx server{} block.
-    const servers = new Map<string, VirtualServer>();
+    const servers = new Map<string, Level>();
     for (const r of routes) {
       const route = toRoute(r, groups);
       if (r.hosts === null) {
@@ -124,7 +177,7 @@ export class Router {
       const key = r.hosts.join(' ');
       let vs = servers.get(key);
       if (vs === undefined) {
-        vs = new VirtualServer();
+        vs = new Level();
         servers.set(key, vs);
         for (const h of r.hosts) this.names.add(h, vs);
       }
@@ -139,7 +192,7 @@ export class Router {
   route(host: string, target: string): Route | null {
     const q = target.indexOf('?');
     const path = q < 0 ? target : target.slice(0, q);
-    return (this.names.find(hostName(host)) ?? this.defaults).select(path);
+    return find(this.names.find(hostName(host)) ?? this.defaults, path);
   }
 
   /** The upstream group for this request, or null (no location, or one that answers itself). */

@@ -34,7 +34,9 @@ t.test('the shapes the tests and the bench use validate; mistakes do not', async
     { listen: ['127.0.0.1:8080', { address: '127.0.0.1:8443', tls: { certificates: [{ cert: '/p/c.pem', key: '/p/c.key' }] }, proxyProtocol: false }], upstreams: { backend: { servers: ['127.0.0.1:3001'] } }, relay: 'js' },
     { upstreams: { a: { servers: [{ address: '127.0.0.1:1', weight: 2 }], maxFails: 3 } }, routes: [{ path: '/ws', upstream: 'a', exact: true }, { path: '\\.php$', match: 'regex', upstream: 'a', access: [{ deny: '10.0.0.0/8' }, { allow: 'all' }] }, { path: '/internal', return: { status: 403 } }], forwarding: { host: '$host' }, accessLog: 'stdout', admin: { listen: '127.0.0.1:9100' } },
   ];
-  for (const g of good) t.ok(validate(g), `valid: ${JSON.stringify(validate.errors)}`);
+  const nested: object = { upstreams: { a: { servers: ['127.0.0.1:1'] } }, routes: [{ path: '/a/', upstream: 'a', uri: '/v1/', timeouts: { responseMs: 1000 }, forwarding: { host: null, setHeaders: { 'X-A': '1' } }, nextUpstream: { on: ['error'] }, routes: [{ path: '/a/b/', upstream: 'a', routes: [{ path: '\\.x$', match: 'regex', upstream: 'a' }] }] }] };
+  for (const g of [...good, nested]) t.ok(validate(g), `valid: ${JSON.stringify(validate.errors)}`);
+  t.notOk(validate({ upstreams: { a: { servers: ['x:1'] } }, routes: [{ path: '/a/', upstream: 'a', routes: [{ path: '/a/b', upstream: 'a', timeouts: { headMs: 1 } }] }] }), 'a global-only timeout in a nested route');
   t.notOk(validate({ upstreams: { a: { servers: ['127.0.0.1:1'] } }, timeouts: { idelMs: 5 } }), 'an unknown key');
   t.notOk(validate({ upstreams: { a: { servers: [] } } }), 'an empty server list');
   t.notOk(validate({ upstreams: { a: { servers: ['x:1'] } }, routes: [{ path: '/', match: 'glob', upstream: 'a' }] }), 'an unknown match');

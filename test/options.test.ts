@@ -9,7 +9,10 @@ t.test('defaults follow nginx where nginx has one', async (t) => {
   t.equal(o.timeouts.connectMs, 60_000, 'proxy_connect_timeout');
   t.equal(o.limits.maxHeadBytes, 16 * 1024);
   t.equal(o.limits.maxHeaders, 100);
-  t.same(o.routes, [{ path: '/', match: 'prefix', exact: false, upstream: 'a', hosts: null, return: null, access: null }], 'every path to the only upstream');
+  t.match(o.routes, [{ path: '/', match: 'prefix', exact: false, upstream: 'a', hosts: null, return: null, access: null, uri: null, retry: null, routes: [] }], 'every path to the only upstream');
+  t.equal(o.routes.length, 1);
+  t.equal(o.routes[0]!.forward, o.forward, 'with the global forwarding and timeouts');
+  t.equal(o.routes[0]!.timeouts, o.timeouts);
   t.equal(o.forward.host, null, 'Host preserved ($host)');
   t.equal(o.forward.xForwarded, true);
 });

@@ -1,12 +1,14 @@
 /**
  * The per-call options of `proxy.ws` and `proxy.web` (http-proxy's names), and
  * what they turn into: the upstream group to use instead of the route's, and
- * the forwarding and timeout options of this one exchange. Option errors are
- * ConfigErrors naming the field, raised before the socket is touched.
+ * the forwarding and timeout options of this one exchange, laid over the
+ * route's own. Option errors are ConfigErrors naming the field, raised before
+ * the socket is touched.
  */
 import { ConfigError } from '../errors.js';
 import { isSafeValue, isToken, type ForwardPolicy } from '../http1/serialize.js';
 import type { ResolvedOptions } from '../options.js';
+import type { Route, Routes } from '../router.js';
 import { parseAddress, UpstreamGroup, type BackendAddress } from '../upstream/group.js';
 
 export interface EmbedOptions {
@@ -30,6 +32,33 @@ export interface EmbedPlan {
   /** The group to use; null: route the request as a listener does. */
   group: UpstreamGroup | null;
   options: ResolvedOptions;
+  /** The call's forwarding and timeout options over a route's (null: the route's as they are). */
+  adjust: ((r: Route) => Route) | null;
+}
+
+/** The route of a `target` group: every path, the global forwarding and timeouts, the group's retries. */
+const targetRoutes = new WeakMap<UpstreamGroup, Route>();
+function targetRoute(group: UpstreamGroup, o: ResolvedOptions): Route {
+  let r = targetRoutes.get(group);
+  if (r === undefined) {
+    r = { path: '/', match: 'prefix', regex: null, group, ret: null, access: null, uri: null, forward: o.forward, timeouts: o.timeouts, retry: group.retry, children: null };
+    targetRoutes.set(group, r);
+  }
+  return r;
+}
+
+/** The routes a call sees: its target's one route, or the proxy's, with the call's options over them. */
+export function planRoutes(base: Routes, plan: EmbedPlan): Routes {
+  if (plan.group === null && plan.adjust === null) return base;
+  const adjust = plan.adjust ?? ((r: Route): Route => r);
+  const fixed = plan.group === null ? null : adjust(targetRoute(plan.group, plan.options));
+  return {
+    route(host, target) {
+      if (fixed !== null) return fixed;
+      const r = base.route(host, target);
+      return r === null ? null : adjust(r);
+    },
+  };
 }
 
 /** Groups made for `target` strings, kept so their failure counts last across calls (bounded). */
@@ -45,16 +74,18 @@ export class TargetGroups {
 
   /** The plan for `o` (undefined: the proxy's own options and routes). Throws ConfigError. */
   plan(o: EmbedOptions | undefined): EmbedPlan {
-    if (o === undefined) return { group: null, options: this.base };
+    if (o === undefined) return { group: null, options: this.base, adjust: null };
     const group = o.target !== undefined ? this.group(o.target) : null;
-    const forward = this.forward(o, group);
-    let options = this.base;
-    if (forward !== this.base.forward || o.proxyTimeout !== undefined) {
-      const responseMs = o.proxyTimeout ?? this.base.timeouts.responseMs;
-      if (!Number.isInteger(responseMs) || responseMs < 0) throw new ConfigError('proxyTimeout', 'must be a whole number of ms, 0 or more');
-      options = { ...this.base, forward, timeouts: { ...this.base.timeouts, responseMs } };
-    }
-    return { group, options };
+    const responseMs = o.proxyTimeout;
+    if (responseMs !== undefined && (!Number.isInteger(responseMs) || responseMs < 0)) throw new ConfigError('proxyTimeout', 'must be a whole number of ms, 0 or more');
+    const forward = this.forwarder(o, group);
+    if (forward === null && responseMs === undefined) return { group, options: this.base, adjust: null };
+    const adjust = (r: Route): Route => ({
+      ...r,
+      forward: forward === null ? r.forward : forward(r.forward),
+      timeouts: responseMs === undefined ? r.timeouts : { ...r.timeouts, responseMs },
+    });
+    return { group, options: this.base, adjust };
   }
 
   private group(target: string | URL): UpstreamGroup {
@@ -70,27 +101,26 @@ export class TargetGroups {
     return g;
   }
 
-  private forward(o: EmbedOptions, group: UpstreamGroup | null): ForwardPolicy {
-    const base = this.base.forward;
-    if (o.changeOrigin !== true && o.xfwd === undefined && o.headers === undefined) return base;
-    let host = base.host;
+  /** The call's changes to a route's forwarding (checked now), or null when it makes none. */
+  private forwarder(o: EmbedOptions, group: UpstreamGroup | null): ((base: ForwardPolicy) => ForwardPolicy) | null {
+    if (o.changeOrigin !== true && o.xfwd === undefined && o.headers === undefined) return null;
+    let host: string | undefined;
     if (o.changeOrigin === true) {
       if (group === null || group.backends.length !== 1) throw new ConfigError('changeOrigin', 'needs a target with one address');
       const b = group.backends[0]!;
       host = b.address.kind === 'unix' ? 'localhost' : b.label;
     }
-    let set = base.set;
-    if (o.headers !== undefined) {
-      const extra: Array<readonly [string, string]> = [];
-      for (const [name, value] of Object.entries(o.headers)) {
-        if (!isToken(name)) throw new ConfigError(`headers.${name}`, 'not a header name');
-        if (typeof value !== 'string' || !isSafeValue(value)) throw new ConfigError(`headers.${name}`, 'must be a string without CR, LF or NUL');
-        extra.push([name, value]);
-      }
-      const keys = new Set(extra.map(([n]) => n.toLowerCase()));
-      set = [...base.set.filter(([n]) => !keys.has(n.toLowerCase())), ...extra];
+    const extra: Array<readonly [string, string]> = [];
+    for (const [name, value] of Object.entries(o.headers ?? {})) {
+      if (!isToken(name)) throw new ConfigError(`headers.${name}`, 'not a header name');
+      if (typeof value !== 'string' || !isSafeValue(value)) throw new ConfigError(`headers.${name}`, 'must be a string without CR, LF or NUL');
+      extra.push([name, value]);
     }
-    return { ...base, host, xForwarded: o.xfwd ?? base.xForwarded, set, setKeys: new Set(set.map(([n]) => n.toLowerCase())) };
+    const keys = new Set(extra.map(([n]) => n.toLowerCase()));
+    return (base) => {
+      const set = extra.length === 0 ? base.set : [...base.set.filter(([n]) => !keys.has(n.toLowerCase())), ...extra];
+      return { ...base, host: host ?? base.host, xForwarded: o.xfwd ?? base.xForwarded, set, setKeys: new Set([...base.setKeys, ...keys]) };
+    };
   }
 }
 

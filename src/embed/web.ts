@@ -14,7 +14,7 @@ import { ERRORS, UpstreamError, WspliceError, type ErrorCode, type ErrorRow } fr
 import type { Head, RequestHead } from '../http1/head.js';
 import { F_CHUNKED, F_CONTENT_LENGTH, F_TRANSFER_ENCODING } from '../http1/llhttp.js';
 import { classifyRequest, dropSet, HOP_BY_HOP, type RequestInfo } from '../http1/semantics.js';
-import { normalisePath } from '../http1/path.js';
+import { normalisePath, replacePrefix } from '../http1/path.js';
 import { forwardRequestHead } from '../http1/serialize.js';
 import { ExchangeRecord } from '../observe/record.js';
 import { clientAddress } from '../proxy-protocol/peer.js';
@@ -22,7 +22,7 @@ import { answerOf, FORBIDDEN, returnAnswer, type Route } from '../router.js';
 import type { Backend, UpstreamGroup } from '../upstream/group.js';
 import { causeOf, IDEMPOTENT, withinPolicy, type RetryCause } from '../upstream/retry.js';
 import type { EmbedHost } from './host.js';
-import type { EmbedOptions, EmbedPlan } from './target.js';
+import { planRoutes, type EmbedOptions, type EmbedPlan } from './target.js';
 
 export interface WebResult {
   /** The upstream's status, relayed. */
@@ -149,6 +149,10 @@ class WebExchange implements ReportedClient {
   private info!: RequestInfo;
   private head!: RequestHead;
   private group!: UpstreamGroup;
+  /** The location (or the target's route), with the call's options over it: forwarding, timeouts, retries. */
+  private route!: Route;
+  /** The target sent upstream (the route's `uri` in place of the matched prefix, if it has one). */
+  private target = '';
   private backend: Backend | null = null;
   private up: http.ClientRequest | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -196,22 +200,24 @@ class WebExchange implements ReportedClient {
       this.abandon(new WspliceError('WSPLICE_EMBED_MISUSE', 'the request body was already read (a body parser ran before proxy.web)'));
       return;
     }
-    const group = plan.group ?? this.routeTo(routePath);
-    if (group === null) return;
-    this.group = group;
+    const route = this.routeTo(routePath);
+    if (route === null) return;
+    this.route = route;
+    this.group = route.group!;
+    this.target = route.uri === null ? this.info.path : replacePrefix(this.info.path, route.path.length, route.uri);
     this.res.once('close', this.onClientGone);
     this.connect();
   }
 
-  /** The location's group, as a listener routes; null when it answered (404, `return`, `deny`). */
-  private routeTo(path: string): UpstreamGroup | null {
-    const route = this.ctx.router.route(this.info.host, path);
+  /** The location, as a listener routes (or the target's); null when it answered (404, `return`, `deny`). */
+  private routeTo(path: string): Route | null {
+    const route = planRoutes(this.ctx.router, this.plan).route(this.info.host, path);
     if (route === null) {
       this.fail(new WspliceError('WSPLICE_NO_ROUTE', `no route for ${path}`));
       return null;
     }
     const answer = route.access !== null || route.ret !== null ? answerOf(route, this.remoteAddress) : null;
-    if (answer === null) return route.group;
+    if (answer === null) return route;
     if (ERRORS[answer.code].event === 'refused') this.ctx.refused(this, answer);
     if (this.answer) this.writeRouteAnswer(route, answer.status);
     this.settle(answer);
@@ -243,20 +249,20 @@ class WebExchange implements ReportedClient {
     this.connected = false;
     const o = this.plan.options;
     const proto = (this.req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : o.proto;
-    const head = forwardRequestHead(this.head, this.info, o.forward, {
-      remoteAddress: this.remoteAddress, proto, fallbackHost: b.address.kind === 'unix' ? 'localhost' : b.label,
+    const head = forwardRequestHead(this.head, this.info, this.route.forward, {
+      remoteAddress: this.remoteAddress, proto, fallbackHost: b.address.kind === 'unix' ? 'localhost' : b.label, target: this.target,
     });
     const tls = this.ctx.upstreamTls.get(this.group.name);
     const a = b.address;
     const target = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
     const up = http.request({
       method: this.head.method,
-      path: this.info.path,
+      path: this.target,
       headers: headerPairs(head),
       createConnection: () => (tls !== undefined ? tls.connect(target, b.label, null) : net.connect({ ...target, noDelay: true })) as Socket,
     });
     this.up = up;
-    this.arm(o.timeouts.connectMs, 'WSPLICE_UPSTREAM_TIMEOUT', 'connect timed out');
+    this.arm(this.route.timeouts.connectMs, 'WSPLICE_UPSTREAM_TIMEOUT', 'connect timed out');
     up.on('socket', (s: Socket) => s.once(tls !== undefined ? 'secureConnect' : 'connect', () => this.onConnected()));
     up.on('response', (r: IncomingMessage) => this.onResponse(r));
     up.on('error', (err: Error & { code?: string }) => this.onUpstreamError(up, err));
@@ -268,7 +274,7 @@ class WebExchange implements ReportedClient {
 
   private onConnected(): void {
     this.connected = true;
-    this.arm(this.plan.options.timeouts.responseMs, 'WSPLICE_UPSTREAM_TIMEOUT', 'response head timed out');
+    this.arm(this.route.timeouts.responseMs, 'WSPLICE_UPSTREAM_TIMEOUT', 'response head timed out');
   }
 
   private onResponse(r: IncomingMessage): void {
@@ -278,7 +284,7 @@ class WebExchange implements ReportedClient {
     r.on('error', () => res.destroy());
     res.writeHead(r.statusCode ?? 502, r.statusMessage, responseHeaders(r, this.extra));
     // A stalled body: the client is cut off, as a listener resets it.
-    r.socket.setTimeout(this.plan.options.timeouts.responseMs, () => {
+    r.socket.setTimeout(this.route.timeouts.responseMs, () => {
       r.destroy();
       res.destroy();
     });
@@ -325,7 +331,7 @@ class WebExchange implements ReportedClient {
    * non_idempotent), and never once a body byte was read for it.
    */
   private mayRetry(cause: RetryCause, connecting: boolean): boolean {
-    const p = this.group.retry;
+    const p = this.route.retry;
     if (this.res.headersSent || this.bodySent || !withinPolicy(p, cause, this.tries, this.group.backends.length, this.startedAt, Date.now())) return false;
     return connecting || IDEMPOTENT.has(this.head.method) || p.nonIdempotent;
   }

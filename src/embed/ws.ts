@@ -15,10 +15,8 @@ import { Connection } from '../connection.js';
 import type { ProxyContext } from '../context.js';
 import { UpstreamError, WspliceError } from '../errors.js';
 import type { RelayKind } from '../relay/types.js';
-import { Router } from '../router.js';
-import type { UpstreamGroup } from '../upstream/group.js';
 import type { EmbedHost } from './host.js';
-import type { EmbedPlan, EmbedOptions } from './target.js';
+import { planRoutes, type EmbedPlan, type EmbedOptions } from './target.js';
 
 export interface WsResult {
   /** The tunnel opened (false: the upstream answered without switching; its answer was relayed). */
@@ -112,18 +110,6 @@ function rawHead(req: IncomingMessage): Buffer {
   return Buffer.from(s + '\r\n', 'latin1');
 }
 
-const routers = new WeakMap<UpstreamGroup, Router>();
-
-/** The target as the only route. */
-function routerFor(group: UpstreamGroup): Router {
-  let r = routers.get(group);
-  if (r === undefined) {
-    r = new Router([{ path: '/', exact: false, upstream: group.name, hosts: null }], new Map([[group.name, group]]));
-    routers.set(group, r);
-  }
-  return r;
-}
-
 /**
  * The proxy's context for one handed socket: its plan's options and route, and
  * reporters that also settle the call. `draining` is always true: to this
@@ -133,7 +119,7 @@ function callContext(base: ProxyContext, plan: EmbedPlan, out: Outcome): ProxyCo
   return {
     ...base,
     options: plan.options,
-    router: plan.group !== null ? routerFor(plan.group) : base.router,
+    router: planRoutes(base.router, plan),
     draining: true,
     tunnelOpened(c, backend, relay) {
       base.tunnelOpened(c, backend, relay);

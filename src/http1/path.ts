@@ -25,8 +25,8 @@ function hex(c: number): number {
   return -1;
 }
 
-/** `%XX` decoded, `?` kept as `%3F`. Throws on a bad escape or `%00`. */
-function decode(path: string): string {
+/** `%XX` decoded, `?` kept as `%3F` (unless `literalQuery`). Throws on a bad escape or `%00`. */
+function decode(path: string, literalQuery: boolean): string {
   if (!path.includes('%')) return path;
   let out = '';
   let from = 0;
@@ -36,7 +36,7 @@ function decode(path: string): string {
     if (hi < 0 || lo < 0) throw new BadRequestError('invalid percent-encoding in the request path');
     const byte = hi * 16 + lo;
     if (byte === 0) throw new BadRequestError('encoded NUL in the request path');
-    out += path.slice(from, i) + (byte === 0x3f ? '%3F' : String.fromCharCode(byte));
+    out += path.slice(from, i) + (byte === 0x3f && !literalQuery ? '%3F' : String.fromCharCode(byte));
     from = i + 3;
   }
   return out + path.slice(from);
@@ -49,11 +49,14 @@ function decode(path: string): string {
  */
 export function normalisePath(target: string): string {
   const q = target.indexOf('?');
-  const raw = q < 0 ? target : target.slice(0, q);
+  return canonical(q < 0 ? target : target.slice(0, q), false);
+}
+
+function canonical(raw: string, literalQuery: boolean): string {
   if (raw.charCodeAt(0) !== 0x2f /* / */) return raw;
   // Most paths have nothing to decode, no dot segment and no empty segment.
   if (raw.indexOf('%') < 0 && raw.indexOf('//') < 0 && raw.indexOf('/.') < 0) return raw;
-  const segments = decode(raw).split('/');
+  const segments = decode(raw, literalQuery).split('/');
   const out: string[] = [];
   // A path ending in `/`, `/.` or `/..` names a directory: it keeps its final slash.
   const last = segments[segments.length - 1]!;
@@ -70,4 +73,34 @@ export function normalisePath(target: string): string {
   }
   if (out.length === 0) return '/';
   return '/' + out.join('/') + (trailing ? '/' : '');
+}
+
+const HEX = '0123456789ABCDEF';
+
+/** What nginx escapes again in a decoded path it sends: controls, space, `#`, `%`, `?`, DEL and non-ASCII bytes. */
+function escapePath(p: string): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < p.length; i++) {
+    const c = p.charCodeAt(i);
+    if (c > 0x20 && c < 0x7f && c !== 0x23 && c !== 0x25 && c !== 0x3f) continue;
+    out += p.slice(from, i) + '%' + HEX[c >> 4]! + HEX[c & 15]!;
+    from = i + 1;
+  }
+  return from === 0 ? p : out + p.slice(from);
+}
+
+/**
+ * nginx's `proxy_pass` URI rule: the normalised path with its first `prefixLen`
+ * characters (the location's path) replaced by `uri`, then the query (an empty
+ * one dropped). The rest of a path that had a %-escape is sent decoded and
+ * escaped again; a path without one, as it is. Called for a target that
+ * normalisePath accepted (it cannot throw then).
+ */
+export function replacePrefix(target: string, prefixLen: number, uri: string): string {
+  const q = target.indexOf('?');
+  const raw = q < 0 ? target : target.slice(0, q);
+  const quoted = raw.includes('%');
+  const tail = canonical(raw, true).slice(prefixLen);
+  return uri + (quoted ? escapePath(tail) : tail) + (q < 0 || q === target.length - 1 ? '' : target.slice(q));
 }

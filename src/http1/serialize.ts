@@ -48,6 +48,8 @@ export interface ClientFacts {
   fallbackHost: string;
   /** 'http' or 'https' as seen by the client (TLS terminated in front of us). */
   proto: string;
+  /** The request target to send instead of the client's (a route's `uri`); omitted: the client's. */
+  target?: string;
 }
 
 const X_FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']);
@@ -59,7 +61,8 @@ const X_FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarde
  *
  * The target is the client's own, unnormalised (absolute-form made origin-form):
  * what nginx forwards with a `proxy_pass` that has no URI part. Routing used the
- * normalised path (path.ts); the backend sees the bytes the client sent.
+ * normalised path (path.ts); the backend sees the bytes the client sent. A
+ * route with a `uri` gives `client.target` instead (path.ts replacePrefix).
  *
  * A request from an HTTP/1.0 client goes up as HTTP/1.0, so that the backend
  * frames its response for a 1.0 reader (Content-Length or close, never chunked,
@@ -68,7 +71,7 @@ const X_FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarde
  * a backend that chunks anyway is answered 502 (semantics.ts responseFramingProblem).
  */
 export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: ForwardPolicy, client: ClientFacts, keepAlive = false): Buffer {
-  let out = `${h.method} ${info.path} ${h.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1'}\r\n`;
+  let out = `${h.method} ${client.target ?? info.path} ${h.versionMinor === 0 ? 'HTTP/1.0' : 'HTTP/1.1'}\r\n`;
   // HTTP/1.1 upstream always gets a Host; an HTTP/1.0 client may have sent none.
   const host = policy.host ?? (info.host === '' ? client.fallbackHost : policy.hostVariable === true ? hostVariable(info.host) : info.host);
   out += `Host: ${host}\r\n`;

@@ -11,7 +11,6 @@
  */
 import type { ErrorCode } from '../errors.js';
 import type { Exchange } from '../exchange.js';
-import type { ResolvedOptions } from '../options.js';
 import { State } from '../state.js';
 
 export type RetryCause = 'error' | 'timeout' | 'http_502' | 'http_503' | 'http_504';
@@ -65,9 +64,9 @@ export function withinPolicy(p: RetryPolicy, cause: RetryCause | null, tries: nu
   return !(p.timeoutMs > 0 && now - startedAt >= p.timeoutMs);
 }
 
-/** Another try of `x` may be made after `cause` in `state`, by its group's policy. */
-export function mayRetry(x: Exchange, state: State, cause: RetryCause | null, o: ResolvedOptions, now = Date.now()): boolean {
-  const p = o.upstreams.get(x.group.name)?.retry ?? DEFAULT_RETRY;
+/** Another try of `x` may be made after `cause` in `state`, by its route's policy (its group's unless the route sets one). */
+export function mayRetry(x: Exchange, state: State, cause: RetryCause | null, now = Date.now()): boolean {
+  const p = x.route.retry;
   if (x.responseStarted || !withinPolicy(p, cause, x.tries, x.group.backends.length, x.startedAt, now)) return false;
   if (state === State.Connecting) return true; // nothing was sent
   if (state !== State.AwaitHead) return false;
