@@ -66,23 +66,40 @@ t.test('proxy_pass: an upstream, an address (a group of one), https with proxy_s
   t.same(r.errors, ['8: host not found in upstream "nowhere"']);
   t.same(r.value.routes, [{ path: '/a', upstream: 'b' }, { path: '/c', upstream: '127.0.0.1:9002' }, { path: '/s', upstream: '10.0.0.5:8443' }]);
   t.same((r.value.upstreams as Record<string, unknown>)['10.0.0.5:8443'], { servers: ['10.0.0.5:8443'], tls: { ca: '/ca.pem', serverName: 'api.internal' } });
-  const uri = read(site(' location /a/ { proxy_pass http://b/a/; }\n location /c/ { proxy_pass http://b/d/; }'));
-  t.same(uri.errors, ['6: "proxy_pass" with a URI part ("/d/" replacing "/c/") is not supported yet by wsplice'], 'identity URI parts pass');
+  const uri = read(site(' location /a/ { proxy_pass http://b/a/; }\n location /c/ { proxy_pass http://b/d/; }\n location ~ \\.php$ { proxy_pass http://b/x; }\n location @named { proxy_pass http://b/y; }'));
+  t.same(uri.errors, [
+    '7: "proxy_pass" cannot have URI part in location given by regular expression, or inside named location, or inside "if" statement, or inside "limit_except" block',
+    '8: a named location is not supported yet by wsplice',
+    '8: "proxy_pass" cannot have URI part in location given by regular expression, or inside named location, or inside "if" statement, or inside "limit_except" block',
+  ]);
+  t.same((uri.value.routes as unknown[]).slice(0, 2), [{ path: '/a/', upstream: 'b', uri: '/a/' }, { path: '/c/', upstream: 'b', uri: '/d/' }], 'a URI part is the route\'s uri');
 });
 
-t.test('proxy_set_header lines onto forwarding; timeouts; per-location differences refused', async (t) => {
-  const r = read(site(' proxy_set_header Host $host;\n proxy_set_header X-Real-IP $remote_addr;\n proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n proxy_set_header X-Env prod;\n proxy_set_header Accept-Encoding "";\n proxy_connect_timeout 5s;\n proxy_read_timeout 1m;\n location / { proxy_pass http://b; }'));
-  t.same(r.errors, []);
-  t.same(r.value.forwarding, { xForwarded: true, host: '$host', xRealIp: true, setHeaders: { 'X-Env': 'prod' }, removeHeaders: ['Accept-Encoding'] });
-  t.same(r.value.timeouts, { connectMs: 5000, responseMs: 60_000, idleMs: 60_000 });
-  t.same(read(site(' location / { proxy_pass http://b; }')).value.forwarding, { xForwarded: false }, 'no X-Forwarded-* unless the file sets them, as nginx');
-  const differ = read(site(' location / { proxy_pass http://b; }\n location /x { proxy_read_timeout 5s; proxy_pass http://b; }'));
-  t.match(differ.errors, [/^6: "proxy_\*_timeout" values that differ between locations is not supported yet/]);
-  const tpl = read(site(' proxy_set_header X-Original-URI $request_uri;\n proxy_set_header X-Client "$remote_addr via $scheme";\n location / { proxy_pass http://b; }'));
+t.test('proxy_set_header lines onto forwarding; timeouts; a level with its own lines or values is its routes\' own', async (t) => {
+  const lines = ' proxy_set_header Host $host;\n proxy_set_header X-Real-IP $remote_addr;\n proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n proxy_set_header X-Env prod;\n proxy_set_header Accept-Encoding "";\n proxy_connect_timeout 5s;\n proxy_read_timeout 1m;\n';
+  const full = { host: '$host', xForwarded: true, xRealIp: true, setHeaders: { 'X-Env': 'prod' }, removeHeaders: ['Accept-Encoding'] };
+  const top = read(site(' location / { proxy_pass http://b; }', lines));
+  t.same(top.errors, []);
+  t.same(top.value.forwarding, { xForwarded: true, host: '$host', xRealIp: true, setHeaders: { 'X-Env': 'prod' }, removeHeaders: ['Accept-Encoding'] }, 'http level: the globals');
+  t.same(top.value.timeouts, { connectMs: 5000, responseMs: 60_000, idleMs: 60_000 });
+  t.same(top.value.routes, [{ path: '/', upstream: 'b' }], 'a location that sets nothing inherits them');
+  const srv = read(site(`${lines} location / { proxy_pass http://b; }`));
+  t.same(srv.errors, []);
+  t.same(srv.value.forwarding, { xForwarded: false }, 'no X-Forwarded-* unless the file sets them, as nginx');
+  t.same(srv.value.routes, [{ path: '/', upstream: 'b', timeouts: { connectMs: 5000, responseMs: 60_000, idleMs: 60_000 }, forwarding: full }], 'server level: each of its routes');
+  const own = read(site(' location / { proxy_pass http://b; }\n location /x { proxy_read_timeout 5s; proxy_set_header X-Only x; proxy_next_upstream error http_502; proxy_pass http://b; }', lines));
+  t.same(own.errors, []);
+  t.same(own.value.routes, [
+    { path: '/', upstream: 'b' },
+    { path: '/x', upstream: 'b', timeouts: { responseMs: 5000, idleMs: 5000 }, forwarding: { host: null, xForwarded: false, xRealIp: false, setHeaders: { 'X-Only': 'x' }, removeHeaders: [] }, nextUpstream: { on: ['error', 'http_502'] } },
+  ], 'a location with its own proxy_set_header lines inherits none of the enclosing ones (nginx\'s array rule); its timeouts win one by one');
+  t.doesNotThrow(() => resolveOptions({ upstreams: own.value.upstreams, routes: own.value.routes, forwarding: own.value.forwarding, timeouts: own.value.timeouts }), 'the model accepts it');
+  const tpl = read(site(' location / { proxy_pass http://b; }', ' proxy_set_header X-Original-URI $request_uri;\n proxy_set_header X-Client "$remote_addr via $scheme";\n'));
   t.same(tpl.errors, []);
   t.same(tpl.value.forwarding, { xForwarded: false, setHeaders: { 'X-Original-URI': '$request_uri', 'X-Client': '$remote_addr via $scheme' } }, 'values with variables wsplice has');
-  const v = read(site(' proxy_set_header X-Id $request_id;\n proxy_set_header X-Typo $remote_adr;\n location / { proxy_pass http://b; }'));
-  t.same(v.errors, ['5: "proxy_set_header X-Id $request_id" is not supported yet by wsplice', '6: unknown "remote_adr" variable']);
+  const v = read(site(' proxy_set_header X-Id $request_id;\n proxy_set_header X-Typo $remote_adr;\n location / { proxy_pass http://b; }\n location /two { proxy_pass http://b; }'));
+  t.same(v.errors, ['5: "proxy_set_header X-Id $request_id" is not supported yet by wsplice', '6: unknown "remote_adr" variable'], 'each line reported once, however many locations inherit it');
+  t.match(read(site(' location / { proxy_send_timeout 5s; proxy_pass http://b; }')).errors, [/^5: "proxy_send_timeout" is not supported yet/]);
 });
 
 t.test('http-level settings: logs, workers, header limits, real ip, limits', async (t) => {

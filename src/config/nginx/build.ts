@@ -47,13 +47,16 @@ export interface ListenSpec {
   at: Directive;
 }
 
-export type LocationMatch = 'prefix' | 'exact' | 'prefix-stop' | 'regex' | 'regex-i';
+export type LocationMatch = 'prefix' | 'exact' | 'prefix-stop' | 'regex' | 'regex-i' | 'named';
 
 export interface LocationScope {
   path: string;
   match: LocationMatch;
   settings: Settings;
   pass: { scheme: 'http' | 'https'; target: string; uri: string | null; at: Directive } | null;
+  /** The locations nested in this one, in file order. */
+  children: LocationScope[];
+  parent: LocationScope | null;
   at: Directive;
 }
 

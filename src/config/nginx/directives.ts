@@ -65,8 +65,18 @@ function locationForm(d: Directive, b: Build): { match: LocationMatch; path: str
   }
   const p = d.args[0]!;
   if (p.startsWith('=') && p.length > 1) return { match: 'exact', path: p.slice(1) };
-  if (p.startsWith('@')) return b.notYet(d, 'a named location'), null;
+  if (p.startsWith('@')) return { match: 'named', path: p };
   return { match: 'prefix', path: p };
+}
+
+/** Where a location may not be, in nginx's words; null: it may. */
+function nestingProblem(form: { match: LocationMatch; path: string }, parent: LocationScope | null): string | null {
+  if (parent === null) return null;
+  if (parent.match === 'exact') return `location "${form.path}" cannot be inside the exact location "${parent.path}"`;
+  if (parent.match === 'named') return `location "${form.path}" cannot be inside the named location "${parent.path}"`;
+  if (form.match === 'named') return `named location "${form.path}" can be on the server level only`;
+  if (!form.match.startsWith('regex') && !form.path.startsWith(parent.path)) return `location "${form.path}" is outside location "${parent.path}"`;
+  return null;
 }
 
 export function location(d: Directive, s: Scope, b: Build): Scope | void {
@@ -81,12 +91,17 @@ export function location(d: Directive, s: Scope, b: Build): Scope | void {
       return b.error(d, `invalid location regex "${path}": ${(err as Error).message}`);
     }
   }
-  if (s.kind === 'location') b.notYet(d, 'a location inside a location');
-  // nginx: "=" and the prefix forms share one tree, so `location /a` and `location ^~ /a` clash too.
+  const parent = s.kind === 'location' ? s.location : null;
+  const nesting = nestingProblem(form, parent);
+  if (nesting !== null) return b.error(d, nesting);
+  // nginx: "=" and the prefix forms share one tree per level, so `location /a` and `location ^~ /a` clash too.
   const key = (l: { match: LocationMatch; path: string }): string => `${l.match === 'prefix-stop' ? 'prefix' : l.match} ${l.path}`;
-  if (srv.locations.some((l) => key(l) === key(form))) return b.error(d, `duplicate location "${path}"`);
-  const loc: LocationScope = { path, match, settings: emptySettings(settingsOf(s)), pass: null, at: d };
-  srv.locations.push(loc);
+  const siblings = parent?.children ?? srv.locations;
+  if (siblings.some((l) => key(l) === key(form))) return b.error(d, `duplicate location "${path}"`);
+  const loc: LocationScope = { path, match, settings: emptySettings(settingsOf(s)), pass: null, children: [], parent, at: d };
+  // A named location is read (its directives are checked) but serves nothing: wsplice has no internal redirects.
+  if (match === 'named') b.notYet(d, 'a named location');
+  else siblings.push(loc);
   return { kind: 'location', server: srv, location: loc, settings: loc.settings };
 }
 
@@ -95,10 +110,12 @@ export function proxyPass(d: Directive, s: Scope, b: Build): void {
   const m = /^(https?):\/\/([^/]+)(\/.*)?$/.exec(d.args[0]!);
   if (m === null) return b.error(d, `invalid URL prefix in "${d.args[0]!}"`);
   if (d.args[0]!.includes('$')) return b.notYet(d, '"proxy_pass" with variables');
-  if (m[3] !== undefined && (loc.match === 'regex' || loc.match === 'regex-i')) {
-    return b.error(d, '"proxy_pass" cannot have URI part in location given by regular expression');
+  let uri: string | null = m[3] ?? null;
+  if (uri !== null && (loc.match === 'regex' || loc.match === 'regex-i' || loc.match === 'named')) {
+    b.error(d, '"proxy_pass" cannot have URI part in location given by regular expression, or inside named location, or inside "if" statement, or inside "limit_except" block');
+    uri = null; // kept as a proxy_pass, so that the location is not also reported as having none
   }
-  loc.pass = { scheme: m[1] as 'http' | 'https', target: m[2]!, uri: m[3] ?? null, at: d };
+  loc.pass = { scheme: m[1] as 'http' | 'https', target: m[2]!, uri, at: d };
 }
 
 export function proxySetHeader(d: Directive, s: Scope): void {

@@ -1,12 +1,15 @@
 /**
  * The collected scopes as the JSON model: upstreams, routes (one per
  * location; the default server's without hosts), listen entries with their
- * TLS and PROXY settings, forwarding, timeouts and the service keys. What the
+ * TLS and PROXY settings, forwarding, timeouts and the service keys. The http
+ * level's proxy settings are the globals; a location's that differ (set in its
+ * server, itself or an enclosing location) are its route's own. What the
  * model cannot say yet is refused with the directive's file:line.
  */
 import { merged, nearest, type Build, type LocationScope, type ServerScope, type Settings } from './build.js';
-import { forwarding } from './forward.js';
+import { forwarding, type HeaderLine } from './forward.js';
 import { listenEntries } from './listeners.js';
+import type { Directive } from './parse.js';
 import { upstreamFor, upstreamsOf } from './upstreams.js';
 
 /** Every map, as `maps` (the upgrade map too: it may be used beyond Connection). */
@@ -19,14 +22,7 @@ function maps(b: Build, out: Record<string, unknown>): void {
   }));
 }
 
-/** nginx's URI replacement is identity when the URI part equals the location's prefix. */
-function checkUri(loc: LocationScope, b: Build): void {
-  const p = loc.pass;
-  if (p === null || p.uri === null || p.uri === loc.path) return;
-  b.notYet(p.at, `"proxy_pass" with a URI part ("${p.uri}" replacing "${loc.path}")`);
-}
-
-const MATCH = { prefix: 'prefix', exact: 'exact', 'prefix-stop': 'prefix-stop', regex: 'regex', 'regex-i': 'regex-caseless' } as const;
+const MATCH = { prefix: 'prefix', exact: 'exact', 'prefix-stop': 'prefix-stop', regex: 'regex', 'regex-i': 'regex-caseless', named: 'prefix' } as const;
 
 /** server_name list as route hosts; the default server's routes take none (they answer any other name too). */
 function hosts(srv: ServerScope, isDefault: boolean): Record<string, unknown> {
@@ -43,83 +39,101 @@ function answers(st: Settings): Record<string, unknown> {
   };
 }
 
-function route(loc: LocationScope, srv: ServerScope, isDefault: boolean, b: Build): Record<string, unknown> | null {
+/** What the emitter keeps while it walks: forwarding per list of lines (each line's problems reported once), notes made. */
+interface Emitting {
+  b: Build;
+  forwardings: Map<unknown, Record<string, unknown>>;
+  reported: Set<Directive>;
+}
+
+/** A location's own list of proxy_set_header lines as a route's whole forwarding: nginx sends none of the enclosing level's then. */
+function ownForwarding(lines: HeaderLine[], field: string, e: Emitting): Record<string, unknown> {
+  let f = e.forwardings.get(lines);
+  if (f === undefined) {
+    const x = forwarding(lines, e.b, `${field}.forwarding`);
+    f = { host: x.host ?? null, xForwarded: x.xForwarded, xRealIp: x.xRealIp ?? false, setHeaders: x.setHeaders ?? {}, removeHeaders: x.removeHeaders ?? [] };
+    e.forwardings.set(lines, f);
+  }
+  return f;
+}
+
+/** The values of a key-by-key setting written below http{} (the route's own; the JSON model inherits the rest from the globals). */
+function below<K extends 'timeouts' | 'retry'>(st: Settings, k: K, b: Build): Array<[string, Settings[K][string]]> {
+  const top = merged(b.http, k) as Record<string, { at: Directive }>;
+  return Object.entries(merged(st, k)).filter(([key, v]) => top[key]?.at !== v.at) as Array<[string, Settings[K][string]]>;
+}
+
+/** A proxying location's timeouts, forwarding and nextUpstream where they differ from the http level's. */
+function routeSettings(st: Settings, field: string, e: Emitting): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const t = below(st, 'timeouts', e.b);
+  for (const [k, v] of t) if (k === 'sendMs' && !e.reported.has(v.at)) e.reported.add(v.at), e.b.notYet(v.at, '"proxy_send_timeout"');
+  const timeouts = t.filter(([k]) => k !== 'sendMs');
+  if (timeouts.length > 0) out.timeouts = Object.fromEntries(timeouts.map(([k, v]) => [k, v.ms]));
+  const lines = nearest(st, 'headers');
+  if (lines !== e.b.http.headers) out.forwarding = ownForwarding(lines ?? [], field, e);
+  const retry = below(st, 'retry', e.b);
+  if (retry.length > 0) out.nextUpstream = Object.fromEntries(retry.map(([k, v]) => [k, v.value]));
+  return out;
+}
+
+/** One location as a route, its nested locations as its routes; null after reporting. */
+function route(loc: LocationScope, srv: ServerScope, isDefault: boolean, field: string, e: Emitting): Record<string, unknown> | null {
+  const b = e.b;
   const st = loc.settings;
+  b.where.set(field, { file: loc.at.file, line: loc.at.line });
   if (loc.pass === null && st.ret === null) return b.error(loc.at, `location "${loc.path}" has no "proxy_pass" or "return" (wsplice serves no files)`), null;
-  let upstream: string | null = null;
+  let proxy: Record<string, unknown> = {};
   if (loc.pass !== null && st.ret === null) {
-    checkUri(loc, b);
-    upstream = upstreamFor(loc, b);
+    const upstream = upstreamFor(loc, b);
     if (upstream === null) return null;
+    proxy = { upstream, ...(loc.pass.uri !== null ? { uri: loc.pass.uri } : {}), ...routeSettings(st, field, e) };
+  }
+  const nested: Record<string, unknown>[] = [];
+  for (const c of loc.children) {
+    const r = route(c, srv, isDefault, `${field}.routes[${nested.length}]`, e);
+    if (r !== null) nested.push(r);
   }
   return {
-    path: loc.path, ...(loc.match !== 'prefix' ? { match: MATCH[loc.match] } : {}), ...(upstream !== null ? { upstream } : {}),
-    ...hosts(srv, isDefault), ...answers(st),
+    path: loc.path, ...(loc.match !== 'prefix' ? { match: MATCH[loc.match] } : {}), ...proxy,
+    ...(loc.parent === null ? hosts(srv, isDefault) : {}), ...answers(st), ...(nested.length > 0 ? { routes: nested } : {}),
   };
 }
 
 /** The routes of one server block: its own `return` answers every path before any location, as in nginx. */
-function serverRoutes(srv: ServerScope, isDefault: boolean, b: Build, add: (r: Record<string, unknown>, at: LocationScope['at'], st: Settings) => void): void {
+function serverRoutes(srv: ServerScope, isDefault: boolean, e: Emitting, list: Record<string, unknown>[]): void {
   if (srv.settings.ret !== null) {
-    add({ path: '/', ...hosts(srv, isDefault), ...answers(srv.settings) }, srv.settings.ret.at, srv.settings);
+    e.b.where.set(`routes[${list.length}]`, { file: srv.settings.ret.at.file, line: srv.settings.ret.at.line });
+    list.push({ path: '/', ...hosts(srv, isDefault), ...answers(srv.settings) });
     return;
   }
   for (const loc of srv.locations) {
-    const r = route(loc, srv, isDefault, b);
-    if (r !== null) add(r, loc.at, loc.settings);
+    const r = route(loc, srv, isDefault, `routes[${list.length}]`, e);
+    if (r !== null) list.push(r);
   }
 }
 
-/** Settings every location shares become the global options; a location that differs is refused (per-route options come later). */
-function shared<T>(levels: Settings[], get: (s: Settings) => T, what: string, b: Build): T {
-  const first = get(levels[0]!);
-  const sig = JSON.stringify(first, (k, v: unknown) => (k === 'at' ? undefined : v));
-  for (const s of levels.slice(1)) {
-    const v = get(s);
-    if (JSON.stringify(v, (k, x: unknown) => (k === 'at' ? undefined : x)) !== sig) {
-      const at = (s.headers?.[0]?.at ?? Object.values(s.timeouts)[0]?.at ?? b.servers[0]?.at)!;
-      b.notYet(at, `${what} that differ between locations`);
-      break;
-    }
-  }
-  return first;
-}
-
-function routes(b: Build, out: Record<string, unknown>): Settings[] {
-  const levels: Settings[] = [];
+function routes(b: Build, out: Record<string, unknown>): void {
   const list: Record<string, unknown>[] = [];
+  const e: Emitting = { b, forwardings: new Map(), reported: new Set() };
   const defaultSrv = b.servers.find((s) => s.listen.some((l) => l.defaultServer)) ?? b.servers[0];
   const unnamed = b.servers.filter((s) => s.names.length === 0);
   for (const s of unnamed.slice(1)) if (s !== defaultSrv) b.notYet(s.at, 'a second server{} without server_name');
-  for (const srv of b.servers) {
-    serverRoutes(srv, srv === defaultSrv, b, (r, at, st) => {
-      b.where.set(`routes[${list.length}]`, { file: at.file, line: at.line });
-      list.push(r);
-      if (r.upstream !== undefined) levels.push(st);
-    });
-  }
+  for (const srv of b.servers) serverRoutes(srv, srv === defaultSrv, e, list);
   if (list.length > 0) out.routes = list;
   else if (b.servers.length > 0) b.error(b.servers[0]!.at, 'no location with "proxy_pass" or "return": nothing to serve');
-  return levels;
-}
-
-function timeouts(levels: Settings[], b: Build): void {
-  const t = shared(levels, (s) => merged(s, 'timeouts'), '"proxy_*_timeout" values', b);
-  for (const [k, v] of Object.entries(t)) {
+  // The http level's settings are the globals every route inherits.
+  for (const [k, v] of Object.entries(merged(b.http, 'timeouts'))) {
     if (k === 'sendMs') b.notYet(v.at, '"proxy_send_timeout"');
     else b.set(`timeouts.${k}`, v.ms, v.at);
   }
+  out.forwarding = forwarding(b.http.headers ?? [], b, 'forwarding');
 }
 
 export function emit(b: Build): Record<string, unknown> {
   if (b.servers.length === 0) b.is.add({ field: '', severity: 'error', message: 'no "server" block: nothing listens', file: b.file, line: 1 });
   const out: Record<string, unknown> = {};
-  const levels = routes(b, out);
-  if (levels.length === 0 && b.servers.length > 0) levels.push(b.servers[0]!.settings);
-  if (levels.length > 0) {
-    timeouts(levels, b);
-    out.forwarding = forwarding(shared(levels, (s) => nearest(s, 'headers') ?? [], '"proxy_set_header" lines', b), b);
-  }
+  routes(b, out);
   out.upstreams = upstreamsOf(b);
   maps(b, out);
   out.listen = listenEntries(b);

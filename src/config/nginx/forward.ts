@@ -26,13 +26,13 @@ function mapNamed(b: Build, value: string): MapScope | undefined {
   return m === null ? undefined : b.maps.find((x) => x.variable === m[1]);
 }
 
-/** One line's meaning; false when wsplice cannot give it (reported). */
-function line(h: HeaderLine, out: Record<string, unknown>, b: Build): void {
+/** One line's meaning; false when wsplice cannot give it (reported). `field`: the forwarding section it goes to. */
+function line(h: HeaderLine, out: Record<string, unknown>, b: Build, field: string): void {
   const name = h.name.toLowerCase();
   const v = h.value;
   const set = (k: string, x: unknown): void => {
     out[k] = x;
-    b.where.set(`forwarding.${k}`, { file: h.at.file, line: h.at.line });
+    b.where.set(`${field}.${k}`, { file: h.at.file, line: h.at.line });
   };
   if (name === 'host') {
     if (v === '$host' || v === '$http_host') return set('host', v);
@@ -72,9 +72,9 @@ function variables(v: string): string[] {
   return [...v.matchAll(/\$(?:\{(\w+)\}|(\w+))/g)].map((m) => m[1] ?? m[2]!);
 }
 
-/** The forwarding options a list of proxy_set_header lines means. */
-export function forwarding(lines: readonly HeaderLine[], b: Build): Record<string, unknown> {
+/** The forwarding options a list of proxy_set_header lines means, for the section `field` (`forwarding`, `routes[0].forwarding`). */
+export function forwarding(lines: readonly HeaderLine[], b: Build, field: string): Record<string, unknown> {
   const out: Record<string, unknown> = { xForwarded: false };
-  for (const h of lines) line(h, out, b);
+  for (const h of lines) line(h, out, b, field);
   return out;
 }

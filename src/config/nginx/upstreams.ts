@@ -33,10 +33,11 @@ export function upstreamFor(loc: LocationScope, b: Build): string | null {
     if (!hasPort) name = `${name}:${p.scheme === 'https' ? 443 : 80}`;
   }
   const tls = p.scheme === 'https' ? upstreamTls(loc) : null;
-  const retry = Object.fromEntries(Object.entries(merged(loc.settings, 'retry')).map(([k, v]) => [k, v.value]));
+  // The http level's proxy_next_upstream* are the group's; a location's own are its route's (emit.ts).
+  const retry = Object.fromEntries(Object.entries(merged(b.http, 'retry')).map(([k, v]) => [k, v.value]));
   const had = table.get(name);
   if (had !== undefined && JSON.stringify([had.scheme, had.tls, had.retry]) !== JSON.stringify([p.scheme, tls, retry])) {
-    b.notYet(p.at, `upstream "${name}" used with different schemes, proxy_ssl_* or proxy_next_upstream* settings`);
+    b.notYet(p.at, `upstream "${name}" used with different schemes or proxy_ssl_* settings`);
   }
   if (had === undefined) table.set(name, { scheme: p.scheme, tls, retry, at: p.at });
   return name;
