@@ -103,15 +103,17 @@ t.test('proxy_set_header lines onto forwarding; timeouts; a level with its own l
 });
 
 t.test('http-level settings: logs, workers, header limits, real ip, limits', async (t) => {
-  const r = read(`error_log /var/log/wsplice.log warn;\nworker_processes auto;\nevents { worker_connections 512; multi_accept on; }\nhttp {\n access_log /dev/stdout main;\n client_header_timeout 10s;\n keepalive_timeout 30s;\n large_client_header_buffers 4 8k;\n set_real_ip_from 10.0.0.0/8;\n real_ip_header proxy_protocol;\n limit_conn_zone $binary_remote_addr zone=addr:1m;\n limit_req_zone $binary_remote_addr zone=one:1m rate=10r/s;\n limit_conn addr 20;\n limit_req zone=one burst=5 nodelay;\n limit_req_status 429;\n${site(' location / { proxy_pass http://b; }')}}\n`);
+  const r = read(`error_log /var/log/wsplice.log warn;\nworker_processes auto;\npid /run/wsplice/front.pid;\nevents { worker_connections 512; multi_accept on; }\nhttp {\n access_log /dev/stdout main;\n client_header_timeout 10s;\n keepalive_timeout 30s;\n large_client_header_buffers 4 8k;\n set_real_ip_from 10.0.0.0/8;\n real_ip_header proxy_protocol;\n limit_conn_zone $binary_remote_addr zone=addr:1m;\n limit_req_zone $binary_remote_addr zone=one:1m rate=10r/s;\n limit_conn addr 20;\n limit_req zone=one burst=5 nodelay;\n limit_req_status 429;\n${site(' location / { proxy_pass http://b; }')}}\n`);
   t.same(r.errors, []);
   t.same([r.value.errorLog, r.value.logLevel, r.value.accessLog], ['/var/log/wsplice.log', 'warn', 'stdout']);
+  t.same([r.value.workers, r.value.pid], ['auto', '/run/wsplice/front.pid'], 'worker_processes and pid: the workers and pid options');
+  t.same([read(`worker_processes 4;\nevents {}\nhttp {${site(' location / { proxy_pass http://b; }')}}`).value.workers, read(`worker_processes many;\nevents {}\nhttp {${site(' location / { proxy_pass http://b; }')}}`).errors], [4, ['1: invalid value "many" in "worker_processes" directive']]);
   t.same(r.value.limits, { maxConnections: 512, maxUriBytes: 8192, maxHeadBytes: 32_768 });
   t.same(r.value.timeouts, { headMs: 10_000, keepAliveMs: 30_000 });
   t.same(r.value.realIpFrom, ['10.0.0.0/8']);
   t.same(r.value.clientLimits, { maxClients: 16_384, maxConnections: 20, requestRate: { rate: 10, burst: 5, key: '$remote_addr' }, status: 429 });
-  t.match(r.warnings, [/worker_processes auto" is ignored/, /access_log format .* ignored/, /ignored \(they only matter to nginx itself\): multi_accept/]);
-  t.doesNotThrow(() => resolveOptions(Object.fromEntries(Object.entries(r.value).filter(([k]) => !['listen', 'errorLog', 'logLevel', 'accessLog'].includes(k)))), 'the model accepts it');
+  t.match(r.warnings, [/access_log format .* ignored/, /ignored \(they only matter to nginx itself\): multi_accept/]);
+  t.doesNotThrow(() => resolveOptions(Object.fromEntries(Object.entries(r.value).filter(([k]) => !['listen', 'errorLog', 'logLevel', 'accessLog', 'workers', 'pid'].includes(k)))), 'the model accepts it');
 });
 
 t.test('listen ... ssl with ssl_*, proxy_protocol; two servers on one TLS address share it by SNI', async (t) => {

@@ -125,9 +125,16 @@ export function accessLog(d: Directive, _s: Scope, b: Build): void {
   service(b, 'accessLog', target, d);
 }
 
+/** `worker_processes N|auto`: the `workers` option (--workers wins). */
 export function workerProcesses(d: Directive, _s: Scope, b: Build): void {
-  if (d.args[0] !== 'auto' && count(d, b) === null) return;
-  b.warn(d, `"worker_processes ${d.args[0]!}" is ignored: wsplice runs one process per configuration`);
+  if (d.args[0] === 'auto') return b.set('workers', 'auto', d);
+  const n = count(d, b);
+  if (n !== null) b.set('workers', n, d);
+}
+
+/** `pid FILE`: the pid file (--pid-file wins); wsplice writes {"pid": N} there. */
+export function pidFile(d: Directive, _s: Scope, b: Build): void {
+  b.set('pid', d.args[0]!, d);
 }
 
 export function workerConnections(d: Directive, _s: Scope, b: Build): void {

@@ -10,7 +10,7 @@ import {
 } from './directives.js';
 import {
   accessLog, balance, errorLog, ignore, keepalive, keepaliveTimeout, largeHeaderBuffers, mapBlock, realIpFrom, realIpHeader, sticky,
-  upstreamBlock, upstreamServer, workerConnections, workerProcesses,
+  pidFile, upstreamBlock, upstreamServer, workerConnections, workerProcesses,
 } from './http-directives.js';
 import { limitConnZone, limitReqZone, limitStatus, limitUse } from './limits.js';
 import { accessRule, nextUpstreamBound, proxyHttpVersion, proxyNextUpstream, returnDirective } from './location-directives.js';
@@ -38,7 +38,7 @@ const proxySsl = (name: string, key: string, parse?: (a: string[]) => unknown, a
 
 /** Directives that only matter to nginx itself: accepted, listed once as ignored. */
 const NGINX_ONLY: Array<[readonly Context[], string[]]> = [
-  [['main'], ['user', 'pid', 'daemon', 'master_process', 'worker_rlimit_nofile', 'worker_cpu_affinity', 'worker_priority', 'load_module', 'env', 'lock_file', 'pcre_jit', 'thread_pool', 'timer_resolution', 'working_directory']],
+  [['main'], ['user', 'daemon', 'master_process', 'worker_rlimit_nofile', 'worker_cpu_affinity', 'worker_priority', 'load_module', 'env', 'lock_file', 'pcre_jit', 'thread_pool', 'timer_resolution', 'working_directory']],
   [['events'], ['multi_accept', 'use', 'accept_mutex', 'accept_mutex_delay', 'worker_aio_requests']],
   [HTTP, [
     'sendfile', 'tcp_nopush', 'tcp_nodelay', 'default_type', 'server_tokens', 'log_format', 'client_body_temp_path', 'proxy_temp_path',
@@ -54,7 +54,8 @@ const NGINX_ONLY: Array<[readonly Context[], string[]]> = [
 export const DIRECTIVES: readonly DirectiveRow[] = [
   row('events', ['main'], [0, 0], () => ({ kind: 'events' }), 'block of worker settings', 'walk'),
   row('http', ['main'], [0, 0], (_d, _s, b) => ({ kind: 'http', settings: b.http }), 'the proxy configuration', 'walk'),
-  row('worker_processes', ['main'], [1, 1], workerProcesses, 'accepted, warned: one process'),
+  row('worker_processes', ['main'], [1, 1], workerProcesses, 'workers'),
+  row('pid', ['main'], [1, 1], pidFile, 'pid (the pid file)'),
   row('worker_connections', ['events'], [1, 1], workerConnections, 'limits.maxConnections'),
   row('worker_shutdown_timeout', ['main'], [1, 1], globalTime('timeouts.drainMs'), 'timeouts.drainMs'),
   row('error_log', ['main', ...HTTP], [1, 2], errorLog, 'errorLog (+ level: logLevel)'),
