@@ -15,7 +15,7 @@ import { done, openExchange, type Exchange } from './exchange.js';
 import type { ResponseHead } from './http1/head.js';
 import { Ev, type Parser } from './http1/llhttp.js';
 import { dropSet, responseFramingProblem, responseHasNoBody } from './http1/semantics.js';
-import { errorResponse, forwardResponseHead, withHeaderLines } from './http1/serialize.js';
+import { errorResponse, forwardResponseHead, responseHeadText, withHeaderLines } from './http1/serialize.js';
 import type { Tunnel, TunnelMove } from './relay/types.js';
 import { ExchangeRecord } from './observe/record.js';
 import { resetOrDestroy } from './sockets.js';
@@ -284,7 +284,7 @@ export class Connection implements LegOwner {
     if (x.req.method === 'HEAD') p.setBodyMode(true, false);
     if ((!responseHasNoBody(x.req.method, res.status) && p.needsEof) || this.ctx.draining) x.keepAlive = false;
     this.enter(State.Streaming);
-    this.client.write(forwardResponseHead(res, dropSet(res), x.req.versionMinor === 1, x.keepAlive, x.responseHeaders));
+    this.leg.respond(responseHeadText(res, dropSet(res), x.req.versionMinor === 1, x.keepAlive, x.responseHeaders)); // with the body bytes behind it
     return HeadVerdict.Body;
   }
 

@@ -353,3 +353,31 @@ t.test('ambiguous or malformed upstream responses are refused with 502, never re
     await backend.close();
   }
 });
+
+t.test('a response body that turns malformed after a valid head: the head reaches the client, then the connection is cut', async (t) => {
+  const HEAD = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n';
+  // The bad chunk size in the head's own chunk, and in a later one.
+  for (const split of [false, true]) {
+    for (const keepalive of [false, true]) {
+      const name = `${split ? 'a later chunk' : 'the same chunk'}${keepalive ? ', pooled' : ''}`;
+      const backend = await rawBackend((sock, data) => {
+        if (data.indexOf('\r\n\r\n') < 0) return;
+        if (!split) sock.write(`${HEAD}5\r\nhello\r\nzz\r\n`);
+        else sock.write(`${HEAD}5\r\nhello\r\n`, () => setTimeout(() => sock.write('zz\r\n'), 20));
+      });
+      const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`], ...(keepalive ? { keepalive: { idle: 4 } } : {}) } } });
+      const s = await connect(port(proxy));
+      const reply = readAll(s, 5000);
+      s.write('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+      const text = (await reply).toString('latin1');
+      t.ok(s.readableEnded || s.destroyed, `${name}: the proxy cut the connection`);
+      t.ok(text.startsWith(HEAD), `${name}: the client got the head before the cut`);
+      t.notMatch(text, /\r\n0\r\n\r\n$/, `${name}: no terminating chunk: the body is visibly cut short`);
+      await waitFor(() => backend.sockets.every((b) => b.destroyed), 3000, `${name}: the backend connection closed`);
+      t.equal(proxy.stats().upstreamIdle, 0, `${name}: nothing was pooled`);
+      s.destroy();
+      await proxy.close();
+      await backend.close();
+    }
+  }
+});

@@ -116,3 +116,44 @@ t.test('an idle pooled connection the backend closes is forgotten; the next requ
   await waitFor(() => proxy.stats().upstreamIdle === 0, 3000, 'the closed connection to leave the pool');
   t.equal((await httpGet(port(proxy), '/again', { agent: false })).body, 'GET /again ');
 });
+
+t.test('an idle pooled connection that receives a stray byte is closed; the next request opens a new one', async (t) => {
+  const answered = new WeakMap<Socket, number>();
+  const b = await rawBackend((sock, data, conn) => {
+    const heads = data.toString('latin1').split('\r\n\r\n').length - 1;
+    if (heads === (answered.get(sock) ?? 0)) return;
+    answered.set(sock, heads);
+    sock.write(`HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nc${conn}`);
+    if (conn === 0) setTimeout(() => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray'), 30); // out of step
+  });
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`], keepalive } } });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
+  t.equal((await httpGet(port(proxy), '/', { agent: false })).body, 'c0');
+  await waitFor(() => b.sockets[0]!.destroyed, 3000, 'the proxy to close the out-of-step connection');
+  t.equal(proxy.stats().upstreamIdle, 0, 'and to forget it');
+  t.equal((await httpGet(port(proxy), '/', { agent: false })).body, 'c1', 'the next request is answered on a new connection, never with the stray bytes');
+  t.equal(proxy.stats().upstreamReused, 0);
+});
+
+t.test('an idle pooled connection is closed after keepalive.timeoutMs; one in use is not', async (t) => {
+  const b = await httpBackend();
+  let closed = 0;
+  b.server.on('connection', (s: Socket) => s.on('close', () => closed++));
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`], keepalive: { idle: 4, timeoutMs: 1000 } } } });
+  t.teardown(async () => { await proxy.close(); await b.close(); });
+  // Two connections at once, then idle: both wait in the pool until the timeout closes them.
+  await Promise.all([httpGet(port(proxy), '/a', { agent: false }), httpGet(port(proxy), '/b', { agent: false })]);
+  t.equal(proxy.stats().upstreamIdle, 2, 'both in the pool');
+  await waitFor(() => proxy.stats().upstreamIdle === 0, 5000, 'the idle connections to time out');
+  await waitFor(() => closed === 2, 3000, 'the backend to see both closed');
+  // Used again well within its timeout, a connection's idle time starts over: four gaps of a
+  // fraction of the timeout span more than the timeout, and the one connection serves them all.
+  await httpGet(port(proxy), '/c', { agent: false });
+  for (let i = 0; i < 4; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    t.equal((await httpGet(port(proxy), `/d${i}`, { agent: false })).body, `GET /d${i} `);
+  }
+  t.equal(proxy.stats().upstreamReused, 4, 'reused each time it came back within the timeout');
+  t.equal(closed, 2, 'the connection in use was never closed');
+  await waitFor(() => proxy.stats().upstreamIdle === 0, 5000, 'then timed out once idle');
+});

@@ -54,3 +54,25 @@ t.test('a backend that honours Connection: close closes first; nothing is counte
   await waitFor(() => proxy.stats().retiredWaiting === 0, 4000, 'the backend to close every connection');
   t.equal(proxy.stats().retiredClosed, 0);
 });
+
+t.test('a retired socket whose backend keeps sending bytes is still closed after timeouts.retireMs', async (t) => {
+  const trickles: NodeJS.Timeout[] = [];
+  const answered = new WeakSet<Socket>();
+  const b = await rawBackend((sock, data) => {
+    if (answered.has(sock) || data.indexOf('\r\n\r\n') < 0) return;
+    answered.add(sock);
+    sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    // Stray bytes after the response, never a FIN (bounded: 500 x 20 ms).
+    let n = 0;
+    const iv = setInterval(() => {
+      if (sock.destroyed || ++n > 500) clearInterval(iv);
+      else sock.write('x');
+    }, 20);
+    trickles.push(iv);
+  });
+  const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`] } }, timeouts: { retireMs: 100 } });
+  t.teardown(async () => { for (const iv of trickles) clearInterval(iv); await proxy.close(); await b.close(); });
+  for (let i = 0; i < 3; i++) t.equal((await httpGet(port(proxy), '/', { agent: false })).body, 'ok');
+  await waitFor(() => openOn(b.sockets) === 0, 4000, 'every upstream connection closed while its backend kept writing');
+  t.equal(proxy.stats().retiredClosed, 3);
+});

@@ -27,7 +27,7 @@ export interface RequestInfo {
   /** For kind 'upgrade': the protocol token that is tunnelled. */
   protocol: string;
   /** Lower-cased header names to drop when forwarding (hop-by-hop + Connection-named). */
-  drop: Set<string>;
+  drop: ReadonlySet<string>;
   /** The client wants the connection kept after this exchange. */
   keepAlive: boolean;
   /** Host as the client sent it, or the absolute-form authority. */
@@ -70,12 +70,17 @@ function validPort(p: string): boolean {
 
 /**
  * Connection-specific header names to drop: the fixed hop-by-hop list and
- * every name listed in Connection (RFC 9110 7.6.1).
+ * every name listed in Connection (RFC 9110 7.6.1; `connection`: its tokens).
+ * Most heads name nothing beyond the fixed list (`close`, `keep-alive`,
+ * `upgrade`): they share the fixed set itself, and no set is built per head.
  */
-export function dropSet(h: Head): Set<string> {
-  const drop = new Set(HOP_BY_HOP);
-  for (const t of tokens(h, 'connection')) if (!NOT_DROPPABLE.has(t)) drop.add(t);
-  return drop;
+export function dropSet(h: Head, connection: readonly string[] = tokens(h, 'connection')): ReadonlySet<string> {
+  let drop: Set<string> | null = null;
+  for (const t of connection) {
+    if (HOP_BY_HOP.has(t) || NOT_DROPPABLE.has(t)) continue;
+    (drop ??= new Set(HOP_BY_HOP)).add(t);
+  }
+  return drop ?? HOP_BY_HOP;
 }
 
 /**
@@ -183,7 +188,7 @@ export function classifyRequest(h: RequestHead, tunnelProtocols: ReadonlySet<str
   const conn = tokens(h, 'connection');
   const keepAlive = http11 ? !conn.includes('close') : conn.includes('keep-alive');
   const { kind, protocol } = upgradeKind(h, conn, tunnelProtocols);
-  return { kind, protocol, drop: dropSet(h), keepAlive, host, path, hasBody };
+  return { kind, protocol, drop: dropSet(h, conn), keepAlive, host, path, hasBody };
 }
 
 /**

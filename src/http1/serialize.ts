@@ -112,6 +112,11 @@ export function forwardRequestHead(h: RequestHead, info: RequestInfo, policy: Fo
  * client connection's fate. `extra`: header lines the proxy adds (`Name: value\r\n` each).
  */
 export function forwardResponseHead(res: ResponseHead, drop: ReadonlySet<string>, clientHttp11: boolean, keepAlive: boolean, extra = ''): Buffer {
+  return Buffer.from(responseHeadText(res, drop, clientHttp11, keepAlive, extra), 'latin1');
+}
+
+/** forwardResponseHead as a latin1 string (one character per byte), to be written with what follows it. */
+export function responseHeadText(res: ResponseHead, drop: ReadonlySet<string>, clientHttp11: boolean, keepAlive: boolean, extra = ''): string {
   let out = `HTTP/1.1 ${res.status} ${res.reason}\r\n`;
   for (let i = 0; i < res.keys.length; i++) {
     const k = res.keys[i]!;
@@ -122,7 +127,7 @@ export function forwardResponseHead(res: ResponseHead, drop: ReadonlySet<string>
   if (!keepAlive) out += 'Connection: close\r\n\r\n';
   else if (!clientHttp11) out += 'Connection: keep-alive\r\n\r\n';
   else out += '\r\n';
-  return Buffer.from(out, 'latin1');
+  return out;
 }
 
 /**

@@ -7,7 +7,9 @@
  *
  * Listeners are module functions that find their leg through the socket, and
  * act only while that socket is still the leg's current one: a retired,
- * replaced or reset socket can never touch a later exchange.
+ * replaced or reset socket can never touch a later exchange. They are added
+ * once per socket, when it is opened, and stay: an idle pooled socket's events
+ * go to its pool, a retired one's to the retired set (pool.ts, retire.ts).
  */
 import net, { type Socket } from 'node:net';
 import type { ErrorCode } from '../errors.js';
@@ -20,7 +22,7 @@ import { proxyHeaderFor } from '../proxy-protocol/write.js';
 import type { UpstreamTls } from '../tls/upstream.js';
 import type { Backend } from './group.js';
 import { responseKeepsAlive, type PooledSocket, type UpstreamPool } from './pool.js';
-import type { RetiredSockets } from './retire.js';
+import { retiredEnded, type RetiredSocket, type RetiredSockets } from './retire.js';
 
 /** What every leg of a proxy shares (the proxy context has these). */
 export interface LegShared {
@@ -69,6 +71,9 @@ export interface LegOwner {
   legDrain(): void;
 }
 
+/** Body bytes up to this size are copied behind the response head (one write); larger ones follow it. */
+const JOIN_MAX = 16 * 1024;
+
 const enum Phase {
   Idle = 0,
   Connecting = 1,
@@ -78,7 +83,7 @@ const enum Phase {
   Body = 3,
 }
 
-interface LegSocket extends PooledSocket {
+interface LegSocket extends PooledSocket, RetiredSocket {
   leg?: UpstreamLeg | null;
 }
 
@@ -111,6 +116,8 @@ export class UpstreamLeg {
   private group = '';
   /** The head as sent on a reused connection, for the keep-alive race. */
   private sentHead: Buffer | null = null;
+  /** The response head for the client (latin1), written with the body bytes behind it (respond()). */
+  private headOut: string | null = null;
 
   constructor(owner: LegOwner, shared: LegShared, timer: StateTimer, maxHeld: number) {
     this.owner = owner;
@@ -142,7 +149,7 @@ export class UpstreamLeg {
     this.pool = kind >= LegKind.Pooled ? (this.shared.pools.get(group) ?? null) : null;
     const idle = this.pool?.take(backend) ?? null;
     if (idle !== null) {
-      this.hook(idle, false);
+      this.hook(idle);
       this.reused = true;
       this.socketConnected();
     } else this.open(group);
@@ -161,22 +168,18 @@ export class UpstreamLeg {
       tls !== undefined ? tls.connect(target, backend.label, preamble) : net.connect({ ...target, allowHalfOpen: true, noDelay: true });
     if (tls === undefined && preamble !== null) up.write(preamble); // queued until connected, ahead of the head
     this.reused = false;
-    this.hook(up, true);
+    listen(up);
+    this.hook(up);
     this.phase = Phase.Connecting;
     up.on(tls !== undefined ? 'secureConnect' : 'connect', onConnect);
   }
 
-  /** Make `up` the current socket. `fresh`: its inert error listener is not there yet. */
-  private hook(up: LegSocket, fresh: boolean): void {
+  /** Make `up` (whose listeners are on) the current socket. */
+  private hook(up: LegSocket): void {
     up.leg = this;
     this.socket = up;
     this.gotBytes = false;
     this.spent = false;
-    up.on('data', onData);
-    up.on('end', onEnd);
-    if (fresh) up.on('error', onError);
-    up.on('drain', onDrain);
-    up.on('close', onClose);
   }
 
   /** Request body bytes, in order. False: the client should pause (backpressure, or too much held). */
@@ -233,14 +236,20 @@ export class UpstreamLeg {
     else up.destroy();
   }
 
-  /** Hand the socket over (a tunnel); the leg keeps nothing of it. */
+  /** Hand the socket over (a tunnel); the leg keeps nothing of it, its listeners included. */
   detach(): Socket {
     const up = this.release()!;
+    up.removeListener('connect', onConnect);
+    up.removeListener('secureConnect', onConnect);
+    up.removeListener('data', onData);
+    up.removeListener('end', onEnd);
     up.removeListener('error', onError);
+    up.removeListener('drain', onDrain);
+    up.removeListener('close', onClose);
     return up;
   }
 
-  /** Unhook the current socket: every listener but the (now inert) error one is removed. */
+  /** Unhook the current socket: its listeners stay, inert until a pool or the retired set owns it. */
   private release(): LegSocket | null {
     if (this.parser !== null) {
       this.parsers.release(this.parser);
@@ -250,10 +259,11 @@ export class UpstreamLeg {
     this.head = null;
     this.pool = null;
     this.sentHead = null;
+    this.headOut = null;
     const up = this.socket;
     if (up === null) return null;
     this.socket = null;
-    unhook(up);
+    up.leg = null;
     return up;
   }
 
@@ -272,16 +282,52 @@ export class UpstreamLeg {
     this.owner.legConnected();
   }
 
+  /**
+   * The response head for the client (from legHead, when it answers HeadVerdict.Body), as a
+   * latin1 string: it goes out in one write with the body bytes that follow it in the chunk.
+   */
+  respond(head: string): void {
+    this.headOut = head;
+  }
+
   /** @internal */
   socketData(chunk: Buffer): void {
     if (this.parser === null) return;
     this.gotBytes = true;
     this.timer.refresh();
-    // Head and body bytes of one chunk leave in one writev, not one write each.
-    const client = this.owner.client;
-    client.cork();
     this.parse(chunk);
-    client.uncork();
+  }
+
+  /** Body bytes `chunk[from..to)` to the client, behind the head when it is still to go. */
+  private toClient(chunk: Buffer, from: number, to: number): void {
+    const client = this.owner.client;
+    const head = this.headOut;
+    let ok: boolean;
+    if (head === null) ok = client.write(chunk.subarray(from, to));
+    else {
+      this.headOut = null;
+      if (to - from <= JOIN_MAX) {
+        // One write, one buffer: the head and a small body (a copy costs less than a second write).
+        const out = Buffer.allocUnsafe(head.length + to - from);
+        out.write(head, 0, 'latin1');
+        chunk.copy(out, head.length, from, to);
+        ok = client.write(out);
+      } else {
+        client.cork();
+        client.write(head, 'latin1');
+        ok = client.write(chunk.subarray(from, to));
+        client.uncork();
+      }
+    }
+    if (!ok) this.socket?.pause();
+  }
+
+  /** The head alone: no body byte follows it in this chunk. */
+  private flushHead(): void {
+    const head = this.headOut;
+    if (head === null) return;
+    this.headOut = null;
+    this.owner.client.write(head, 'latin1');
   }
 
   private parse(chunk: Buffer): void {
@@ -295,7 +341,10 @@ export class UpstreamLeg {
       const ev = p.execute(chunk, pos);
       if (ev === Ev.Error) {
         if (inHead) this.owner.legFailed('WSPLICE_UPSTREAM_PROTOCOL', `malformed response: ${p.reason}`);
-        else this.owner.legFailed('WSPLICE_UPSTREAM_ABORTED', `malformed response body: ${p.reason}`);
+        else {
+          this.flushHead();
+          this.owner.legFailed('WSPLICE_UPSTREAM_ABORTED', `malformed response body: ${p.reason}`);
+        }
         return;
       }
       if (inHead) {
@@ -316,7 +365,8 @@ export class UpstreamLeg {
         continue;
       }
       const end = p.offset;
-      if (end > pos && !this.owner.client.write(chunk.subarray(pos, end))) this.socket!.pause();
+      if (end > pos) this.toClient(chunk, pos, end);
+      else this.flushHead();
       pos = end;
       if (ev === Ev.End) {
         if (pos < chunk.length) this.spent = true;
@@ -372,7 +422,7 @@ export class UpstreamLeg {
     if (!this.reused || this.gotBytes || this.phase !== Phase.Waiting || this.kind !== LegKind.PooledReplayable) return false;
     const up = this.socket!;
     this.socket = null;
-    unhook(up);
+    up.leg = null;
     up.destroy();
     this.parser!.reset();
     this.head = this.sentHead;
@@ -388,19 +438,18 @@ export class UpstreamLeg {
   }
 }
 
-/** Every listener but the (inert) error one off: nothing `up` does later reaches a leg. */
-function unhook(up: LegSocket): void {
-  up.leg = null;
-  up.removeListener('connect', onConnect);
-  up.removeListener('secureConnect', onConnect);
-  up.removeListener('data', onData);
-  up.removeListener('end', onEnd);
-  up.removeListener('drain', onDrain);
-  up.removeListener('close', onClose);
+/** The listeners of an upstream socket, for its whole life. */
+function listen(up: LegSocket): void {
+  up.on('data', onData);
+  up.on('end', onEnd);
+  up.on('error', onError);
+  up.on('drain', onDrain);
+  up.on('close', onClose);
 }
 
-// One set of listeners for every upstream socket: no closure per connection,
-// and a socket that is no longer its leg's current one is ignored.
+// One set of listeners for every upstream socket: no closure per connection.
+// The socket's owner gets the event: its leg while it is the leg's current
+// one, its pool while idle, the retired set while retired; else nobody.
 function onConnect(this: LegSocket): void {
   const leg = this.leg;
   if (leg != null && leg.socket === this) leg.socketConnected();
@@ -408,14 +457,18 @@ function onConnect(this: LegSocket): void {
 function onData(this: LegSocket, chunk: Buffer): void {
   const leg = this.leg;
   if (leg != null && leg.socket === this) leg.socketData(chunk);
+  else if (this.idleIn != null) this.idleIn.forget(this); // a byte nobody asked for: the stream is out of step
 }
 function onEnd(this: LegSocket): void {
   const leg = this.leg;
   if (leg != null && leg.socket === this) leg.socketEnded();
+  else if (this.idleIn != null) this.idleIn.forget(this);
+  else if (this.retiredBy != null) retiredEnded(this);
 }
 function onError(this: LegSocket, err: Error): void {
   const leg = this.leg;
   if (leg != null && leg.socket === this) leg.socketFailed(err);
+  // Idle or retired: 'close' follows.
 }
 function onDrain(this: LegSocket): void {
   const leg = this.leg;
@@ -424,4 +477,6 @@ function onDrain(this: LegSocket): void {
 function onClose(this: LegSocket): void {
   const leg = this.leg;
   if (leg != null && leg.socket === this) leg.socketClosed();
+  else if (this.idleIn != null) this.idleIn.forget(this);
+  else if (this.retiredBy != null) this.retiredBy.forget(this);
 }

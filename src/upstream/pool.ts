@@ -5,6 +5,11 @@
  * first (the one least likely to have been closed by its backend). An idle
  * connection that receives a byte, ends, fails or outstays `timeoutMs` is
  * closed and forgotten; one that served `requests` requests is not put back.
+ *
+ * A pooled socket keeps the leg's listeners for its whole life (leg.ts sends
+ * the events of an idle one here): nothing is added or removed per request.
+ * One timer per pool closes the idle connections that outstayed the timeout,
+ * instead of one per connection.
  */
 import type { Socket } from 'node:net';
 import type { ResponseHead } from '../http1/head.js';
@@ -20,27 +25,32 @@ export interface KeepaliveConfig {
 }
 
 export interface PooledSocket extends Socket {
-  /** The list it idles in (null while in use). */
-  idleIn?: PooledSocket[] | null;
+  /** The pool it idles in (null while in use). */
+  idleIn?: UpstreamPool | null;
   /** Requests served on it so far. */
   uses?: number;
+  /** When it was put back (performance.now(): monotonic, a clock step moves no deadline), for the timeout. */
+  idleSince?: number;
 }
 
 export class UpstreamPool {
+  /** Idle connections per backend, oldest first. */
   private readonly idle = new Map<Backend, PooledSocket[]>();
   /** Requests that took an idle connection instead of opening one. */
   reused = 0;
   /** Reused connections that closed before any response byte; their request went out again on a new one. */
   races = 0;
+  /** Armed while a connection is idle: fires at the oldest one's deadline (or later). */
+  private timer: NodeJS.Timeout | null = null;
+  private readonly onTimer = (): void => this.expire();
 
   constructor(readonly config: KeepaliveConfig) {}
 
-  /** An idle connection to `b`, unhooked from the pool; null when there is none. */
+  /** An idle connection to `b`, taken out of the pool; null when there is none. */
   take(b: Backend): PooledSocket | null {
-    const list = this.idle.get(b);
-    const s = list?.pop();
+    const s = this.idle.get(b)?.pop();
     if (s === undefined) return null;
-    unhook(s);
+    s.idleIn = null;
     this.reused++;
     return s;
   }
@@ -53,13 +63,11 @@ export class UpstreamPool {
     if (list === undefined) this.idle.set(b, (list = []));
     if (list.length >= this.config.idle) return false;
     s.uses = uses;
-    s.idleIn = list;
+    s.idleIn = this;
+    s.idleSince = performance.now();
     list.push(s);
-    s.on('data', onIdleEvent); // a byte nobody asked for: the stream is out of step
-    s.on('end', onIdleEvent);
-    s.on('close', onIdleEvent);
-    s.setTimeout(this.config.timeoutMs, onIdleEvent);
-    s.resume();
+    if (this.timer === null) this.arm(this.config.timeoutMs);
+    s.resume(); // a byte nobody asked for must be seen (the stream is out of step)
     return true;
   }
 
@@ -72,6 +80,39 @@ export class UpstreamPool {
 
   closeAll(): void {
     for (const list of this.idle.values()) for (const s of list.splice(0)) closeIdle(s);
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** An idle `s` received a byte, ended, failed or closed: forget it and close it. */
+  forget(s: PooledSocket): void {
+    for (const list of this.idle.values()) {
+      const i = list.indexOf(s);
+      if (i < 0) continue;
+      list.splice(i, 1);
+      break;
+    }
+    closeIdle(s);
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(this.onTimer, ms);
+    this.timer.unref();
+  }
+
+  /** Close what outstayed the timeout (each list is oldest first); wait for the next oldest. */
+  private expire(): void {
+    this.timer = null;
+    const now = performance.now();
+    const ms = this.config.timeoutMs;
+    let next = Infinity;
+    for (const list of this.idle.values()) {
+      let n = 0;
+      while (n < list.length && list[n]!.idleSince! + ms <= now) n++;
+      if (n > 0) for (const s of list.splice(0, n)) closeIdle(s);
+      if (list.length > 0 && list[0]!.idleSince! < next) next = list[0]!.idleSince!;
+    }
+    if (next !== Infinity) this.arm(Math.max(1, next + ms - now));
   }
 }
 
@@ -84,21 +125,7 @@ export function responseKeepsAlive(res: ResponseHead): boolean {
   return true;
 }
 
-function unhook(s: PooledSocket): void {
-  s.idleIn = null;
-  s.removeListener('data', onIdleEvent);
-  s.removeListener('end', onIdleEvent);
-  s.removeListener('close', onIdleEvent);
-  s.setTimeout(0, onIdleEvent);
-}
-
 function closeIdle(s: PooledSocket): void {
-  unhook(s);
+  s.idleIn = null;
   s.destroy();
-}
-
-function onIdleEvent(this: PooledSocket): void {
-  const list = this.idleIn;
-  if (list != null) list.splice(list.indexOf(this), 1);
-  closeIdle(this);
 }

@@ -6,11 +6,17 @@
  * So the wait is bounded twice: each socket for `graceMs`, and all of them by
  * `budget` (past it the oldest is closed at once). Every close the proxy had
  * to make itself is counted.
+ *
+ * A retired socket keeps the leg's listeners (leg.ts sends its 'end' and
+ * 'close' here), and one timer for the whole set closes those whose grace
+ * passed: nothing is added per socket but its place in the set.
  */
 import type { Socket } from 'node:net';
 
-interface RetiredSocket extends Socket {
+export interface RetiredSocket extends Socket {
   retiredBy?: RetiredSockets | null;
+  /** When it was retired (performance.now(): monotonic, a clock step moves no deadline), for the grace. */
+  retiredAt?: number;
 }
 
 export class RetiredSockets {
@@ -18,6 +24,9 @@ export class RetiredSockets {
   private readonly waiting = new Set<RetiredSocket>();
   /** Sockets the proxy closed itself: the grace passed, or the budget was full. */
   closedByProxy = 0;
+  /** Armed while a socket waits: fires at the oldest one's deadline (or later). */
+  private timer: NodeJS.Timeout | null = null;
+  private readonly onTimer = (): void => this.expireOld();
 
   constructor(
     private readonly graceMs: number,
@@ -39,16 +48,17 @@ export class RetiredSockets {
     while (this.waiting.size >= this.budget) this.expire(this.waiting.values().next().value!);
     const s = up as RetiredSocket;
     s.retiredBy = this;
+    s.retiredAt = performance.now();
     this.waiting.add(s);
-    s.on('end', onEnd);
-    s.on('close', onClose);
-    s.setTimeout(this.graceMs, onGrace);
+    if (this.timer === null) this.arm(this.graceMs);
     s.resume(); // a stray byte after the message must not stall the close
   }
 
   /** Close every waiting socket now (the proxy is closing). */
   closeAll(): void {
     for (const s of this.waiting) this.expire(s);
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
   }
 
   /** @internal */
@@ -59,19 +69,30 @@ export class RetiredSockets {
     s.destroy();
   }
 
-  /** @internal */
+  /** The backend closed it (or it failed): it waits no longer. */
   forget(s: RetiredSocket): void {
     if (this.waiting.delete(s)) s.retiredBy = null;
   }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(this.onTimer, ms);
+    this.timer.unref();
+  }
+
+  /** Close those whose grace passed (oldest first); wait for the next oldest. */
+  private expireOld(): void {
+    this.timer = null;
+    const now = performance.now();
+    for (const s of this.waiting) {
+      const due = s.retiredAt! + this.graceMs;
+      if (due > now) return this.arm(Math.max(1, due - now));
+      this.expire(s);
+    }
+  }
 }
 
-function onEnd(this: RetiredSocket): void {
-  this.retiredBy?.forget(this);
-  this.destroy();
-}
-function onClose(this: RetiredSocket): void {
-  this.retiredBy?.forget(this);
-}
-function onGrace(this: RetiredSocket): void {
-  this.retiredBy?.expire(this);
+/** A retired socket's backend sent its FIN: close our side too. */
+export function retiredEnded(s: RetiredSocket): void {
+  s.retiredBy?.forget(s);
+  s.destroy();
 }
