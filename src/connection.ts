@@ -173,7 +173,7 @@ export class Connection implements LegOwner {
   /** Returns false when the request was refused. */
   private onRequestHead(p: Parser): boolean {
     this.requests++;
-    const x = openExchange(p, this.ctx, this.id, this.remoteAddress, this.rec);
+    const x = openExchange(p, this.ctx, this.id, this.remoteAddress, this.rec, this.client);
     if (x instanceof WspliceError) {
       x.response === undefined ? this.fail(x.code, x.message) : (this.ctx.failed(this, x.code, x.message, x.status, null), this.finish(x.response)); // return, deny: as built
       return false;

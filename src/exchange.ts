@@ -12,7 +12,7 @@ import { normalisePath, replacePrefix } from './http1/path.js';
 import type { Parser } from './http1/llhttp.js';
 import { classifyRequest, type RequestInfo } from './http1/semantics.js';
 import { forwardRequestHead } from './http1/serialize.js';
-import { answerOf, type Route } from './router.js';
+import { answerOf, slashAnswer, slashLocation, type Origin, type Route } from './router.js';
 import type { PickContext } from './upstream/context.js';
 import type { Backend, UpstreamGroup } from './upstream/group.js';
 import { LegKind } from './upstream/leg.js';
@@ -159,7 +159,7 @@ export function done(x: Exchange | null): null {
  * A request head just parsed by `p`: checked (framing, Host, the WebSocket
  * handshake) and routed. Returns the exchange, or the refusal to answer with.
  */
-export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAddress: string, rec: ExchangeRecord | null = null): Exchange | WspliceError {
+export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAddress: string, rec: ExchangeRecord | null, local: Omit<Origin, 'proto'> & { encrypted?: boolean }): Exchange | WspliceError {
   const req = readRequestHead(p);
   let info: RequestInfo;
   let routePath: string;
@@ -176,6 +176,11 @@ export function openExchange(p: Parser, ctx: ProxyContext, id: number, remoteAdd
   if (info.kind === 'plain') p.setBodyMode(false, true); // llhttp's own upgrade guess is not ours
   const route = ctx.router.route(info.host, routePath);
   if (route === null) return new WspliceError('WSPLICE_NO_ROUTE', `no route for ${routePath}`);
+  if (route.slashRedirect) {
+    const proto = local.encrypted === true ? 'https' : ctx.options.proto;
+    const moved = slashLocation(route, routePath, info.path, info.host, { proto, localAddress: local.localAddress, localPort: local.localPort });
+    if (moved !== null) return slashAnswer(moved);
+  }
   const answer = route.access !== null || route.ret !== null ? answerOf(route, remoteAddress) : null;
   if (answer !== null) return answer;
   const handshake = info.kind === 'websocket' ? readClientHandshake(req) : null;

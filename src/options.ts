@@ -98,6 +98,11 @@ export interface RouteConfig {
   access?: Array<{ allow: string } | { deny: string }>;
   /** Replace the matched part of the normalised path with this (nginx `proxy_pass http://up/URI`); prefix and exact routes only. */
   uri?: string;
+  /**
+   * Answer the path without its final `/` (`/app` for `/app/`, any query kept) with a 301 to the path with it, over
+   * any regex route, unless a route of the request's own path exists (nginx does this for a `/x/` location with proxy_pass).
+   */
+  slashRedirect?: boolean;
   /** This route's timeouts; each one not given is the enclosing route's, else the global one. */
   timeouts?: Pick<TimeoutConfig, 'connectMs' | 'responseMs' | 'idleMs'>;
   /** This route's forwarding; each field not given is the enclosing route's, else the global one (setHeaders and removeHeaders as a whole). */
@@ -452,7 +457,7 @@ export function resolveOptions(input: unknown, where?: SourceMap): ResolvedOptio
   is.throwIfErrors();
   return {
     upstreams,
-    routes: routes ?? [{ path: '/', match: 'prefix', exact: false, upstream: first, hosts: null, return: null, access: null, uri: null, forward, timeouts, retry: null, routes: [] }],
+    routes: routes ?? [{ path: '/', match: 'prefix', exact: false, upstream: first, hosts: null, return: null, access: null, uri: null, forward, timeouts, retry: null, routes: [], slashRedirect: false }],
     forward,
     proto: fw.proto as 'http' | 'https',
     timeouts,

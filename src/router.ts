@@ -46,6 +46,8 @@ export interface Route {
   retry: RetryPolicy;
   /** The routes nested in this one (null: none). */
   children: Level | null;
+  /** Answer the path without its final slash with a 301 to the path with it (nginx: a `/x/` location with proxy_pass). */
+  slashRedirect: boolean;
 }
 
 /** A location's own answer (`return`, or 403 from `deny`), sent as is. */
@@ -62,9 +64,12 @@ class Level {
   readonly exact: Route[] = [];
   readonly prefixes: Route[] = [];
   readonly regexes: Route[] = [];
+  /** The slash-redirecting routes by their path without its final slash (null: none, the common case). */
+  slashed: Map<string, Route> | null = null;
 
   add(r: Route): void {
     (r.match === 'exact' ? this.exact : r.regex !== null ? this.regexes : this.prefixes).push(r);
+    if (r.slashRedirect && !(this.slashed ??= new Map()).has(r.path.slice(0, -1))) this.slashed.set(r.path.slice(0, -1), r);
   }
 
   /** Longest prefix first, so the first match is the best. */
@@ -86,6 +91,10 @@ function find(level: Level, path: string): Route | null {
       break;
     }
   }
+  // A path one slash short of a redirecting location's is answered by that location, over any regex,
+  // unless a location of its own length matches it (an exact one was tried above).
+  const slashed = level.slashed?.get(path);
+  if (slashed !== undefined && (found === null || found.path.length < path.length)) return (final = true), slashed;
   const stop = found !== null && found.match === 'prefix-stop';
   final = false;
   if (found !== null && found.children !== null) {
@@ -121,7 +130,7 @@ function toRoute(r: RouteConfig, groups: ReadonlyMap<string, UpstreamGroup>): Ro
     access: r.access?.map((a) => ({ allow: a.allow, from: a.from === 'all' ? null : new TrustList([a.from]) })) ?? null,
     uri: r.uri ?? null, forward: r.forward, timeouts: r.timeouts,
     retry: r.retry ?? group?.retry ?? DEFAULT_RETRY,
-    children,
+    children, slashRedirect: r.slashRedirect ?? false,
   };
 }
 
@@ -210,6 +219,32 @@ export function answerOf(r: Route, remoteAddress: string): RouteAnswer | null {
   const rule = r.access?.find((a) => a.from === null || a.from.has(remoteAddress));
   if (rule === undefined || rule.allow) return null;
   return new RouteAnswer(403, errorResponse(403, FORBIDDEN), `${FORBIDDEN}, client: ${remoteAddress}`);
+}
+
+/** Where the connection was accepted: the scheme, and the local address and port a redirect names when the request names no host. */
+export interface Origin {
+  proto: string;
+  localAddress?: string | undefined;
+  localPort?: number | undefined;
+}
+
+/**
+ * The Location of a slash-redirecting route's 301 for a path one slash short of its own, or null (the route
+ * serves it). Absolute, as nginx's defaults make it: the scheme, the request's host (lower-cased, without its
+ * port; the local address when it names none), the local port unless the scheme's default, the route's path, the query.
+ */
+export function slashLocation(r: Route, path: string, target: string, host: string, o: Origin): string | null {
+  if (!r.slashRedirect || path.length >= r.path.length) return null;
+  let name = hostName(host);
+  if (name === '') name = o.localAddress?.includes(':') === true ? `[${o.localAddress}]` : (o.localAddress ?? 'localhost');
+  const port = o.localPort === undefined || o.localPort === (o.proto === 'https' ? 443 : 80) ? '' : `:${o.localPort}`;
+  const q = target.indexOf('?');
+  return `${o.proto}://${name}${port}${r.path}${q < 0 || q === target.length - 1 ? '' : target.slice(q)}`;
+}
+
+/** The 301 a listener sends for a slash redirect. */
+export function slashAnswer(location: string): RouteAnswer {
+  return new RouteAnswer(301, errorResponse(301, 'moved', `Location: ${location}\r\n`), `moved to ${location}`);
 }
 
 const REDIRECTS: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);

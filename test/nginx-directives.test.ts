@@ -72,7 +72,7 @@ t.test('proxy_pass: an upstream, an address (a group of one), https with proxy_s
     '8: a named location is not supported yet by wsplice',
     '8: "proxy_pass" cannot have URI part in location given by regular expression, or inside named location, or inside "if" statement, or inside "limit_except" block',
   ]);
-  t.same((uri.value.routes as unknown[]).slice(0, 2), [{ path: '/a/', upstream: 'b', uri: '/a/' }, { path: '/c/', upstream: 'b', uri: '/d/' }], 'a URI part is the route\'s uri');
+  t.same((uri.value.routes as unknown[]).slice(0, 2), [{ path: '/a/', upstream: 'b', uri: '/a/', slashRedirect: true }, { path: '/c/', upstream: 'b', uri: '/d/', slashRedirect: true }], 'a URI part is the route\'s uri (and a /x/ location with proxy_pass redirects /x)');
 });
 
 t.test('proxy_set_header lines onto forwarding; timeouts; a level with its own lines or values is its routes\' own', async (t) => {

@@ -55,6 +55,10 @@ export const ROUTE_ROWS = {
     check: str((u) => /^\/[\x21-\x7e]*$/.test(u), 'a path starting with / (no spaces or control characters)'),
     doc: 'replaces the part of the normalised path the route matched (prefix and exact routes only); the query follows', nginx: 'proxy_pass http://UPSTREAM/URI',
   },
+  slashRedirect: {
+    check: bool,
+    doc: 'answer the path without its final / with a 301 to the path with it, the query kept (a prefix or exact path ending in /)', nginx: 'location /x/ { proxy_pass ...; } (implicit)',
+  },
 } as const;
 
 /** The settings a route passes to the routes nested in it (nginx: what a location's children inherit). */
@@ -94,6 +98,8 @@ export interface ResolvedRoute {
   retry: RetryPolicy | null;
   /** Nested routes (nginx locations inside a location), searched when this one matched. */
   routes: ResolvedRoute[];
+  /** 301 from the path without the final slash to the path (nginx: a `/x/` location with proxy_pass). */
+  slashRedirect: boolean;
 }
 
 type RouteTimeouts = { connectMs?: number | undefined; responseMs?: number | undefined; idleMs?: number | undefined };
@@ -101,7 +107,7 @@ type RouteForwarding = { [K in keyof ForwardingFields]?: ForwardingFields[K] | u
 export type ParsedRoute = {
   path: string; exact: boolean; match?: string | undefined; upstream?: string | undefined; hosts?: string[] | undefined;
   return?: { status: number; text?: string | undefined } | undefined; access?: Array<{ allow: boolean; from: string }> | undefined;
-  uri?: string | undefined; timeouts?: RouteTimeouts | undefined; forwarding?: RouteForwarding | undefined;
+  uri?: string | undefined; slashRedirect?: boolean | undefined; timeouts?: RouteTimeouts | undefined; forwarding?: RouteForwarding | undefined;
   nextUpstream?: { [K in keyof NextUpstreamConfig]?: NextUpstreamConfig[K] | undefined } | undefined; routes?: ParsedRoute[] | undefined;
 };
 
@@ -131,6 +137,7 @@ function checkPath(r: ParsedRoute, match: string, field: string, up: Enclosing, 
   } else if (!r.path.startsWith('/')) {
     ok = (is.error(at(field, 'path'), 'must start with / (or set match "regex")'), false);
   }
+  if (r.slashRedirect === true && (match.startsWith('regex') || !r.path.endsWith('/') || r.path === '/')) ok = (is.error(at(field, 'slashRedirect'), 'needs a prefix or exact path ending in / (other than "/")'), false);
   const nesting = nestingProblem(r, match, up.parent);
   if (nesting !== null) ok = (is.error(at(field, 'path'), nesting), false);
   if (r.upstream === undefined && r.return === undefined) ok = (is.error(at(field, 'upstream'), 'is required (or give return)'), false);
@@ -163,7 +170,7 @@ function resolveRoute(r: ParsedRoute, field: string, up: Enclosing, d: RouteDefa
     hosts: up.parent !== null ? up.hosts : r.hosts?.map((h) => (h.startsWith('~') ? h : h.toLowerCase())) ?? null,
     return: r.return === undefined ? null : { status: r.return.status, text: r.return.text ?? null },
     access: r.access ?? up.access, uri: r.uri ?? null,
-    forward: s.forward, timeouts: s.timeouts, retry: next === null ? null : retryPolicy(next), routes: [],
+    forward: s.forward, timeouts: s.timeouts, retry: next === null ? null : retryPolicy(next), routes: [], slashRedirect: r.slashRedirect ?? false,
   };
   if (r.routes !== undefined) out.routes = resolveLevel(r.routes, at(field, 'routes'), { ...s, access: out.access, hosts: out.hosts, parent: out }, d, is);
   return out;

@@ -41,7 +41,7 @@ const targetRoutes = new WeakMap<UpstreamGroup, Route>();
 function targetRoute(group: UpstreamGroup, o: ResolvedOptions): Route {
   let r = targetRoutes.get(group);
   if (r === undefined) {
-    r = { path: '/', match: 'prefix', regex: null, group, ret: null, access: null, uri: null, forward: o.forward, timeouts: o.timeouts, retry: group.retry, children: null };
+    r = { path: '/', match: 'prefix', regex: null, group, ret: null, access: null, uri: null, forward: o.forward, timeouts: o.timeouts, retry: group.retry, children: null, slashRedirect: false };
     targetRoutes.set(group, r);
   }
   return r;

@@ -18,7 +18,7 @@ import { normalisePath, replacePrefix } from '../http1/path.js';
 import { forwardRequestHead } from '../http1/serialize.js';
 import { ExchangeRecord } from '../observe/record.js';
 import { clientAddress } from '../proxy-protocol/peer.js';
-import { answerOf, FORBIDDEN, returnAnswer, type Route } from '../router.js';
+import { answerOf, FORBIDDEN, returnAnswer, slashAnswer, slashLocation, type Route } from '../router.js';
 import type { Backend, UpstreamGroup } from '../upstream/group.js';
 import { causeOf, IDEMPOTENT, withinPolicy, type RetryCause } from '../upstream/retry.js';
 import type { EmbedHost } from './host.js';
@@ -216,12 +216,25 @@ class WebExchange implements ReportedClient {
       this.fail(new WspliceError('WSPLICE_NO_ROUTE', `no route for ${path}`));
       return null;
     }
+    const moved = route.slashRedirect ? this.slashed(route, path) : null;
+    if (moved !== null) {
+      if (this.answer) this.writeAnswer(301, 'moved', undefined, moved);
+      this.settle(slashAnswer(moved)); // a RouteAnswer, as `return` settles
+      return null;
+    }
     const answer = route.access !== null || route.ret !== null ? answerOf(route, this.remoteAddress) : null;
     if (answer === null) return route;
     if (ERRORS[answer.code].event === 'refused') this.ctx.refused(this, answer);
     if (this.answer) this.writeRouteAnswer(route, answer.status);
     this.settle(answer);
     return null;
+  }
+
+  /** The Location of the route's slash redirect for this request, as a listener builds it (null: none). */
+  private slashed(route: Route, path: string): string | null {
+    const s = this.req.socket as Socket & { encrypted?: boolean };
+    const proto = s.encrypted === true ? 'https' : this.plan.options.proto;
+    return slashLocation(route, path, this.info.path, this.info.host, { proto, localAddress: s.localAddress, localPort: s.localPort });
   }
 
   /** A location's own answer (`return CODE [TEXT|URL]`, or 403 from `deny`), as the listener words it. */

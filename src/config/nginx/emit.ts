@@ -77,6 +77,11 @@ function routeSettings(st: Settings, field: string, e: Emitting): Record<string,
   return out;
 }
 
+/** nginx answers `/x` with a 301 to `/x/` for a prefix or exact `/x/` location with proxy_pass (a `return` in it too). */
+function slashes(loc: LocationScope): boolean {
+  return loc.pass !== null && loc.path.endsWith('/') && loc.path !== '/' && (loc.match === 'prefix' || loc.match === 'exact' || loc.match === 'prefix-stop');
+}
+
 /** One location as a route, its nested locations as its routes; null after reporting. */
 function route(loc: LocationScope, srv: ServerScope, isDefault: boolean, field: string, e: Emitting): Record<string, unknown> | null {
   const b = e.b;
@@ -95,7 +100,7 @@ function route(loc: LocationScope, srv: ServerScope, isDefault: boolean, field: 
     if (r !== null) nested.push(r);
   }
   return {
-    path: loc.path, ...(loc.match !== 'prefix' ? { match: MATCH[loc.match] } : {}), ...proxy,
+    path: loc.path, ...(loc.match !== 'prefix' ? { match: MATCH[loc.match] } : {}), ...proxy, ...(slashes(loc) ? { slashRedirect: true } : {}),
     ...(loc.parent === null ? hosts(srv, isDefault) : {}), ...answers(st), ...(nested.length > 0 ? { routes: nested } : {}),
   };
 }

@@ -1,6 +1,7 @@
 /**
  * Handlers of the per-location directives other than proxy_pass and headers:
- * return, allow/deny, proxy_next_upstream, proxy_http_version.
+ * return, allow/deny, proxy_next_upstream, proxy_http_version, and the
+ * redirect flags (wsplice builds its slash redirects with their defaults).
  */
 import type { Build, Scope } from './build.js';
 import { settingsOf } from './directives.js';
@@ -49,4 +50,13 @@ export function accessRule(d: Directive, s: Scope, b: Build): void {
   const v = d.args[0]!;
   if (v !== 'all' && !CIDR.test(v)) return b.error(d, `invalid parameter "${v}"`);
   (settingsOf(s).access ??= []).push({ allow: d.name === 'allow', from: v, at: d });
+}
+
+/** absolute_redirect, port_in_redirect, server_name_in_redirect: their nginx default is what wsplice does; the other value is refused. */
+export function redirectFlag(def: 'on' | 'off') {
+  return (d: Directive, _s: Scope, b: Build): void => {
+    const v = d.args[0]!;
+    if (v !== 'on' && v !== 'off') b.error(d, `invalid value "${v}" in "${d.name}" directive, it must be "on" or "off"`);
+    else if (v !== def) b.notYet(d, `"${d.name} ${v}"`);
+  };
 }

@@ -13,7 +13,7 @@ import {
   pidFile, upstreamBlock, upstreamServer, workerConnections, workerProcesses,
 } from './http-directives.js';
 import { limitConnZone, limitReqZone, limitStatus, limitUse } from './limits.js';
-import { accessRule, nextUpstreamBound, proxyHttpVersion, proxyNextUpstream, returnDirective } from './location-directives.js';
+import { accessRule, nextUpstreamBound, proxyHttpVersion, proxyNextUpstream, redirectFlag, returnDirective } from './location-directives.js';
 
 export interface DirectiveRow {
   name: string;
@@ -86,6 +86,9 @@ export const DIRECTIVES: readonly DirectiveRow[] = [
   row('keepalive_timeout', [...HTTP, 'upstream'], [1, 2], keepaliveTimeout, 'timeouts.keepAliveMs'),
   row('large_client_header_buffers', ['http', 'server'], [2, 2], largeHeaderBuffers, 'limits.maxUriBytes, maxHeadBytes'),
   row('return', ['server', 'location'], [1, 2], returnDirective, 'routes[].return'),
+  row('absolute_redirect', HTTP, [1, 1], redirectFlag('on'), 'on: the slash redirect Location is absolute'),
+  row('port_in_redirect', HTTP, [1, 1], redirectFlag('on'), 'on: the local port in that Location'),
+  row('server_name_in_redirect', HTTP, [1, 1], redirectFlag('off'), 'off: the request host in that Location'),
   row('allow', HTTP, [1, 1], accessRule, 'routes[].access'),
   row('deny', HTTP, [1, 1], accessRule, 'routes[].access'),
   row('set_real_ip_from', HTTP, [1, 1], realIpFrom, 'realIpFrom'),
