@@ -73,10 +73,10 @@ export class Connection implements LegOwner {
     return clientAddress(this.client);
   }
 
-  /** The proxy is draining: drop an idle keep-alive connection now, others after their exchange. */
+  /** Draining: an idle keep-alive connection goes now, others after their exchange; a fresh one keeps its head timeout (its request may be in flight). */
   drain(): void {
     if (this.state === State.Lingering) this.client.destroy(); // its final response is written
-    else if (this.state === State.HeadIdle && this.pending === null) this.drop();
+    else if (this.state === State.HeadIdle && this.pending === null && this.requests > 0) this.drop();
   }
 
   /** End now (shutdown deadline); `goAway`: a WebSocket tunnel gets its Close 1001 first. */
