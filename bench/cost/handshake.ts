@@ -1,0 +1,199 @@
+// What one WebSocket handshake (upgrade + 101 + tunnel set-up + close) costs a proxy, in
+// instructions, counted by valgrind's callgrind: the peer runs under callgrind, an uninstrumented
+// warm-up runs first (the JIT settles), then instrumentation starts, N handshakes run, and the
+// counters are dumped. Instruction counts do not depend on what else the shared machine is doing, so two
+// trees can be compared to within a few percent where wall-clock rates cannot.
+//
+// Usage: npm run bench:cost -- [--peers wsplice-js,wsplice-splice,wsplice-auto,node-pipe]
+//          [--n 1000] [--warmup 3000] [--concurrency 4] [--keep] [--cpu]
+// Prints one row per peer: main-thread and all-thread instructions per handshake. With --cpu the
+// peer runs without valgrind and the row is its CPU time (user + system, from /proc) per
+// handshake instead: what the kernel spends (connects, pipes, epoll) is in it, and so is the noise
+// of a shared machine (use a large --n, and compare runs made one after the other).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { acceptKey, buildCloseFrame, buildUpgradeRequest } from '../macro/common/ws-frames.js';
+import { cpuSeconds } from '../macro/orchestrate/procfs.js';
+import { freePort, type Managed, spawnManaged, stopManaged, waitForLine, waitForPort } from '../macro/orchestrate/proc.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const CLOSE_FRAME = buildCloseFrame(Buffer.from([0x11, 0x22, 0x33, 0x44]));
+const PEERS = ['wsplice-js', 'wsplice-splice', 'wsplice-auto', 'node-pipe'] as const;
+type Peer = (typeof PEERS)[number];
+
+const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+const ACCEPT_LINE = `\r\nsec-websocket-accept: ${acceptKey(KEY).toLowerCase()}\r\n`;
+/** Under callgrind the first handshakes take seconds: a generous bound, not the load generator's 10 s. */
+const TIMEOUT_MS = 60_000;
+
+/** An upgrade as the macro bench's client sends it; resolves once a valid 101 head is in. */
+function openTunnel(port: number): Promise<Socket> {
+  const request = buildUpgradeRequest(`127.0.0.1:${port}`, '/websocket', KEY);
+  return new Promise((done, fail) => {
+    const socket = connect({ host: '127.0.0.1', port, noDelay: true });
+    let head = '';
+    const onData = (chunk: Buffer): void => {
+      head += chunk.toString('latin1');
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const text = head.slice(0, end + 2).toLowerCase();
+      socket.removeListener('data', onData);
+      if (!text.startsWith('http/1.1 101') || !text.includes(ACCEPT_LINE)) {
+        socket.destroy();
+        fail(new Error(`upgrade: ${text.split('\r\n')[0]}`));
+      } else done(socket);
+    };
+    socket.on('data', onData);
+    socket.once('error', fail);
+    socket.setTimeout(TIMEOUT_MS, () => socket.destroy(new Error('upgrade: timed out')));
+    socket.write(request);
+  });
+}
+
+/** The same close as the macro bench's handshake row: our Close, the server's Close and FIN. */
+function closeTunnel(socket: Socket): Promise<void> {
+  return new Promise((done, fail) => {
+    socket.setTimeout(TIMEOUT_MS, () => socket.destroy(new Error('close: timed out')));
+    socket.on('data', () => {});
+    socket.on('error', fail);
+    socket.on('close', () => done());
+    socket.write(CLOSE_FRAME);
+  });
+}
+
+/** `count` handshakes, `concurrency` at a time; any failure aborts the run. */
+async function handshakes(port: number, count: number, concurrency: number): Promise<void> {
+  let left = count;
+  const worker = async (): Promise<void> => {
+    while (left-- > 0) {
+      await closeTunnel(await openTunnel(port));
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+/** The proxy command of `peer`, configured as the macro bench configures it. */
+function peerCommand(peer: Peer, dir: string, port: number, backendPort: number): { args: string[]; ready: RegExp } {
+  if (peer === 'node-pipe') {
+    const conf = join(dir, 'node-pipe.json');
+    writeFileSync(conf, JSON.stringify({ listen: port, upstream: backendPort }));
+    return { args: [join(ROOT, 'dist/bench/macro/orchestrate/peers/node-pipe-peer.js'), conf], ready: /^node-pipe listening on / };
+  }
+  const conf = join(dir, `${peer}.json`);
+  const relay = peer.slice('wsplice-'.length);
+  writeFileSync(conf, JSON.stringify({ listen: [`127.0.0.1:${port}`], upstreams: { backend: { servers: [`127.0.0.1:${backendPort}`] } }, relay }));
+  return { args: [join(ROOT, 'dist/src/cli/main.js'), '-c', conf], ready: /wsplice listening on / };
+}
+
+/** Sum of the `summary:` (or `totals:`) lines of a callgrind dump file. */
+function instructionsOf(file: string): number {
+  const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(file, 'utf8'));
+  return m === null ? 0 : Number(m[1]);
+}
+
+interface Row {
+  peer: Peer;
+  main: number;
+  all: number;
+}
+
+/** CPU seconds of the peer (all threads, user + system) per handshake, without valgrind. */
+async function measureCpu(peer: Peer, o: { n: number; warmup: number; concurrency: number }, dir: string, backendPort: number): Promise<number> {
+  const port = await freePort();
+  const { args, ready } = peerCommand(peer, dir, port, backendPort);
+  const m: Managed = spawnManaged(process.execPath, args, { cwd: ROOT, stdin: 'ignore' });
+  try {
+    await waitForLine(m, ready, 20_000);
+    await waitForPort(port, m, 10_000);
+    await handshakes(port, o.warmup, o.concurrency);
+    const before = cpuSeconds([m.pid]);
+    await handshakes(port, o.n, o.concurrency);
+    return (cpuSeconds([m.pid]) - before) / o.n;
+  } finally {
+    await stopManaged(m, 10_000);
+  }
+}
+
+async function measure(peer: Peer, o: { n: number; warmup: number; concurrency: number }, dir: string, backendPort: number): Promise<Row> {
+  const port = await freePort();
+  const out = join(dir, `cg.${peer}`);
+  const { args, ready } = peerCommand(peer, dir, port, backendPort);
+  const vg = ['--tool=callgrind', '--separate-threads=yes', '--smc-check=all-non-file', '--instr-atstart=no', `--callgrind-out-file=${out}`, process.execPath, ...args];
+  const m: Managed = spawnManaged('valgrind', vg, { cwd: ROOT, stdin: 'ignore' });
+  try {
+    await waitForLine(m, ready, 120_000);
+    await waitForPort(port, m, 10_000);
+    await handshakes(port, o.warmup, o.concurrency);
+    // The warm-up ran uninstrumented (several times faster); only the measured handshakes count.
+    execFileSync('callgrind_control', ['-i', 'on', String(m.pid)], { stdio: 'ignore' });
+    execFileSync('callgrind_control', ['-z', String(m.pid)], { stdio: 'ignore' });
+    await handshakes(port, o.n, o.concurrency);
+    execFileSync('callgrind_control', ['-d', String(m.pid)], { stdio: 'ignore' });
+  } finally {
+    await stopManaged(m, 10_000);
+  }
+  // The dump on request is numbered .1; -01 is the main thread.
+  const files = readdirSync(dir).filter((f) => f.startsWith(`cg.${peer}.1-`));
+  let main = 0;
+  let all = 0;
+  for (const f of files) {
+    const n = instructionsOf(join(dir, f));
+    all += n;
+    if (f.endsWith('-01')) main = n;
+  }
+  if (files.length === 0) throw new Error(`${peer}: no callgrind dump (${m.output().slice(-500)})`);
+  return { peer, main: main / o.n, all: all / o.n };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      peers: { type: 'string', default: PEERS.join(',') },
+      n: { type: 'string', default: '1000' },
+      warmup: { type: 'string', default: '3000' },
+      concurrency: { type: 'string', default: '4' },
+      keep: { type: 'boolean', default: false },
+      cpu: { type: 'boolean', default: false },
+    },
+  });
+  const peers = values.peers.split(',').map((p) => {
+    if (!(PEERS as readonly string[]).includes(p)) throw new Error(`unknown peer ${p} (${PEERS.join(', ')})`);
+    return p as Peer;
+  });
+  const count = (name: string, text: string, min: number): number => {
+    const v = Number(text);
+    if (!Number.isInteger(v) || v < min) throw new Error(`--${name} ${text}: an integer >= ${min}`);
+    return v;
+  };
+  const o = { n: count('n', values.n, 1), warmup: count('warmup', values.warmup, 0), concurrency: count('concurrency', values.concurrency, 1) };
+  const dir = mkdtempSync(join(tmpdir(), 'wsplice-cost-'));
+  const backend = spawnManaged(process.execPath, [join(ROOT, 'dist/bench/macro/backend/backend.js'), '--port', '0'], { cwd: ROOT });
+  try {
+    const backendPort = Number((await waitForLine(backend, /^backend listening 127\.0\.0\.1:(\d+)/, 10_000))[1]);
+    process.stdout.write(`handshake cost: ${o.n} handshakes after ${o.warmup} of warm-up, ${o.concurrency} at a time, node ${process.version}\n`);
+    if (values.cpu) {
+      process.stdout.write('| peer | CPU µs per handshake (user + system, all threads) |\n| --- | --- |\n');
+      for (const peer of peers) process.stdout.write(`| ${peer} | ${((await measureCpu(peer, o, dir, backendPort)) * 1e6).toFixed(1)} |\n`);
+      return;
+    }
+    process.stdout.write('| peer | main-thread instructions per handshake | all threads |\n| --- | --- | --- |\n');
+    for (const peer of peers) {
+      const r = await measure(peer, o, dir, backendPort);
+      process.stdout.write(`| ${r.peer} | ${Math.round(r.main / 1000)}k | ${Math.round(r.all / 1000)}k |\n`);
+    }
+  } finally {
+    await stopManaged(backend);
+    if (values.keep) process.stdout.write(`kept ${dir}\n`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:cost: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});
