@@ -4,7 +4,7 @@
 // counters are dumped. Instruction counts do not depend on what else the shared machine is doing, so two
 // trees can be compared to within a few percent where wall-clock rates cannot.
 //
-// Usage: npm run bench:cost -- [--peers wsplice-js,wsplice-splice,wsplice-auto,node-pipe]
+// Usage: npm run bench:cost -- [--peers wsplice-js,wsplice-splice,wsplice-auto,node-pipe,wsplice-embed,http-proxy]
 //          [--n 1000] [--warmup 3000] [--concurrency 4] [--keep] [--cpu]
 // Prints one row per peer: main-thread and all-thread instructions per handshake. With --cpu the
 // peer runs without valgrind and the row is its CPU time (user + system, from /proc) per
@@ -23,7 +23,9 @@ import { freePort, type Managed, spawnManaged, stopManaged, waitForLine, waitFor
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const CLOSE_FRAME = buildCloseFrame(Buffer.from([0x11, 0x22, 0x33, 0x44]));
-const PEERS = ['wsplice-js', 'wsplice-splice', 'wsplice-auto', 'node-pipe'] as const;
+const PEERS = ['wsplice-js', 'wsplice-splice', 'wsplice-auto', 'node-pipe', 'wsplice-embed', 'http-proxy'] as const;
+/** Peers whose script is dist/bench/macro/orchestrate/peers/NAME-peer.js, started as the macro bench starts them. */
+const SCRIPT_PEERS: ReadonlySet<Peer> = new Set(['node-pipe', 'wsplice-embed', 'http-proxy']);
 type Peer = (typeof PEERS)[number];
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
@@ -79,10 +81,10 @@ async function handshakes(port: number, count: number, concurrency: number): Pro
 
 /** The proxy command of `peer`, configured as the macro bench configures it. */
 function peerCommand(peer: Peer, dir: string, port: number, backendPort: number): { args: string[]; ready: RegExp } {
-  if (peer === 'node-pipe') {
-    const conf = join(dir, 'node-pipe.json');
+  if (SCRIPT_PEERS.has(peer)) {
+    const conf = join(dir, `${peer}.json`);
     writeFileSync(conf, JSON.stringify({ listen: port, upstream: backendPort }));
-    return { args: [join(ROOT, 'dist/bench/macro/orchestrate/peers/node-pipe-peer.js'), conf], ready: /^node-pipe listening on / };
+    return { args: [join(ROOT, `dist/bench/macro/orchestrate/peers/${peer}-peer.js`), conf], ready: new RegExp(`^${peer} listening on `) };
   }
   const conf = join(dir, `${peer}.json`);
   const relay = peer.slice('wsplice-'.length);
