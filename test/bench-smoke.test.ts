@@ -64,3 +64,39 @@ t.test('bench runner, tiny mode: direct and wsplice-js', async (t) => {
     }
   }
 });
+
+t.test('bench runner: --baseline runs another checkout as base-wsplice-*, right after its twin', async (t) => {
+  t.ok(existsSync(join(root, 'dist/src/cli/main.js')), 'dist/src/cli/main.js is built (npm test builds it first)');
+  const out = mkdtempSync(join(tmpdir(), 'bench-smoke-base-'));
+  t.teardown(() => rmSync(out, { recursive: true, force: true }));
+  // This checkout stands in for the other one: the runner must start the CLI found under the given root.
+  const r = spawnSync(process.execPath, [runner, '--tiny', '--peers', 'wsplice-js', '--scenarios', 'handshake', '--http-client', 'own', '--baseline', root, '--out', out], {
+    cwd: root, encoding: 'utf8', timeout: 60_000,
+  });
+  t.equal(r.status, 0, `runner exits 0 (stderr: ${r.stderr.slice(-800)})`);
+  const json = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as Output;
+  t.same(json.meta.peers, ['wsplice-js', 'base-wsplice-js'], 'the baseline twin runs right after its peer');
+  t.match(json.meta.versions['base-wsplice'] ?? '', root, 'the baseline records which checkout it ran');
+  const base = json.samples.filter((s) => s.peer === 'base-wsplice-js');
+  t.ok(base.length > 0 && base.every((s) => s.ok && (s.result?.count ?? 0) > 0), 'the baseline completed its handshakes');
+  t.notOk(base.some((s) => s.scenario.startsWith('wss')), 'a baseline has no TLS listener');
+});
+
+t.test('bench runner: an unknown flag or a bad number is an error, not a silent default', async (t) => {
+  for (const [args, pattern] of [[['--rounds', 'x'], /--rounds needs a number/], [['--no-such-flag'], /no-such-flag/], [['--http-client', 'curl'], /--http-client is auto, own or wrk/]] as const) {
+    const r = spawnSync(process.execPath, [runner, ...args], { cwd: root, encoding: 'utf8', timeout: 20_000 });
+    t.equal(r.status, 1, `${args.join(' ')}: exit 1`);
+    t.match(r.stderr, pattern, `${args.join(' ')}: says why`);
+  }
+});
+
+t.test('npm run bench: the flags given after -- reach the macro bench, not the hand-over bench behind it', async (t) => {
+  const entry = join(root, 'dist/bench/run.js');
+  t.ok(existsSync(entry), 'dist/bench/run.js is built');
+  // A bad value the macro bench refuses: had it gone to the hand-over bench, that would have run for minutes.
+  const r = spawnSync(process.execPath, [entry, '--rounds', 'x'], { cwd: root, encoding: 'utf8', timeout: 20_000 });
+  t.equal(r.status, 1, 'exit 1');
+  t.match(r.stderr, /--rounds needs a number/, 'the macro bench read the flag');
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  t.match(pkg.scripts.bench ?? "", /node dist\/bench\/run\.js$/, 'npm run bench ends with the entry, so npm appends the flags to it');
+});

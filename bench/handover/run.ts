@@ -10,6 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { buildMaskedFrame, OP_TEXT } from '../macro/common/ws-frames.js';
 import { spawnManaged, stopManaged, waitForLine, type Managed } from '../macro/orchestrate/proc.js';
@@ -31,10 +32,7 @@ interface Row {
   moved: number;
 }
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : dflt;
-}
+const { values: flags } = parseArgs({ options: { tunnels: { type: 'string', default: '1000,10000' }, out: { type: 'string', default: join(ROOT, 'bench/results') } } });
 
 /** The fd limit the spawned processes get (spawnManaged raises the soft limit to the hard one) and the connection limit wsplice derives from it. */
 function childLimits(): { fds: number; connections: number } {
@@ -167,8 +165,8 @@ function report(rows: Row[], fdLimit: number): string {
 }
 
 async function main(): Promise<void> {
-  const counts = arg('tunnels', '1000,10000').split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
-  const outDir = resolve(arg('out', join(ROOT, 'bench/results')));
+  const counts = flags.tunnels.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  const outDir = resolve(flags.out);
   const limits = childLimits();
   const fdLimit = limits.fds;
   const dir = mkdtempSync(join(tmpdir(), 'wsplice-bench-handover-'));

@@ -2,16 +2,18 @@
 // runs each scenario round by round with the peers interleaved, writes bench/results/latest.{md,json}
 // and ratios.svg. Usage: node dist/bench/macro/run.js [--full | --tiny] [--peers a,b] [--rounds N]
 //   [--out DIR] [--install] [--keep] [--wait-quiet S] [--rerender latest.json] [--http-client auto|own|wrk] [--scenarios idPrefix,...]
+//   [--baseline DIR] (another built checkout's wsplice-js/splice/auto as base-wsplice-*, for a before/after in one run)
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs as parseFlags } from 'node:util';
 import { aggregate } from './report/aggregate.js';
 import { renderChart } from './report/chart.js';
 import { type Backend, LoadGen, startBackend } from './orchestrate/gen-driver.js';
 import { type Sample, measure } from './orchestrate/measure.js';
-import { ALL_PEERS, type PeerContext, type PeerSpec, type RunningPeer } from './orchestrate/peers/peers.js';
+import { ALL_PEERS, baselinePeers, type PeerContext, type PeerSpec, type RunningPeer } from './orchestrate/peers/peers.js';
 import type { BenchCert } from './orchestrate/peers/configs.js';
 import { type Mode, type Plan, makePlan } from './orchestrate/plan.js';
 import { ULIMIT_SH, freePort, killAllNow } from './orchestrate/proc.js';
@@ -34,32 +36,46 @@ interface Args {
   waitQuietS: number;
   /** Only re-render latest.md and ratios.svg from this latest.json (no measuring). */
   rerender: string | null;
+  /** Another built checkout: its wsplice-js/splice/auto run as base-wsplice-* beside this tree's, interleaved. */
+  baseline: string | null;
 }
 
+/** The flags, read by node:util parseArgs (unknown ones are an error). */
 function parseArgs(argv: string[]): Args {
-  const a: Args = { mode: 'quick', peers: null, rounds: null, out: null, install: false, httpClient: 'auto', scenarios: null, keep: false, waitQuietS: 0, rerender: null };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const val = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${arg} needs a value`);
-      return v;
-    };
-    if (arg === '--full') a.mode = 'full';
-    else if (arg === '--tiny') a.mode = 'tiny';
-    else if (arg === '--quick') a.mode = 'quick';
-    else if (arg === '--peers') a.peers = val().split(',').map((s) => s.trim()).filter(Boolean);
-    else if (arg === '--rounds') a.rounds = Number(val());
-    else if (arg === '--out') a.out = val();
-    else if (arg === '--install') a.install = true;
-    else if (arg === '--keep') a.keep = true;
-    else if (arg === '--wait-quiet') a.waitQuietS = Number(val());
-    else if (arg === '--rerender') a.rerender = val();
-    else if (arg === '--scenarios') a.scenarios = val().split(',').map((x) => x.trim()).filter(Boolean);
-    else if (arg === '--http-client') a.httpClient = val() as Args['httpClient'];
-    else throw new Error(`unknown argument ${arg}`);
-  }
-  return a;
+  const { values: v } = parseFlags({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      full: { type: 'boolean' }, tiny: { type: 'boolean' }, quick: { type: 'boolean' },
+      peers: { type: 'string' }, rounds: { type: 'string' }, out: { type: 'string' },
+      install: { type: 'boolean' }, keep: { type: 'boolean' }, 'wait-quiet': { type: 'string' },
+      rerender: { type: 'string' }, scenarios: { type: 'string' }, 'http-client': { type: 'string' },
+      baseline: { type: 'string' },
+    },
+  });
+  const list = (s: string | undefined): string[] | null => (s === undefined ? null : s.split(',').map((x) => x.trim()).filter(Boolean));
+  const num = (flag: string, s: string | undefined): number | null => {
+    if (s === undefined) return null;
+    const n = Number(s);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${flag} needs a number, not ${JSON.stringify(s)}`);
+    return n;
+  };
+  const client = v['http-client'] ?? 'auto';
+  if (client !== 'auto' && client !== 'own' && client !== 'wrk') throw new Error(`--http-client is auto, own or wrk, not ${JSON.stringify(client)}`);
+  return {
+    mode: v.full ? 'full' : v.tiny ? 'tiny' : 'quick',
+    peers: list(v.peers),
+    rounds: num('rounds', v.rounds),
+    out: v.out ?? null,
+    install: v.install ?? false,
+    httpClient: client,
+    scenarios: list(v.scenarios),
+    keep: v.keep ?? false,
+    waitQuietS: num('wait-quiet', v['wait-quiet']) ?? 0,
+    rerender: v.rerender ?? null,
+    baseline: v.baseline === undefined ? null : resolve(v.baseline),
+  };
 }
 
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -120,6 +136,10 @@ async function main(): Promise<void> {
   const skipped: RunMeta['skipped'] = [];
   const running = new Map<string, { spec: PeerSpec; peer: RunningPeer }>();
   const wanted = ALL_PEERS.filter((p) => !args.peers || args.peers.includes(p.name));
+  // Each baseline twin runs right after its peer of this tree, so both see the same moment of the machine.
+  for (const b of args.baseline ? baselinePeers(args.baseline, wanted.map((p) => p.name)) : []) {
+    wanted.splice(wanted.findIndex((p) => `base-${p.name}` === b.name) + 1, 0, b);
+  }
   for (const name of args.peers ?? []) {
     if (!ALL_PEERS.some((p) => p.name === name)) throw new Error(`unknown peer ${name} (${ALL_PEERS.map((p) => p.name).join(', ')})`);
   }

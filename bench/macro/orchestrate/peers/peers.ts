@@ -157,17 +157,20 @@ function wspliceVersion(ctx: PeerContext): string {
  * `keepalive`: the upstream pools its connections (`keepalive: { idle }`), HTTP rows only.
  * `workers`: started with `--workers N` (node:cluster workers sharing the listeners), every row.
  */
-function wsplice(relay: 'js' | 'splice' | 'auto', keepalive?: number, workers?: number): PeerSpec {
-  const name = keepalive !== undefined ? 'wsplice-keepalive' : workers !== undefined ? 'wsplice-workers' : `wsplice-${relay}`;
+function wsplice(relay: 'js' | 'splice' | 'auto', keepalive?: number, workers?: number, baseline?: string): PeerSpec {
+  const name = baseline !== undefined ? `base-wsplice-${relay}`
+    : keepalive !== undefined ? 'wsplice-keepalive' : workers !== undefined ? 'wsplice-workers' : `wsplice-${relay}`;
+  // A baseline runs another checkout's CLI, without a TLS listener (an older tree may not have one).
+  const rootOf = (ctx: PeerContext): string => baseline ?? ctx.root;
   return {
     name,
     ...(keepalive !== undefined ? { kinds: ['http'] as const } : {}),
     unavailable(ctx) {
-      if (!existsSync(join(ctx.root, WSPLICE_CLI))) return `${WSPLICE_CLI} not built yet`;
+      if (!existsSync(join(rootOf(ctx), WSPLICE_CLI))) return `${WSPLICE_CLI} not built yet`;
       if (relay !== 'js') {
         let v = '';
         try {
-          v = execFileSync(process.execPath, [join(ctx.root, WSPLICE_CLI), '--version'], { encoding: 'utf8', timeout: 10_000 });
+          v = execFileSync(process.execPath, [join(rootOf(ctx), WSPLICE_CLI), '--version'], { encoding: 'utf8', timeout: 10_000 });
         } catch {
           // no --version yet
         }
@@ -175,19 +178,20 @@ function wsplice(relay: 'js' | 'splice' | 'auto', keepalive?: number, workers?: 
       }
       return null;
     },
-    version: wspliceVersion,
+    version: (ctx) => wspliceVersion({ ...ctx, root: rootOf(ctx) }) + (baseline !== undefined ? ` (${baseline})` : ''),
     async start(ctx, port) {
       // As users run it: the CLI with a config file (kept beside the other configs for the record),
       // a plain listener and, when the run has a certificate, a TLS one serving it.
-      const tlsPort = ctx.cert ? await freePort() : undefined;
+      const cert = baseline === undefined ? ctx.cert : null;
+      const tlsPort = cert ? await freePort() : undefined;
       const conf = join(ctx.dir, `${name}-${port}.json`);
       writeFileSync(conf, `${JSON.stringify({
-        listen: [`127.0.0.1:${port}`, ...(ctx.cert ? [{ address: `127.0.0.1:${tlsPort}`, tls: { certificates: [{ cert: ctx.cert.cert, key: ctx.cert.key }] } }] : [])],
+        listen: [`127.0.0.1:${port}`, ...(cert ? [{ address: `127.0.0.1:${tlsPort}`, tls: { certificates: [{ cert: cert.cert, key: cert.key }] } }] : [])],
         upstreams: { backend: { servers: [`127.0.0.1:${ctx.backendPort}`], ...(keepalive !== undefined ? { keepalive: { idle: keepalive } } : {}) } },
         relay,
       }, null, 1)}\n`);
-      const args = [join(ctx.root, WSPLICE_CLI), '-c', conf, ...(workers !== undefined ? ['--workers', String(workers)] : [])];
-      const m = spawnManaged(process.execPath, args, { cwd: ctx.root, stdin: 'ignore' });
+      const args = [join(rootOf(ctx), WSPLICE_CLI), '-c', conf, ...(workers !== undefined ? ['--workers', String(workers)] : [])];
+      const m = spawnManaged(process.execPath, args, { cwd: rootOf(ctx), stdin: 'ignore' });
       return ready(m, port, /wsplice listening on /, name, tlsPort);
     },
   };
@@ -197,3 +201,9 @@ export const ALL_PEERS: readonly PeerSpec[] = [
   direct, nginx('1'), nginx('auto'), nginx('1', 32), haproxy, httpProxy, nodePipe, wsplice('js'), wsplice('splice'), wsplice('auto'),
   wspliceEmbed, wsplice('auto', 32), wsplice('auto', undefined, 2),
 ];
+
+/** `--baseline DIR`: base-wsplice-js/splice/auto from another built checkout, one for each of those chosen here. */
+export function baselinePeers(root: string, chosen: readonly string[]): PeerSpec[] {
+  const relays = (['js', 'splice', 'auto'] as const).filter((r) => chosen.includes(`wsplice-${r}`));
+  return relays.map((r) => wsplice(r, undefined, undefined, root));
+}
