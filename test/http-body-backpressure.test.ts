@@ -4,22 +4,16 @@
  * reads, every byte arrives. On a pooled connection the paused socket goes back to the pool after
  * the response and serves the next request.
  */
-import type { Socket } from 'node:net';
 import t from 'tap';
-import { connect, port, rawBackend, startProxy, waitFor } from './support/index.js';
+import { connect, eachHead, port, rawBackend, startProxy, waitFor } from './support/index.js';
 
 const TOTAL = 64 * 1024 * 1024;
 const PIECE = Buffer.alloc(64 * 1024, 'b');
 
 /** Answers each request head: a TOTAL-byte body for /big (written as fast as the proxy takes it), else 2 bytes. */
 function bigBackend(progress: { written: number }): ReturnType<typeof rawBackend> {
-  const answered = new WeakMap<Socket, number>();
-  return rawBackend((sock, data) => {
-    const heads = data.toString('latin1').split('\r\n\r\n').length - 1;
-    const done = answered.get(sock) ?? 0;
-    if (heads === done) return;
-    answered.set(sock, heads);
-    if (!data.toString('latin1').split('\r\n\r\n')[heads - 1]!.includes('/big')) {
+  return rawBackend(eachHead((sock, _before, head) => {
+    if (!head.includes('/big')) {
       sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
       return;
     }
@@ -34,7 +28,7 @@ function bigBackend(progress: { written: number }): ReturnType<typeof rawBackend
       }
     };
     more();
-  });
+  }));
 }
 
 for (const keepalive of [false, true]) {

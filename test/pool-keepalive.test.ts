@@ -7,7 +7,7 @@
 import type { Socket } from 'node:net';
 import t from 'tap';
 import {
-  httpBackend, httpGet, parseResponse, port, rawBackend, rawExchange, startProxy, switchingProtocols, requestKey, upgradeHead,
+  eachHead, httpBackend, httpGet, parseResponse, port, rawBackend, rawExchange, startProxy, switchingProtocols, requestKey, upgradeHead,
   openTunnel, waitFor,
 } from './support/index.js';
 
@@ -60,15 +60,10 @@ t.test('keepalive.requests bounds the requests per connection; a response saying
 
 /** Answers the first request of each connection and keeps it; closes on the second without a byte (the race). */
 function racingBackend(): ReturnType<typeof rawBackend> {
-  const answered = new WeakMap<Socket, number>();
-  return rawBackend((sock, data) => {
-    const heads = data.toString('latin1').split('\r\n\r\n').length - 1;
-    const done = answered.get(sock) ?? 0;
-    if (heads === done) return;
-    answered.set(sock, heads);
-    if (done === 0) sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  return rawBackend(eachHead((sock, before) => {
+    if (before === 0) sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
     else sock.destroy();
-  });
+  }));
 }
 
 t.test('the keep-alive race: a reused connection closing before any response byte is retried once on a fresh one', async (t) => {
@@ -89,15 +84,10 @@ t.test('the keep-alive race: a reused connection closing before any response byt
 });
 
 t.test('an upgrade never takes a pooled connection', async (t) => {
-  const answered = new WeakMap<Socket, number>();
-  const b = await rawBackend((sock, data) => {
-    const text = data.toString('latin1');
-    const heads = text.split('\r\n\r\n').length - 1;
-    if (heads === (answered.get(sock) ?? 0)) return;
-    answered.set(sock, heads);
-    if (/upgrade: websocket/i.test(text)) sock.write(switchingProtocols(requestKey(text)!));
+  const b = await rawBackend(eachHead((sock, _before, head) => {
+    if (/upgrade: websocket/i.test(head)) sock.write(switchingProtocols(requestKey(head)!));
     else sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-  });
+  }));
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`], keepalive } } });
   t.teardown(async () => { await proxy.close(); await b.close(); });
   t.equal((await httpGet(port(proxy), '/', { agent: false })).body, 'ok');
@@ -118,14 +108,10 @@ t.test('an idle pooled connection the backend closes is forgotten; the next requ
 });
 
 t.test('an idle pooled connection that receives a stray byte is closed; the next request opens a new one', async (t) => {
-  const answered = new WeakMap<Socket, number>();
-  const b = await rawBackend((sock, data, conn) => {
-    const heads = data.toString('latin1').split('\r\n\r\n').length - 1;
-    if (heads === (answered.get(sock) ?? 0)) return;
-    answered.set(sock, heads);
+  const b = await rawBackend(eachHead((sock, _before, _head, conn) => {
     sock.write(`HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nc${conn}`);
     if (conn === 0) setTimeout(() => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray'), 30); // out of step
-  });
+  }));
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${b.port}`], keepalive } } });
   t.teardown(async () => { await proxy.close(); await b.close(); });
   t.equal((await httpGet(port(proxy), '/', { agent: false })).body, 'c0');

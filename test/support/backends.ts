@@ -46,6 +46,24 @@ export async function rawBackend(respond: Responder): Promise<RawBackend> {
   };
 }
 
+/**
+ * A responder that runs `fn` when a socket's bytes hold a request head they did not before
+ * (keep-alive: each request in turn); `before` is how many heads the socket had sent until then
+ * (0 the first time), `head` the newest head's text, `conn` the socket's accept index. Bodies are
+ * not read: for GETs.
+ */
+export function eachHead(fn: (sock: Socket, before: number, head: string, conn: number) => void): Responder {
+  const answered = new WeakMap<Socket, number>();
+  return (sock, data, conn) => {
+    const parts = data.toString('latin1').split('\r\n\r\n');
+    const heads = parts.length - 1;
+    const done = answered.get(sock) ?? 0;
+    if (heads === done) return;
+    answered.set(sock, heads);
+    fn(sock, done, parts[heads - 1]!, conn);
+  };
+}
+
 /** Runs `fn` once per socket, the first time its bytes hold a complete head. */
 function oncePerHead(fn: (sock: Socket, data: Buffer, headEnd: number) => void): Responder {
   const answered = new WeakSet<Socket>();
