@@ -83,6 +83,64 @@ for (const relay of relays) {
       t.ok(stats.bytesUp >= total, 'bytes counted across a hand-over too');
     });
 
+    t.test('concurrent tunnels under backpressure each carry their own bytes, counted exactly', async (t) => {
+      // The JS relay reads every socket into one shared buffer: a chunk kept by a write that did
+      // not complete at once must not be overwritten by another tunnel's next read.
+      const backend = await tunnelBackend((sock) => sock.pipe(sock));
+      const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, relay });
+      await proxy.listen({ host: '127.0.0.1', port: 0 });
+      t.teardown(async () => { await proxy.close(); await backend.close(); });
+      const port = (proxy.address() as net.AddressInfo).port;
+      const tunnels = 4;
+      const total = 12 * 1024 * 1024;
+      const closes: Array<{ bytesUp: number; bytesDown: number }> = [];
+      proxy.on('tunnelClose', (s: { bytesUp: number; bytesDown: number }) => closes.push(s));
+      const one = async (id: number): Promise<void> => {
+        const s = await openTunnel(port);
+        const sent = createHash('sha256');
+        const got = createHash('sha256');
+        let received = 0;
+        let nextPause = 64 * 1024 * (id + 1);
+        const done = new Promise<void>((r, j) => {
+          s.on('data', (d: Buffer) => {
+            got.update(d);
+            received += d.length;
+            // A reader that stops now and then: the proxy's writes toward it back up and go partial.
+            if (received >= nextPause && received < total) {
+              nextPause += 4 * 1024 * 1024;
+              s.pause();
+              setTimeout(() => s.resume(), 300);
+            }
+            if (received >= total) r();
+          });
+          s.on('error', j);
+        });
+        s.resume();
+        const block = Buffer.alloc(48 * 1024 + id * 1000);
+        for (let off = 0, n = 0; off < total && n < 10_000; n++) {
+          const len = Math.min(block.length, total - off);
+          for (let i = 0; i + 4 <= len; i += 4) block.writeUInt32LE(((off + i) * (id + 3)) >>> 0, i);
+          const part = Buffer.from(block.subarray(0, len));
+          sent.update(part);
+          off += len;
+          if (!s.write(part)) await new Promise((r) => s.once('drain', r));
+        }
+        await done;
+        t.equal(received, total, `tunnel ${id}: every byte back`);
+        t.equal(got.digest('hex'), sent.digest('hex'), `tunnel ${id}: the bytes it sent, in order`);
+        s.destroy();
+      };
+      await Promise.all(Array.from({ length: tunnels }, (_, i) => one(i)));
+      await waitFor(() => closes.length === tunnels, 10_000);
+      t.equal(closes.length, tunnels, 'every tunnel reported its end');
+      for (const c of closes) {
+        if (relay === 'js') {
+          t.equal(c.bytesUp, total, 'bytes up counted exactly');
+          t.equal(c.bytesDown, total, 'bytes down counted exactly');
+        } else t.ok(c.bytesUp >= total && c.bytesDown >= total, 'bytes counted across a hand-over too');
+      }
+    });
+
     t.test('a quiet tunnel moves relays after its time threshold and keeps working', { skip: relay === 'auto' ? false : 'auto only' }, async (t) => {
       const backend = await tunnelBackend((sock) => sock.pipe(sock));
       const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, relay });

@@ -61,3 +61,52 @@ export function stopReading(s: Socket): Buffer | null {
 export function emptyInJs(s: Socket): boolean {
   return s.writableLength === 0 && s.readableLength === 0;
 }
+
+/** Called with the byte count of each read into `buf`; `buf` is reused by the next read. */
+export type DirectRead = (nread: number, buf: Buffer) => void;
+
+/**
+ * Node's `onread` socket option, applied to a socket that already exists: libuv reads into one
+ * buffer shared by every such socket, and `onRead` gets the count, with no Readable stream in
+ * between (no ArrayBuffer, 'data' event or nextTick per read). The shared buffer is only valid
+ * inside `onRead`: what it keeps must be copied. pause()/resume() still stop and start the reads,
+ * and EOF still ends the readable side ('end'). False (nothing changed) where Node's internals are
+ * not those this expects, or the socket holds buffered bytes or is past its reads.
+ */
+export function readDirect(s: Socket, onRead: DirectRead): boolean {
+  if (s.destroyed || s.readableEnded || s.readableLength !== 0 || s.connecting) return false;
+  const h = handleOf(s) as (StreamHandle & { useUserBuffer?: (b: Uint8Array) => void }) | null;
+  const k = onreadSymbols(s);
+  if (h === null || typeof h.useUserBuffer !== 'function' || k === null) return false;
+  const slots = s as unknown as Record<symbol, unknown>;
+  if (slots[k.buffer] !== null || slots[k.callback] !== null || slots[k.generator] !== null) return false;
+  slots[k.buffer] = sharedReadBuffer;
+  slots[k.callback] = onRead;
+  h.useUserBuffer(sharedReadBuffer);
+  return true;
+}
+
+/** One buffer for every direct read: JS runs one read callback at a time. */
+const sharedReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
+
+interface OnreadSymbols {
+  buffer: symbol;
+  callback: symbol;
+  generator: symbol;
+}
+
+let onreadKeys: OnreadSymbols | null | undefined;
+
+/** The socket's own slots for the onread option (found by name once, checked on each socket). */
+function onreadSymbols(s: Socket): OnreadSymbols | null {
+  if (onreadKeys === undefined) {
+    const find = (name: string): symbol | undefined => Object.getOwnPropertySymbols(s).find((x) => x.description === name);
+    const buffer = find('kBuffer');
+    const callback = find('kBufferCb');
+    const generator = find('kBufferGen');
+    onreadKeys = buffer && callback && generator ? { buffer, callback, generator } : null;
+  }
+  const k = onreadKeys;
+  if (k === null || !Object.hasOwn(s, k.buffer) || !Object.hasOwn(s, k.callback) || !Object.hasOwn(s, k.generator)) return null;
+  return k;
+}

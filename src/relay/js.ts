@@ -2,11 +2,14 @@
  * The JavaScript relay: one loop per direction over Node sockets, with
  * backpressure (a `false` from write() pauses the reader until 'drain'),
  * half-close (a FIN is relayed as end(), not as a close), and RST relayed as
- * RST. Handlers are bound once per tunnel: nothing is allocated per chunk.
+ * RST. Handlers are bound once per tunnel. Reads go straight from libuv into one
+ * shared buffer (readDirect) where Node allows it, else through 'data' events:
+ * per chunk, the only allocation is the copy handed to write().
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { resetOrDestroy } from '../sockets.js';
+import { readDirect } from './handover.js';
 import { close1001ToServer, CLOSE_1001_TO_CLIENT, FrameCursor } from './frames.js';
 import { RelayTunnel, type Carrier } from './tunnel.js';
 import type { Relay } from './types.js';
@@ -56,8 +59,10 @@ export class JsCarrier implements Carrier {
     this.onSocketClose = this.onSocketClose.bind(this);
     if (watch !== null) this.watchAt = watch.bytes;
 
-    client.on('data', this.onClientData);
-    upstream.on('data', this.onUpstreamData);
+    // A direct reader stays for the socket's life; release() stops it with pause(), and the
+    // native engine, the only next carrier, reads the fd itself.
+    if (!readDirect(client, this.onClientRead.bind(this))) client.on('data', this.onClientData);
+    if (!readDirect(upstream, this.onUpstreamRead.bind(this))) upstream.on('data', this.onUpstreamData);
     client.on('drain', this.onClientDrain);
     upstream.on('drain', this.onUpstreamDrain);
     client.on('end', this.onClientEnd);
@@ -113,6 +118,19 @@ export class JsCarrier implements Carrier {
     c.pause();
     u.pause();
     return true;
+  }
+
+  /** A direct read: `buf` is reused by the next read, and write() may keep what it is given. */
+  private onClientRead(nread: number, buf: Buffer): void {
+    const chunk = Buffer.allocUnsafe(nread);
+    buf.copy(chunk, 0, 0, nread);
+    this.onClientData(chunk);
+  }
+
+  private onUpstreamRead(nread: number, buf: Buffer): void {
+    const chunk = Buffer.allocUnsafe(nread);
+    buf.copy(chunk, 0, 0, nread);
+    this.onUpstreamData(chunk);
   }
 
   private onClientData(chunk: Buffer): void {
