@@ -16,6 +16,7 @@ import type { ResponseHead } from './http1/head.js';
 import { Ev, type Parser } from './http1/llhttp.js';
 import { dropSet, responseFramingProblem, responseHasNoBody } from './http1/semantics.js';
 import { errorResponse, forwardResponseHead, responseHeadText, withHeaderLines } from './http1/serialize.js';
+import { startTunnel } from './relay/dial.js';
 import type { Tunnel, TunnelMove } from './relay/types.js';
 import { ExchangeRecord } from './observe/record.js';
 import { resetOrDestroy } from './sockets.js';
@@ -300,7 +301,6 @@ export class Connection implements LegOwner {
     // from the chunk when the whole head is in it, else from the parser's copy.
     client.write(withHeaderLines(p.headBytes === pos ? chunk.subarray(0, pos) : p.copyHead(), x.responseHeaders));
     const rest = chunk.subarray(pos);
-    const up = this.leg.detach();
     client.removeListener('data', this.onClientData);
     client.removeListener('end', this.onClientEnd);
     client.removeListener('drain', this.onClientDrain);
@@ -309,14 +309,13 @@ export class Connection implements LegOwner {
     this.enter(State.Tunnel);
     const backend = x.backend!;
     if (client.destroyed) {
-      up.destroy();
-      this.onClientClose();
+      this.onClientClose(); // closes the upstream too
       return HeadVerdict.Stop;
     }
     const release = x.handOver(); // the tunnel holds the backend's open count now
     this.x = null; // a tunnel may live for hours: it keeps nothing of the handshake
     const onMove = (m: TunnelMove): void => this.ctx.tunnelMoved(this, backend, m);
-    this.tunnel = this.ctx.relay.start(client, up, early, rest.length > 0 ? rest : null, { idleTimeoutMs: x.route.timeouts.idleMs, onMove, websocket: x.handshake !== null }, (stats) => {
+    this.tunnel = startTunnel(this.ctx.relay, client, this.leg.detach(), early, rest.length > 0 ? rest : null, { idleTimeoutMs: x.route.timeouts.idleMs, onMove, websocket: x.handshake !== null }, (stats) => {
       release();
       this.state = State.Closed;
       this.ctx.tunnelClosed(this, backend, stats);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "channel.h"
+#include "dial.h"
 #include "engine.h"
 
 namespace wsplice {
@@ -91,13 +92,21 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("channelWait", &Addon::ChannelWait),
                              InstanceMethod("closeFd", &Addon::CloseFd),
                              InstanceMethod("dupFd", &Addon::DupFd),
+                             InstanceMethod("dialInit", &Addon::DialInit),
+                             InstanceMethod("dial", &Addon::DialOpen),
+                             InstanceMethod("dialClose", &Addon::DialClose),
+                             InstanceMethod("dialRelease", &Addon::DialRelease),
+                             InstanceMethod("dialWrite", &Addon::DialWrite),
                              InstanceValue("moved", Moved(env), napi_enumerable),
                              InstanceValue("reasons", Table(env, kReasonNames, kReasonCount), napi_enumerable),
                              InstanceValue("modes", Modes(env), napi_enumerable),
                          });
   }
 
-  ~Addon() { delete glue_; }
+  ~Addon() {
+    delete dials_;
+    delete glue_;
+  }
 
  private:
   static Napi::Array Table(Napi::Env env, const char* const* names, int n) {
@@ -359,7 +368,56 @@ class Addon : public Napi::Addon<Addon> {
     return fd < 0 ? Throw(env, std::string("dup: ") + strerror(errno)) : Napi::Number::New(env, fd);
   }
 
+  // dialInit(onEvent(id, kind, arg), readBuf: Buffer): once per environment; the dials close with it.
+  // A read's bytes are in readBuf[0, arg) when onEvent runs.
+  Napi::Value DialInit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (dials_ != nullptr) return env.Undefined();
+    if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsBuffer() || info[1].As<Napi::Buffer<uint8_t>>().Length() == 0) {
+      return Throw(env, "dialInit(onEvent: Function, readBuf: Buffer)", true);
+    }
+    dials_ = new Dials();
+    dials_->Init(env, info[0].As<Napi::Function>(), info[1].As<Napi::Buffer<uint8_t>>());
+    env.AddCleanupHook([](Dials* d) { d->CloseAll(); }, dials_);
+    return env.Undefined();
+  }
+
+  // dial(ip, port, head: Buffer) -> id (> 0), 0 (not a numeric address: dial in JS), or -errno.
+  Napi::Value DialOpen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (dials_ == nullptr || !dials_->ready()) return Napi::Number::New(env, 0);
+    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsBuffer()) {
+      return Throw(env, "dial(ip, port, head)", true);
+    }
+    Napi::Buffer<uint8_t> b = info[2].As<Napi::Buffer<uint8_t>>();
+    int64_t r = dials_->Open(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::Number>().Int32Value(), b.Data(), b.Length());
+    return Napi::Number::New(env, static_cast<double>(r));
+  }
+
+  // dialClose(id, reset): closes it (with an RST when `reset`); no event follows.
+  Napi::Value DialClose(const Napi::CallbackInfo& info) {
+    if (dials_ != nullptr && info.Length() >= 1 && info[0].IsNumber()) {
+      dials_->Close(info[0].As<Napi::Number>().Uint32Value(), info.Length() > 1 && info[1].ToBoolean().Value());
+    }
+    return info.Env().Undefined();
+  }
+
+  // dialRelease(id) -> fd: no longer watched; the fd is the caller's (-1: not connected, or unknown).
+  Napi::Value DialRelease(const Napi::CallbackInfo& info) {
+    int fd = dials_ != nullptr && info.Length() >= 1 && info[0].IsNumber() ? dials_->Release(info[0].As<Napi::Number>().Uint32Value()) : -1;
+    return Napi::Number::New(info.Env(), fd);
+  }
+
+  // dialWrite(fd, data) -> bytes written now (non-blocking), or -errno: a released dial's first bytes.
+  Napi::Value DialWrite(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[1].IsBuffer()) return Napi::Number::New(env, -EBADF);
+    Napi::Buffer<uint8_t> b = info[1].As<Napi::Buffer<uint8_t>>();
+    return Napi::Number::New(env, static_cast<double>(Dials::Write(FdArg(info, 0), b.Data(), b.Length())));
+  }
+
   Glue* glue_ = nullptr;
+  Dials* dials_ = nullptr;
   std::vector<uint8_t> recvBuf_;
 };
 

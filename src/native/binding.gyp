@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "wsplice_relay",
-      "sources": ["addon.cc", "engine.cc", "pump_splice.cc", "pump_copy.cc", "go_away.cc", "handover.cc", "channel.cc"],
+      "sources": ["addon.cc", "engine.cc", "pump_splice.cc", "pump_copy.cc", "go_away.cc", "handover.cc", "channel.cc", "dial.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fexceptions"],

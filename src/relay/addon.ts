@@ -7,6 +7,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { Dialer, type DialCalls } from './dial.js';
 import type { TunnelCloseReason } from './types.js';
 
 /**
@@ -54,6 +55,12 @@ interface Addon {
   closeFd?(fd: number): boolean;
   dupFd?(fd: number): number;
   readonly moved?: { version: number; recordSize: number; fds: number };
+  /** Upstream dials (src/native/dial.cc); absent in an addon built before them. */
+  dialInit?: DialCalls['dialInit'];
+  dial?: DialCalls['dial'];
+  dialClose?: DialCalls['dialClose'];
+  dialRelease?: DialCalls['dialRelease'];
+  dialWrite?: DialCalls['dialWrite'];
   /** Close reasons by code, as the engine reports them. */
   readonly reasons: readonly string[];
   /** Mode name -> code. */
@@ -81,6 +88,7 @@ const CANDIDATES = ['../native/build/Release/', '../../../src/native/build/Relea
 export class Binding {
   private readonly live = new Map<number, NativeEndSink>();
   private readonly reasonCodes = new Map<TunnelCloseReason, number>();
+  private dials: Dialer | null | undefined;
 
   constructor(
     private readonly addon: Addon,
@@ -122,6 +130,18 @@ export class Binding {
     const a = this.addon;
     if (typeof a.detach !== 'function' || a.moved === undefined) return null;
     return a as HandoverCalls;
+  }
+
+  /** Upstream dials on the main loop, made once; null when this addon was built without them. */
+  get dialer(): Dialer | null {
+    if (this.dials === undefined) {
+      const a = this.addon;
+      // WSPLICE_NATIVE_DIAL=0: every upstream is a JS socket (to compare, or to rule the dials out).
+      const ok = process.env.WSPLICE_NATIVE_DIAL !== '0' && typeof a.dialInit === 'function' && typeof a.dial === 'function' && typeof a.dialClose === 'function' &&
+        typeof a.dialRelease === 'function' && typeof a.dialWrite === 'function' && typeof a.closeFd === 'function';
+      this.dials = ok ? new Dialer(a as DialCalls) : null;
+    }
+    return this.dials;
   }
 
   /** Take `ids` out of the engine (paused, whole); their ends are not reported. */

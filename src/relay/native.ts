@@ -10,6 +10,7 @@
  */
 import type { Socket } from 'node:net';
 import { loadBinding, type Binding, type NativeEndSink, type NativeEngineStats, type NativeMode } from './addon.js';
+import type { Dialer, NativeUpstream } from './dial.js';
 import { emptyInJs, fdOf, stopReading } from './handover.js';
 import { jsRelay } from './js.js';
 import { RelayTunnel, type Carrier } from './tunnel.js';
@@ -75,12 +76,16 @@ function concat(a: Buffer | null, b: Buffer | null): Buffer | null {
 class SpliceRelay implements NativeRelay {
   readonly kind = 'splice' as const;
   active = 0;
+  /** Upgrade legs dial through it: their upstream is never a JS socket (null: an older addon). */
+  readonly dialer: Dialer | null;
 
   constructor(
     readonly binding: Binding,
     readonly mode: NativeMode,
     readonly fallback: Relay | null,
-  ) {}
+  ) {
+    this.dialer = binding.dialer;
+  }
 
   engineStats(): NativeEngineStats {
     return this.binding.stats();
@@ -99,6 +104,23 @@ class SpliceRelay implements NativeRelay {
     }
     const tunnel = new RelayTunnel(options, onEnd);
     this.carry(tunnel, client, upstream, toUpstream, toClient);
+    return tunnel.opened();
+  }
+
+  /** `start` for an upstream the addon dialled: its fd goes to the engine with no JS socket made. */
+  startNative(
+    client: Socket,
+    upstream: NativeUpstream,
+    toUpstream: Buffer | null,
+    toClient: Buffer | null,
+    options: Parameters<Relay['start']>[4],
+    onEnd: Parameters<Relay['start']>[5],
+  ): Tunnel {
+    if (fdOf(client) < 0 && !client.destroyed) return this.start(client, upstream.toSocket(), toUpstream, toClient, options, onEnd);
+    const tunnel = new RelayTunnel(options, onEnd);
+    const carrier = new NativeCarrier(this, tunnel, client, null, upstream);
+    tunnel.carry(carrier);
+    carrier.begin(toUpstream, toClient);
     return tunnel.opened();
   }
 
@@ -194,15 +216,19 @@ export class NativeCarrier implements Carrier, NativeEndSink {
   private pending = 2;
   private client: Socket | null;
   private upstream: Socket | null;
+  /** The upstream when the addon dialled it: an fd, no JS socket (upstream is null then). */
+  private dialled: NativeUpstream | null;
 
   constructor(
     private readonly relay: SpliceRelay,
     private readonly tunnel: RelayTunnel,
     client: Socket | null,
     upstream: Socket | null,
+    dialled: NativeUpstream | null = null,
   ) {
     this.client = client;
     this.upstream = upstream;
+    this.dialled = dialled;
     this.onClientGone = this.onClientGone.bind(this);
     this.onUpstreamGone = this.onUpstreamGone.bind(this);
     relay.active++;
@@ -298,17 +324,21 @@ export class NativeCarrier implements Carrier, NativeEndSink {
   /** Flush every byte JS holds, then hand the fds to the engine. */
   begin(toUpstream: Buffer | null, toClient: Buffer | null): void {
     const client = this.client!;
-    const upstream = this.upstream!;
     if (client.destroyed || fdOf(client) < 0) return this.abort('client-error');
-    if (upstream.destroyed || fdOf(upstream) < 0) return this.abort('upstream-error');
-    client.on('error', this.onClientGone);
-    upstream.on('error', this.onUpstreamGone);
-    client.on('close', this.onClientGone);
-    upstream.on('close', this.onUpstreamGone);
     // Early data first, then whatever JS read past the heads, in order.
-    const up = concat(toUpstream, stopReading(client));
-    const down = concat(toClient, stopReading(upstream));
-    this.jsUp = up?.length ?? 0;
+    let up = concat(toUpstream, stopReading(client));
+    if (this.dialled !== null && up !== null) up = this.writeDialled(up);
+    if (this.phase !== HANDOVER) return; // the write failed: ended
+    const upstream = this.upstream;
+    if (upstream !== null && (upstream.destroyed || fdOf(upstream) < 0)) return this.abort('upstream-error');
+    client.on('error', this.onClientGone);
+    client.on('close', this.onClientGone);
+    if (upstream !== null) {
+      upstream.on('error', this.onUpstreamGone);
+      upstream.on('close', this.onUpstreamGone);
+    }
+    const down = concat(toClient, upstream !== null ? stopReading(upstream) : null);
+    this.jsUp += up?.length ?? 0; // after what writeDialled wrote
     this.jsDown = down?.length ?? 0;
     // The callback of a write runs after every earlier write on that socket
     // completed (the 101 head included); an empty write just waits for those.
@@ -316,17 +346,35 @@ export class NativeCarrier implements Carrier, NativeEndSink {
       if (err) return; // the 'error' listener ends the tunnel
       if (--this.pending === 0) this.handOver();
     };
-    if (up !== null || upstream.writableLength > 0) upstream.write(up ?? EMPTY, flushed);
+    if (upstream !== null && (up !== null || upstream.writableLength > 0)) upstream.write(up ?? EMPTY, flushed);
     else this.pending--;
     if (down !== null || client.writableLength > 0) client.write(down ?? EMPTY, flushed);
     else this.pending--;
     if (this.pending === 0) this.handOver();
   }
 
+  /**
+   * Client bytes for a dialled upstream, written now; what the kernel does not take at once
+   * goes through a JS socket made on the fd (returned: still to write), as any upstream's would.
+   */
+  private writeDialled(up: Buffer): Buffer | null {
+    const d = this.dialled!;
+    const n = d.write(up);
+    if (n < 0) {
+      this.abort('upstream-error');
+      return null;
+    }
+    this.jsUp = n;
+    if (n === up.length) return null;
+    this.dialled = null;
+    this.upstream = d.toSocket();
+    return up.subarray(n);
+  }
+
   private handOver(): void {
-    const { client, upstream } = this;
-    if (this.phase !== HANDOVER || client === null || upstream === null) return;
-    if (!emptyInJs(client) || !emptyInJs(upstream)) {
+    const { client, upstream, dialled } = this;
+    if (this.phase !== HANDOVER || client === null || (upstream === null && dialled === null)) return;
+    if (!emptyInJs(client) || (upstream !== null && !emptyInJs(upstream))) {
       // Cannot happen with reading stopped and our writes done; be safe anyway.
       setImmediate(() => this.handOver());
       return;
@@ -334,17 +382,21 @@ export class NativeCarrier implements Carrier, NativeEndSink {
     this.detach();
     try {
       const { idleTimeoutMs, websocket } = this.tunnel;
-      this.id = this.relay.binding.open(fdOf(client), fdOf(upstream), idleTimeoutMs, this.relay.mode, this.counters, this, websocket);
+      const upFd = upstream !== null ? fdOf(upstream) : dialled!.fd();
+      this.id = this.relay.binding.open(fdOf(client), upFd, idleTimeoutMs, this.relay.mode, this.counters, this, websocket);
     } catch {
-      this.delegate(client, upstream);
+      this.dialled = null;
+      this.delegate(client, upstream ?? dialled!.toSocket());
       return;
     }
     this.phase = NATIVE;
     // The engine holds its own fd for each connection: closing ours sends
     // nothing (no FIN, no RST). The JS objects and their buffers go.
     client.destroy();
-    upstream.destroy();
+    upstream?.destroy();
+    dialled?.handedOver();
     this.client = this.upstream = null;
+    this.dialled = null;
   }
 
   /** The engine refused the fds (e.g. out of fds): the fallback carries the intact sockets. */
@@ -407,7 +459,9 @@ export class NativeCarrier implements Carrier, NativeEndSink {
     this.detach();
     this.client?.destroy();
     this.upstream?.destroy();
+    this.dialled?.destroy();
     this.client = this.upstream = null;
+    this.dialled = null;
     this.tunnel.note(reason);
     this.tunnel.finish();
   }

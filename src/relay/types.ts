@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { Dialer, NativeUpstream } from './dial.js';
 
 /** Which relay carries a tunnel's bytes: the JS loop, or the native splice(2) engine. */
 export type RelayKind = 'js' | 'splice';
@@ -78,6 +79,19 @@ export interface Relay {
   start(
     client: Socket,
     upstream: Socket,
+    toUpstream: Buffer | null,
+    toClient: Buffer | null,
+    options: RelayOptions,
+    onEnd: (stats: TunnelStats) => void,
+  ): Tunnel;
+  /**
+   * @internal Where the relay can take an upstream the addon dialled (no JS socket): the dialer
+   * the upgrade legs use, and `startNative`, `start` for such an upstream.
+   */
+  readonly dialer?: Dialer | null;
+  startNative?(
+    client: Socket,
+    upstream: NativeUpstream,
     toUpstream: Buffer | null,
     toClient: Buffer | null,
     options: RelayOptions,

@@ -19,6 +19,9 @@ import { resetOrDestroy } from '../sockets.js';
 import type { StateTimer } from '../timeouts.js';
 import type { ResolvedOptions } from '../options.js';
 import { proxyHeaderFor } from '../proxy-protocol/write.js';
+import type { DialSink, NativeUpstream } from '../relay/dial.js';
+import { fdOf } from '../relay/handover.js';
+import type { Relay } from '../relay/types.js';
 import type { UpstreamTls } from '../tls/upstream.js';
 import type { Backend } from './group.js';
 import { responseKeepsAlive, type PooledSocket, type UpstreamPool } from './pool.js';
@@ -33,6 +36,8 @@ export interface LegShared {
   readonly retired: RetiredSockets;
   /** Keep-alive pools of the upstream groups that have one, by name. */
   readonly pools: ReadonlyMap<string, UpstreamPool>;
+  /** Its dialer (if any) connects upgrades with no JS socket, for its startNative. */
+  readonly relay: Relay;
 }
 
 /** What the request is to the leg. */
@@ -87,7 +92,7 @@ interface LegSocket extends PooledSocket, RetiredSocket {
   leg?: UpstreamLeg | null;
 }
 
-export class UpstreamLeg {
+export class UpstreamLeg implements DialSink {
   private readonly owner: LegOwner;
   private readonly parsers: ParserPool;
   private readonly retired: RetiredSockets;
@@ -97,6 +102,8 @@ export class UpstreamLeg {
   private readonly maxHeld: number;
   /** The current socket; only its events count. */
   socket: LegSocket | null = null;
+  /** Instead of a socket: an upgrade's connection the addon dialled, until its response head is read. */
+  private dial: NativeUpstream | null = null;
   private parser: Parser | null = null;
   private phase = Phase.Idle;
   private head: Buffer | null = null;
@@ -163,6 +170,7 @@ export class UpstreamLeg {
     const sendProxy = this.shared.options.upstreams.get(group)?.sendProxy ?? null;
     const preamble = sendProxy !== null ? proxyHeaderFor(this.owner.client, sendProxy) : null;
     const a = backend.address;
+    if (tls === undefined && a.kind === 'tcp' && this.dialNative(a.host, a.port, preamble)) return;
     const target = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
     const up: LegSocket =
       tls !== undefined ? tls.connect(target, backend.label, preamble) : net.connect({ ...target, allowHalfOpen: true, noDelay: true });
@@ -172,6 +180,56 @@ export class UpstreamLeg {
     this.hook(up);
     this.phase = Phase.Connecting;
     up.on(tls !== undefined ? 'secureConnect' : 'connect', onConnect);
+  }
+
+  /**
+   * An upgrade to a plain TCP backend, for a relay that takes dialled upstreams and a client the
+   * engine can take: the addon connects and writes the head; no JS socket unless it is refused.
+   */
+  private dialNative(host: string, port: number, preamble: Buffer | null): boolean {
+    const dialer = this.shared.relay.dialer;
+    if (dialer == null || this.kind !== LegKind.Upgrade || this.held.length > 0 || fdOf(this.owner.client) < 0) return false;
+    const out = preamble === null ? this.head! : Buffer.concat([preamble, this.head!]);
+    const d = dialer.dial(host, port, out, this);
+    if (d === null) return false;
+    this.dial = d;
+    this.reused = false;
+    this.gotBytes = false;
+    this.spent = false;
+    this.phase = Phase.Connecting;
+    return true;
+  }
+
+  /** The dialled connection goes on as a JS socket (a non-101 answer: relayed as any other). */
+  private adoptDial(): void {
+    const up: LegSocket = this.dial!.toSocket();
+    this.dial = null;
+    listen(up);
+    this.hook(up);
+    this.gotBytes = true;
+  }
+
+  /** @internal */
+  dialConnected(): void {
+    this.phase = Phase.Waiting;
+    this.head = null; // the addon writes it
+    this.owner.legConnected();
+  }
+
+  /** @internal */
+  dialData(chunk: Buffer): void {
+    this.socketData(chunk);
+  }
+
+  /** @internal */
+  dialEnded(): void {
+    this.socketEnded();
+  }
+
+  /** @internal */
+  dialFailed(code: string): void {
+    this.dial = null; // closed by the addon
+    this.socketFailed(code);
   }
 
   /** Make `up` (whose listeners are on) the current socket. */
@@ -212,6 +270,7 @@ export class UpstreamLeg {
     const pool = this.pool;
     const backend = this.backend;
     const keep = reusable && !this.spent && pool !== null && this.phase === Phase.Body;
+    this.dial?.destroy(); // never: a dialled leg has a socket before its body
     const up = this.release();
     if (up === null) return;
     if (keep && pool.put(backend!, up)) return;
@@ -226,6 +285,7 @@ export class UpstreamLeg {
    */
   close(reset: boolean, keepBody = false): void {
     const sent = this.phase >= Phase.Waiting;
+    this.dial?.destroy(reset && sent);
     const up = this.release();
     if (!keepBody) {
       this.held = [];
@@ -236,8 +296,17 @@ export class UpstreamLeg {
     else up.destroy();
   }
 
-  /** Hand the socket over (a tunnel); the leg keeps nothing of it, its listeners included. */
-  detach(): Socket {
+  /**
+   * Hand the socket over (a tunnel); the leg keeps nothing of it, its listeners included. A
+   * dialled connection is taken from its poll: what the backend sends next stays for the relay.
+   */
+  detach(): Socket | NativeUpstream {
+    const d = this.dial;
+    if (d !== null) {
+      this.release();
+      d.fd();
+      return d;
+    }
     const up = this.release()!;
     up.removeListener('connect', onConnect);
     up.removeListener('secureConnect', onConnect);
@@ -256,6 +325,7 @@ export class UpstreamLeg {
       this.parser = null;
     }
     this.phase = Phase.Idle;
+    this.dial = null;
     this.head = null;
     this.pool = null;
     this.sentHead = null;
@@ -358,6 +428,7 @@ export class UpstreamLeg {
           return;
         }
         if (this.pool !== null && res.status >= 200 && !responseKeepsAlive(res)) this.spent = true;
+        if (this.dial !== null && res.status !== 101) this.adoptDial();
         const verdict = this.owner.legHead(res, p, chunk, pos);
         if (verdict === HeadVerdict.Stop) return;
         if (verdict === HeadVerdict.Body) this.phase = Phase.Body;
@@ -396,9 +467,8 @@ export class UpstreamLeg {
   }
 
   /** @internal */
-  socketFailed(err: Error & { code?: string }): void {
+  socketFailed(why: string): void {
     if (this.raced()) return;
-    const why = err.code ?? err.message;
     if (this.phase === Phase.Connecting) this.owner.legFailed('WSPLICE_UPSTREAM_CONNECT', `connect failed: ${why}`);
     else if (this.phase === Phase.Waiting) this.owner.legFailed('WSPLICE_UPSTREAM_CLOSED', `upstream error: ${why}`);
     else if (this.phase === Phase.Body) this.owner.legFailed('WSPLICE_UPSTREAM_ABORTED', `upstream error: ${why}`);
@@ -467,7 +537,7 @@ function onEnd(this: LegSocket): void {
 }
 function onError(this: LegSocket, err: Error): void {
   const leg = this.leg;
-  if (leg != null && leg.socket === this) leg.socketFailed(err);
+  if (leg != null && leg.socket === this) leg.socketFailed((err as Error & { code?: string }).code ?? err.message);
   // Idle or retired: 'close' follows.
 }
 function onDrain(this: LegSocket): void {

@@ -1,0 +1,169 @@
+/**
+ * Upstream connections the addon dials (src/native/dial.cc) for upgrades that
+ * will be spliced: a non-blocking connect and the request head written from a
+ * poll on the main loop, the response bytes read back here for the leg's
+ * parser. No JS socket exists until one is needed: a valid 101 hands the fd to
+ * the engine; any other answer wraps the fd in a net.Socket and the leg goes on
+ * as with a socket it had opened itself.
+ */
+import net, { type Socket } from 'node:net';
+import type { Relay, Tunnel } from './types.js';
+
+/** What the leg hears from a dial, in the order a socket would say it. */
+export interface DialSink {
+  dialConnected(): void;
+  dialData(chunk: Buffer): void;
+  /** The backend's FIN. */
+  dialEnded(): void;
+  /** `code`: the errno name (ECONNREFUSED, ECONNRESET, ...); the connection is closed. */
+  dialFailed(code: string): void;
+}
+
+/** The addon's dial calls (absent in an addon built before them). */
+export interface DialCalls {
+  dialInit(onEvent: (id: number, kind: number, arg: number | string | undefined) => void, readBuf: Buffer): void;
+  dial(ip: string, port: number, head: Buffer): number;
+  dialClose(id: number, reset: boolean): void;
+  dialRelease(id: number): number;
+  dialWrite(fd: number, data: Buffer): number;
+  closeFd(fd: number): boolean;
+}
+
+const CONNECTED = 1;
+const DATA = 2;
+const END = 3;
+const ERROR = 4;
+
+export class Dialer {
+  private readonly live = new Map<number, NativeUpstream>();
+  /** Connections dialled so far (for tests and leak checks). */
+  dialled = 0;
+
+  /** Dials still watched by the addon (connecting, or awaiting their response head). */
+  get open(): number {
+    return this.live.size;
+  }
+
+  /** Where the addon reads response bytes (its own memory, never moved); each read is copied out. */
+  private readonly readBuf = Buffer.allocUnsafeSlow(64 * 1024);
+
+  constructor(readonly calls: DialCalls) {
+    calls.dialInit(this.onEvent.bind(this), this.readBuf);
+  }
+
+  /**
+   * Connect to `ip`:`port` and write `head` once connected. Null when the addon cannot (a host
+   * name, not an address; no socket to be had): the caller dials in JS, which reports such
+   * failures its own way.
+   */
+  dial(ip: string, port: number, head: Buffer, sink: DialSink): NativeUpstream | null {
+    const id = this.calls.dial(ip, port, head);
+    if (id <= 0) return null;
+    const u = new NativeUpstream(this, id, sink);
+    this.live.set(id, u);
+    this.dialled++;
+    return u;
+  }
+
+  /** @internal It is no longer watched: no event comes for it. */
+  forget(id: number): void {
+    this.live.delete(id);
+  }
+
+  private onEvent(id: number, kind: number, arg: number | string | undefined): void {
+    const u = this.live.get(id);
+    if (u === undefined) return;
+    const sink = u.sink;
+    if (kind === DATA) {
+      // An ordinary Buffer (pooled when small): the parser and the client's write keep slices of it.
+      const n = arg as number;
+      const chunk = Buffer.allocUnsafe(n);
+      this.readBuf.copy(chunk, 0, 0, n);
+      sink.dialData(chunk);
+    }
+    else if (kind === CONNECTED) sink.dialConnected();
+    else if (kind === END) sink.dialEnded();
+    else if (kind === ERROR) {
+      u.failed();
+      sink.dialFailed(String(arg));
+    }
+  }
+}
+
+const WATCHED = 0;
+/** Taken from the poll: the fd is ours to hand on or close. */
+const RELEASED = 1;
+/** Closed, or owned by a net.Socket / the engine. */
+const GONE = 2;
+
+/** One dialled upstream connection: an fd and an id, no JS socket. */
+export class NativeUpstream {
+  private state = WATCHED;
+  private fdNum = -1;
+
+  constructor(
+    private readonly dialer: Dialer,
+    private readonly id: number,
+    readonly sink: DialSink,
+  ) {}
+
+  get destroyed(): boolean {
+    return this.state === GONE;
+  }
+
+  /** The fd, no longer watched (-1: the connection is not up or is gone). */
+  fd(): number {
+    if (this.state === WATCHED) {
+      this.fdNum = this.dialer.calls.dialRelease(this.id);
+      this.dialer.forget(this.id);
+      this.state = this.fdNum >= 0 ? RELEASED : GONE;
+    }
+    return this.state === RELEASED ? this.fdNum : -1;
+  }
+
+  /** Write what the kernel takes of `b` now (never blocks; the fd is taken from the poll first): bytes written, or -errno. */
+  write(b: Buffer): number {
+    const fd = this.fd();
+    return fd < 0 ? -9 : this.dialer.calls.dialWrite(fd, b);
+  }
+
+  /** A JS socket on this connection from now on (it reads at once); it owns the fd. */
+  toSocket(): Socket {
+    const fd = this.fd();
+    if (fd < 0) throw new Error('dialled upstream is not connected');
+    this.state = GONE;
+    return new net.Socket({ fd, allowHalfOpen: true, readable: true, writable: true });
+  }
+
+  /** The engine holds its own dup of the fd now: ours goes (nothing is sent). */
+  handedOver(): void {
+    if (this.state === RELEASED) this.dialer.calls.closeFd(this.fdNum);
+    this.state = GONE;
+  }
+
+  /** Close it now (`reset`: with an RST). */
+  destroy(reset = false): void {
+    if (this.state === WATCHED) {
+      this.dialer.calls.dialClose(this.id, reset);
+      this.dialer.forget(this.id);
+    } else if (this.state === RELEASED) this.dialer.calls.closeFd(this.fdNum);
+    this.state = GONE;
+  }
+
+  /** @internal The addon closed it after an error. */
+  failed(): void {
+    this.dialer.forget(this.id);
+    this.state = GONE;
+  }
+}
+
+type StartTail = Parameters<Relay['start']> extends [Socket, Socket, ...infer R] ? R : never;
+
+/** Start a tunnel on `relay` whether its upstream is a JS socket or one the addon dialled (through that relay's dialer). */
+export function startTunnel(relay: Relay, client: Socket, upstream: Socket | NativeUpstream, ...rest: StartTail): Tunnel {
+  if (upstream instanceof NativeUpstream) {
+    if (relay.startNative !== undefined) return relay.startNative(client, upstream, ...rest);
+    return relay.start(client, upstream.toSocket(), ...rest);
+  }
+  return relay.start(client, upstream, ...rest);
+}
