@@ -8,7 +8,11 @@
 // what else runs on the machine, unlike req/s.
 //
 // Usage: npm run cost:http -- [--upstream close|keepalive] [--requests N] [--warmup N] [--conns N]
-//        [--relay auto|js] [--keep DIR] [--perf-map] [--root TREE]
+//        [--relay auto|js] [--keep DIR] [--perf-map] [--root TREE] [--peer wsplice|wsplice-embed]
+// --peer wsplice-embed measures the macro bench's embedded peer (an http.Server with proxy.web)
+// instead of the CLI, configured as the macro bench runs it: its upstream connections close after
+// each request, so --upstream must be close. (The http-proxy peer is not offered: it passes the
+// upstream's Connection: close on to the client, and this driver keeps its connections.)
 // Prints one JSON line: { upstream, conns, requests, instructions, perRequest, mainThreadPerRequest, out }.
 // --keep DIR keeps the main thread's dump (and with --perf-map node's map of JIT code names);
 // --root measures another checkout's build (to compare before and after).
@@ -35,7 +39,11 @@ interface Args {
   perfMap: boolean;
   /** The tree whose dist/src/cli/main.js is measured (another checkout, to compare). */
   proxyRoot: string;
+  /** wsplice: the CLI; otherwise dist/bench/macro/orchestrate/peers/PEER-peer.js. */
+  peer: (typeof PEERS)[number];
 }
+
+const PEERS = ['wsplice', 'wsplice-embed'] as const;
 
 function parse(argv: string[]): Args {
   const { values: v } = parseArgs({
@@ -51,8 +59,12 @@ function parse(argv: string[]): Args {
       keep: { type: 'string' },
       'perf-map': { type: 'boolean', default: false },
       root: { type: 'string' },
+      peer: { type: 'string', default: 'wsplice' },
     },
   });
+  const peer = PEERS.find((p) => p === v.peer);
+  if (peer === undefined) throw new Error(`--peer: one of ${PEERS.join(', ')}`);
+  if (peer !== 'wsplice' && v.upstream !== 'close') throw new Error(`--peer ${peer}: its upstream connections close (pass --upstream close)`);
   if (v.upstream !== 'close' && v.upstream !== 'keepalive') throw new Error('--upstream: close or keepalive');
   const count = (name: string, x: string): number => {
     const n = Number(x);
@@ -68,6 +80,7 @@ function parse(argv: string[]): Args {
     keep: v.keep ?? null,
     perfMap: v['perf-map'],
     proxyRoot: v.root !== undefined ? resolve(v.root) : root,
+    peer,
   };
 }
 
@@ -161,18 +174,20 @@ async function main(): Promise<void> {
     const bport = Number(/:(\d+)$/.exec(await waitLine(backend, /backend listening/, 10_000))![1]);
     const port = await freePort();
     const conf = join(dir, 'proxy.json');
-    writeFileSync(conf, JSON.stringify({
+    const cli = a.peer === 'wsplice';
+    writeFileSync(conf, JSON.stringify(cli ? {
       listen: [`127.0.0.1:${port}`],
       upstreams: { backend: { servers: [`127.0.0.1:${bport}`], ...(a.upstream === 'keepalive' ? { keepalive: { idle: 32 } } : {}) } },
       relay: a.relay,
-    }));
+    } : { listen: port, upstream: bport }));
+    const command = cli ? [join(a.proxyRoot, 'dist/src/cli/main.js'), '-c', conf] : [join(a.proxyRoot, `dist/bench/macro/orchestrate/peers/${a.peer}-peer.js`), conf];
     const out = join(dir, 'callgrind.out');
-    const proxy = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}.%p`, '--vgdb=yes', '--separate-threads=yes', process.execPath, ...(a.perfMap ? ['--perf-basic-prof'] : []), join(a.proxyRoot, 'dist/src/cli/main.js'), '-c', conf], {
+    const proxy = spawn('valgrind', ['--tool=callgrind', `--callgrind-out-file=${out}.%p`, '--vgdb=yes', '--separate-threads=yes', process.execPath, ...(a.perfMap ? ['--perf-basic-prof'] : []), ...command], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.push(proxy);
     if (a.perfMap) perfMap = `/tmp/perf-${proxy.pid}.map`;
-    await waitLine(proxy, /wsplice listening on /, 600_000);
+    await waitLine(proxy, cli ? /wsplice listening on / : new RegExp(`^${a.peer} listening on `), 600_000);
     await drive(port, a.conns, a.warmup, sockets);
     await run('callgrind_control', ['--zero', String(proxy.pid)]);
     await drive(port, a.conns, a.requests, sockets);
@@ -192,7 +207,7 @@ async function main(): Promise<void> {
         text = t;
       }
     }
-    process.stdout.write(`${JSON.stringify({ upstream: a.upstream, conns: a.conns, requests: a.requests, instructions: total, perRequest: Math.round(total / a.requests), mainThreadPerRequest: Math.round(main / a.requests), out: a.keep !== null ? join(a.keep, 'callgrind.out') : null })}\n`);
+    process.stdout.write(`${JSON.stringify({ peer: a.peer, upstream: a.upstream, conns: a.conns, requests: a.requests, instructions: total, perRequest: Math.round(total / a.requests), mainThreadPerRequest: Math.round(main / a.requests), out: a.keep !== null ? join(a.keep, 'callgrind.out') : null })}\n`);
     if (a.keep !== null) {
       mkdirSync(a.keep, { recursive: true });
       writeFileSync(join(a.keep, 'callgrind.out'), text);
