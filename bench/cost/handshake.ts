@@ -5,18 +5,19 @@
 // trees can be compared to within a few percent where wall-clock rates cannot.
 //
 // Usage: npm run bench:cost -- [--peers wsplice-js,wsplice-splice,wsplice-auto,node-pipe,wsplice-embed,http-proxy]
-//          [--n 1000] [--warmup 3000] [--concurrency 4] [--keep] [--cpu]
+//          [--n 1000] [--warmup 3000] [--concurrency 4] [--keep] [--cpu] [--root DIR]
+// --root DIR runs the wsplice-* peers from another built checkout (a before/after of one change).
 // Prints one row per peer: main-thread and all-thread instructions per handshake. With --cpu the
 // peer runs without valgrind and the row is its CPU time (user + system, from /proc) per
 // handshake instead: what the kernel spends (connects, pipes, epoll) is in it, and so is the noise
 // of a shared machine (use a large --n, and compare runs made one after the other).
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { callgrindArgs, countFrom, dump, dumpedInstructions, type Dumped } from './callgrind.js';
 import { acceptKey, buildCloseFrame, buildUpgradeRequest } from '../macro/common/ws-frames.js';
 import { cpuSeconds } from '../macro/orchestrate/procfs.js';
 import { freePort, type Managed, spawnManaged, stopManaged, waitForLine, waitForPort } from '../macro/orchestrate/proc.js';
@@ -80,7 +81,7 @@ async function handshakes(port: number, count: number, concurrency: number): Pro
 }
 
 /** The proxy command of `peer`, configured as the macro bench configures it. */
-function peerCommand(peer: Peer, dir: string, port: number, backendPort: number): { args: string[]; ready: RegExp } {
+function peerCommand(peer: Peer, dir: string, port: number, backendPort: number, cliRoot: string): { args: string[]; ready: RegExp } {
   if (SCRIPT_PEERS.has(peer)) {
     const conf = join(dir, `${peer}.json`);
     writeFileSync(conf, JSON.stringify({ listen: port, upstream: backendPort }));
@@ -89,13 +90,15 @@ function peerCommand(peer: Peer, dir: string, port: number, backendPort: number)
   const conf = join(dir, `${peer}.json`);
   const relay = peer.slice('wsplice-'.length);
   writeFileSync(conf, JSON.stringify({ listen: [`127.0.0.1:${port}`], upstreams: { backend: { servers: [`127.0.0.1:${backendPort}`] } }, relay }));
-  return { args: [join(ROOT, 'dist/src/cli/main.js'), '-c', conf], ready: /wsplice listening on / };
+  return { args: [join(cliRoot, 'dist/src/cli/main.js'), '-c', conf], ready: /wsplice listening on / };
 }
 
-/** Sum of the `summary:` (or `totals:`) lines of a callgrind dump file. */
-function instructionsOf(file: string): number {
-  const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(file, 'utf8'));
-  return m === null ? 0 : Number(m[1]);
+interface Plan {
+  n: number;
+  warmup: number;
+  concurrency: number;
+  /** The checkout whose CLI the wsplice-* peers run. */
+  root: string;
 }
 
 interface Row {
@@ -105,9 +108,9 @@ interface Row {
 }
 
 /** CPU seconds of the peer (all threads, user + system) per handshake, without valgrind. */
-async function measureCpu(peer: Peer, o: { n: number; warmup: number; concurrency: number }, dir: string, backendPort: number): Promise<number> {
+async function measureCpu(peer: Peer, o: Plan, dir: string, backendPort: number): Promise<number> {
   const port = await freePort();
-  const { args, ready } = peerCommand(peer, dir, port, backendPort);
+  const { args, ready } = peerCommand(peer, dir, port, backendPort, o.root);
   const m: Managed = spawnManaged(process.execPath, args, { cwd: ROOT, stdin: 'ignore' });
   try {
     await waitForLine(m, ready, 20_000);
@@ -121,34 +124,29 @@ async function measureCpu(peer: Peer, o: { n: number; warmup: number; concurrenc
   }
 }
 
-async function measure(peer: Peer, o: { n: number; warmup: number; concurrency: number }, dir: string, backendPort: number): Promise<Row> {
+async function measure(peer: Peer, o: Plan, dir: string, backendPort: number): Promise<Row> {
   const port = await freePort();
   const out = join(dir, `cg.${peer}`);
-  const { args, ready } = peerCommand(peer, dir, port, backendPort);
-  const vg = ['--tool=callgrind', '--separate-threads=yes', '--smc-check=all-non-file', '--instr-atstart=no', `--callgrind-out-file=${out}`, process.execPath, ...args];
-  const m: Managed = spawnManaged('valgrind', vg, { cwd: ROOT, stdin: 'ignore' });
+  const { args, ready } = peerCommand(peer, dir, port, backendPort, o.root);
+  const m: Managed = spawnManaged('valgrind', callgrindArgs(out, [process.execPath, ...args]), { cwd: ROOT, stdin: 'ignore' });
   try {
     await waitForLine(m, ready, 120_000);
     await waitForPort(port, m, 10_000);
     await handshakes(port, o.warmup, o.concurrency);
     // The warm-up ran uninstrumented (several times faster); only the measured handshakes count.
-    execFileSync('callgrind_control', ['-i', 'on', String(m.pid)], { stdio: 'ignore' });
-    execFileSync('callgrind_control', ['-z', String(m.pid)], { stdio: 'ignore' });
+    countFrom(m.pid);
     await handshakes(port, o.n, o.concurrency);
-    execFileSync('callgrind_control', ['-d', String(m.pid)], { stdio: 'ignore' });
+    dump(m.pid);
   } finally {
     await stopManaged(m, 10_000);
   }
-  // The dump on request is numbered .1; -01 is the main thread.
-  const files = readdirSync(dir).filter((f) => f.startsWith(`cg.${peer}.1-`));
-  let main = 0;
-  let all = 0;
-  for (const f of files) {
-    const n = instructionsOf(join(dir, f));
-    all += n;
-    if (f.endsWith('-01')) main = n;
+  let d: Dumped;
+  try {
+    d = dumpedInstructions(out);
+  } catch (err) {
+    throw new Error(`${peer}: ${(err as Error).message} (${m.output().slice(-500)})`);
   }
-  if (files.length === 0) throw new Error(`${peer}: no callgrind dump (${m.output().slice(-500)})`);
+  const { main, all } = d;
   return { peer, main: main / o.n, all: all / o.n };
 }
 
@@ -161,6 +159,7 @@ async function main(): Promise<void> {
       concurrency: { type: 'string', default: '4' },
       keep: { type: 'boolean', default: false },
       cpu: { type: 'boolean', default: false },
+      root: { type: 'string', default: ROOT },
     },
   });
   const peers = values.peers.split(',').map((p) => {
@@ -172,12 +171,12 @@ async function main(): Promise<void> {
     if (!Number.isInteger(v) || v < min) throw new Error(`--${name} ${text}: an integer >= ${min}`);
     return v;
   };
-  const o = { n: count('n', values.n, 1), warmup: count('warmup', values.warmup, 0), concurrency: count('concurrency', values.concurrency, 1) };
+  const o: Plan = { n: count('n', values.n, 1), warmup: count('warmup', values.warmup, 0), concurrency: count('concurrency', values.concurrency, 1), root: resolve(values.root) };
   const dir = mkdtempSync(join(tmpdir(), 'wsplice-cost-'));
   const backend = spawnManaged(process.execPath, [join(ROOT, 'dist/bench/macro/backend/backend.js'), '--port', '0'], { cwd: ROOT });
   try {
     const backendPort = Number((await waitForLine(backend, /^backend listening 127\.0\.0\.1:(\d+)/, 10_000))[1]);
-    process.stdout.write(`handshake cost: ${o.n} handshakes after ${o.warmup} of warm-up, ${o.concurrency} at a time, node ${process.version}\n`);
+    process.stdout.write(`handshake cost: ${o.n} handshakes after ${o.warmup} of warm-up, ${o.concurrency} at a time, node ${process.version}, wsplice from ${o.root}\n`);
     if (values.cpu) {
       process.stdout.write('| peer | CPU µs per handshake (user + system, all threads) |\n| --- | --- |\n');
       for (const peer of peers) process.stdout.write(`| ${peer} | ${((await measureCpu(peer, o, dir, backendPort)) * 1e6).toFixed(1)} |\n`);

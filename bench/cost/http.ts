@@ -17,12 +17,13 @@
 // --keep DIR keeps the main thread's dump (and with --perf-map node's map of JIT code names);
 // --root measures another checkout's build (to compare before and after).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs, promisify } from 'node:util';
+import { dumpedInstructions } from './callgrind.js';
 import { ResponseReader } from '../macro/loadgen/http-response-reader.js';
 
 const run = promisify(execFile);
@@ -192,25 +193,13 @@ async function main(): Promise<void> {
     await run('callgrind_control', ['--zero', String(proxy.pid)]);
     await drive(port, a.conns, a.requests, sockets);
     await run('callgrind_control', ['--dump=measured', String(proxy.pid)]);
-    // One file per thread: -01 is the main thread (the event loop); the others are V8's and
-    // libuv's helpers (optimising compiles, concurrent marking), whose share varies run to run.
-    const files = readdirSync(dir).filter((f) => f.startsWith(`callgrind.out.${proxy.pid}.1-`)).sort();
-    let total = 0;
-    let main = 0;
-    let text = '';
-    for (const f of files) {
-      const t = readFileSync(join(dir, f), 'latin1');
-      const n = Number(/^(?:summary|totals): (\d+)/m.exec(t)![1]);
-      total += n;
-      if (f.endsWith('-01')) {
-        main = n;
-        text = t;
-      }
-    }
+    // The main thread is the event loop; the others are V8's and libuv's helpers (optimising
+    // compiles, concurrent marking), whose share varies run to run.
+    const { main, all: total, mainFile } = dumpedInstructions(`${out}.${proxy.pid}`);
     process.stdout.write(`${JSON.stringify({ peer: a.peer, upstream: a.upstream, conns: a.conns, requests: a.requests, instructions: total, perRequest: Math.round(total / a.requests), mainThreadPerRequest: Math.round(main / a.requests), out: a.keep !== null ? join(a.keep, 'callgrind.out') : null })}\n`);
     if (a.keep !== null) {
       mkdirSync(a.keep, { recursive: true });
-      writeFileSync(join(a.keep, 'callgrind.out'), text);
+      copyFileSync(mainFile, join(a.keep, 'callgrind.out'));
       if (a.perfMap) copyFileSync(perfMap!, join(a.keep, 'perf.map'));
     }
   } finally {

@@ -12,12 +12,13 @@
 // --keep DIR keeps the main thread's dump (for callgrind_annotate --inclusive=yes);
 // --root measures another checkout's build (to compare before and after).
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { callgrindArgs, countFrom, dump, dumpedInstructions } from './callgrind.js';
 import { FrameReader, type FrameSink } from '../macro/common/frame-reader.js';
 import { OP_BINARY } from '../macro/common/ws-frames.js';
 import { frameRing, RING, type FrameRing } from '../macro/loadgen/control.js';
@@ -177,13 +178,6 @@ function makeCert(dir: string): { cert: string; key: string } {
   return { cert, key };
 }
 
-/** Sum of the `summary:` (or `totals:`) line of a callgrind dump file. */
-function instructionsOf(file: string): number {
-  const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(file, 'utf8'));
-  if (m === null) throw new Error(`${file}: no summary line`);
-  return Number(m[1]);
-}
-
 async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
   const dir = mkdtempSync(join(tmpdir(), 'wsplice-cost-relay-'));
@@ -199,8 +193,7 @@ async function main(): Promise<void> {
     const conf = join(dir, 'proxy.json');
     writeFileSync(conf, JSON.stringify({ listen: [listen], upstreams: { backend: { servers: [`127.0.0.1:${backendPort}`] } }, relay: a.relay }));
     const out = join(dir, 'cg');
-    const vg = ['--tool=callgrind', '--separate-threads=yes', '--smc-check=all-non-file', '--instr-atstart=no', `--callgrind-out-file=${out}`,
-      process.execPath, join(a.proxyRoot, 'dist/src/cli/main.js'), '-c', conf];
+    const vg = callgrindArgs(out, [process.execPath, join(a.proxyRoot, 'dist/src/cli/main.js'), '-c', conf]);
     const proxy = spawnManaged('valgrind', vg, { cwd: ROOT, stdin: 'ignore' });
     managed.push(proxy);
     await waitForLine(proxy, /wsplice listening on /, 120_000);
@@ -211,20 +204,10 @@ async function main(): Promise<void> {
     run = new PingPong(sockets, frameRing(a.size));
     await run.phase(a.warmup);
     // The warm-up ran uninstrumented (several times faster); only the measured messages count.
-    execFileSync('callgrind_control', ['-i', 'on', String(proxy.pid)], { stdio: 'ignore', timeout: 60_000 });
-    execFileSync('callgrind_control', ['-z', String(proxy.pid)], { stdio: 'ignore', timeout: 60_000 });
+    countFrom(proxy.pid);
     await run.phase(a.n);
-    execFileSync('callgrind_control', ['-d', String(proxy.pid)], { stdio: 'ignore', timeout: 60_000 });
-    // The dump on request is numbered .1; -01 is the main thread.
-    const files = readdirSync(dir).filter((f) => f.startsWith('cg.1-')).sort();
-    if (files.length === 0) throw new Error(`no callgrind dump (${proxy.output().slice(-500)})`);
-    let main = 0;
-    let all = 0;
-    for (const f of files) {
-      const n = instructionsOf(join(dir, f));
-      all += n;
-      if (f.endsWith('-01')) main = n;
-    }
+    dump(proxy.pid);
+    const { main, all, mainFile } = dumpedInstructions(out);
     process.stdout.write(`${JSON.stringify({
       relay: a.relay, tls: a.tls, conns: a.conns, size: a.size, messages: a.n, warmup: a.warmup, node: process.version,
       mainPerMessage: Math.round(main / a.n), allPerMessage: Math.round(all / a.n),
@@ -232,7 +215,7 @@ async function main(): Promise<void> {
     })}\n`);
     if (a.keep !== null) {
       mkdirSync(a.keep, { recursive: true });
-      copyFileSync(join(dir, files.find((f) => f.endsWith('-01')) ?? files[0]!), join(a.keep, 'callgrind.out'));
+      copyFileSync(mainFile, join(a.keep, 'callgrind.out'));
     }
   } finally {
     if (run !== null) run.closing = true;
