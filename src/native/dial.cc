@@ -131,9 +131,9 @@ void Dials::CloseAll() {
   while (!live_.empty()) Close(live_.begin()->first, false);
 }
 
-void Dials::Emit(Dial* d, int kind, napi_value arg) {
+void Dials::Emit(uint32_t id, int kind, napi_value arg) {
   Napi::Env env = env_;
-  napi_value args[3] = {Napi::Number::New(env, d->id), Napi::Number::New(env, kind), arg};
+  napi_value args[3] = {Napi::Number::New(env, id), Napi::Number::New(env, kind), arg};
   napi_value global;
   napi_get_global(env, &global);
   napi_value result;
@@ -151,9 +151,7 @@ void Dials::Fail(Dial* d, int err) {
   uint32_t id = d->id;
   int fd = Forget(d);
   close(fd);
-  Dial tmp;
-  tmp.id = id;
-  Emit(&tmp, kError, Napi::String::New(env, uv_err_name(-err)));
+  Emit(id, kError, Napi::String::New(env, uv_err_name(-err)));
 }
 
 // Connect done (or failed), then the head out, then the response in: one poll per dial.
@@ -170,7 +168,7 @@ void Dials::OnPoll(uv_poll_t* h, int status, int events) {
     d->connected = true;
     {
       Napi::HandleScope scope(self->env_);
-      self->Emit(d, kConnected, self->env_.Undefined());
+      self->Emit(d->id, kConnected, self->env_.Undefined());
     }
     if (d->gone) return;  // JS closed it on the spot
   }
@@ -190,10 +188,10 @@ void Dials::OnPoll(uv_poll_t* h, int status, int events) {
     Napi::HandleScope scope(self->env_);
     if (n == 0) {
       uv_poll_stop(&d->poll);  // the FIN: nothing more to read; JS closes it
-      self->Emit(d, kEnd, self->env_.Undefined());
+      self->Emit(d->id, kEnd, self->env_.Undefined());
       return;
     }
-    if (n > 0) self->Emit(d, kData, Napi::Number::New(self->env_, static_cast<double>(n)));
+    if (n > 0) self->Emit(d->id, kData, Napi::Number::New(self->env_, static_cast<double>(n)));
     if (d->gone) return;
   }
   uv_poll_start(&d->poll, d->out.empty() ? UV_READABLE : UV_READABLE | UV_WRITABLE, &Dials::OnPoll);

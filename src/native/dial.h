@@ -45,7 +45,7 @@ class Dials {
   Dial* Find(uint32_t id);
   int Forget(Dial* d);
   void Fail(Dial* d, int err);
-  void Emit(Dial* d, int kind, napi_value arg);
+  void Emit(uint32_t id, int kind, napi_value arg);
 
   Napi::Env env_ = Napi::Env(nullptr);
   uv_loop_s* loop_ = nullptr;

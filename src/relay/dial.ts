@@ -7,6 +7,7 @@
  * as with a socket it had opened itself.
  */
 import net, { type Socket } from 'node:net';
+import { constants } from 'node:os';
 import type { Relay, Tunnel } from './types.js';
 
 /** What the leg hears from a dial, in the order a socket would say it. */
@@ -124,7 +125,7 @@ export class NativeUpstream {
   /** Write what the kernel takes of `b` now (never blocks; the fd is taken from the poll first): bytes written, or -errno. */
   write(b: Buffer): number {
     const fd = this.fd();
-    return fd < 0 ? -9 : this.dialer.calls.dialWrite(fd, b);
+    return fd < 0 ? -constants.errno.EBADF : this.dialer.calls.dialWrite(fd, b);
   }
 
   /** A JS socket on this connection from now on (it reads at once); it owns the fd. */
