@@ -17,10 +17,11 @@ import type { Relay } from './types.js';
 /** How long goAway waits for a direction in the middle of a frame, and then for the peers to close. */
 const GO_AWAY_GRACE_MS = 1000;
 
-/** Calls `hit` once, from inside a socket callback, when the tunnel has carried `bytes`. */
+/** Calls `hit` once, from inside a socket callback, when the tunnel has carried `bytes`; `ended` when it ends on JS. */
 export interface Watermark {
   bytes: number;
   hit(): void;
+  ended(): void;
 }
 
 export class JsCarrier implements Carrier {
@@ -258,6 +259,7 @@ export class JsCarrier implements Carrier {
     if (this.away !== null) clearTimeout(this.away);
     if (!this.client.destroyed) this.client.destroy();
     if (!this.upstream.destroyed) this.upstream.destroy();
+    if (this.watch !== null) this.watch.ended();
     this.tunnel.finish();
   }
 }

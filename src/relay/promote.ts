@@ -48,12 +48,21 @@ class Promotion implements Watermark {
   /** From a socket callback or the timer: move from a fresh turn of the event loop. */
   hit(): void {
     if (this.offered) return;
+    this.ended();
+    if (!this.tunnel.ended) setImmediate(this.move);
+  }
+
+  /**
+   * No move from now on. Also called when the tunnel ends on JS (a handshake and close,
+   * mostly): the timer goes at once, so that the tunnel and its sockets die young instead of
+   * living on to the deadline and into the old generation of the heap.
+   */
+  ended(): void {
     this.offered = true;
     if (this.timer !== null) {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    if (!this.tunnel.ended) setImmediate(this.move);
   }
 
   private move(): void {
