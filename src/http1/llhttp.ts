@@ -87,9 +87,13 @@ let buildInfo = '';
 /** The parser whose execute() is running: wasm callbacks carry only a pointer. */
 let current: Parser | null = null;
 
+/**
+ * The wasm memory as a Buffer. Memory grows only in malloc (a new parser), which
+ * detaches the old ArrayBuffer: a zero-length view is the sign to take the new one.
+ * Asking `memory.buffer` on every call costs two calls into the runtime per parse.
+ */
 function view(): Buffer {
-  const ab = wasm!.memory.buffer;
-  if (memView.buffer !== ab) memView = Buffer.from(ab);
+  if (memView.byteLength === 0) memView = Buffer.from(wasm!.memory.buffer);
   return memView;
 }
 
@@ -127,7 +131,9 @@ function load(): LlhttpExports {
   });
   const exp = inst.exports as unknown as LlhttpExports;
   exp._initialize();
-  wasm = exp;
+  // A plain object of one shape: the instance's exports object is frozen, and loads from it
+  // on every execute() were megamorphic in the profiles.
+  wasm = { ...exp };
   buildInfo = `llhttp 9 (wasm${simd ? ' simd' : ''}) from undici ${pkg.version}`;
   return exp;
 }
@@ -264,7 +270,9 @@ export class Parser {
       this.offset = start;
       return Ev.Error;
     }
-    view().set(chunk.subarray(start, start + n), base);
+    // No view of the chunk when it goes in whole, and no copy at all for the empty
+    // run after a head (where llhttp completes a bodiless message).
+    if (n > 0) view().set(start === 0 && n === chunk.length ? chunk : chunk.subarray(start, start + n), base);
     current = this;
     const ret = w.llhttp_execute(this.ptr, base, n);
     current = null;
