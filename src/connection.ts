@@ -17,6 +17,7 @@ import { Ev, type Parser } from './http1/llhttp.js';
 import { dropSet, responseFramingProblem, responseHasNoBody } from './http1/semantics.js';
 import { errorResponse, forwardResponseHead, responseHeadText, withHeaderLines } from './http1/serialize.js';
 import { startTunnel } from './relay/dial.js';
+import { readOwned } from './relay/handover.js';
 import type { Tunnel, TunnelMove } from './relay/types.js';
 import { ExchangeRecord } from './observe/record.js';
 import { resetOrDestroy } from './sockets.js';
@@ -61,7 +62,7 @@ export class Connection implements LegOwner {
     this.onClientClose = this.onClientClose.bind(this);
     this.onClientDrain = this.onClientDrain.bind(this);
     client.setNoDelay(true);
-    client.on('data', this.onClientData);
+    readOwned(client, this.onClientData);
     client.on('end', this.onClientEnd);
     client.on('error', noop); // 'close' follows every error; it does the cleanup
     client.on('close', this.onClientClose);

@@ -8,6 +8,7 @@
  */
 import net, { type Socket } from 'node:net';
 import { constants } from 'node:os';
+import { ownCopy } from './handover.js';
 import type { Relay, Tunnel } from './types.js';
 
 /** What the leg hears from a dial, in the order a socket would say it. */
@@ -77,10 +78,7 @@ export class Dialer {
     const sink = u.sink;
     if (kind === DATA) {
       // An ordinary Buffer (pooled when small): the parser and the client's write keep slices of it.
-      const n = arg as number;
-      const chunk = Buffer.allocUnsafe(n);
-      this.readBuf.copy(chunk, 0, 0, n);
-      sink.dialData(chunk);
+      sink.dialData(ownCopy(arg as number, this.readBuf));
     }
     else if (kind === CONNECTED) sink.dialConnected();
     else if (kind === END) sink.dialEnded();

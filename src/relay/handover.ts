@@ -79,6 +79,12 @@ export function readDirect(s: Socket, onRead: DirectRead): boolean {
   const k = onreadSymbols(s);
   if (h === null || typeof h.useUserBuffer !== 'function' || k === null) return false;
   const slots = s as unknown as Record<symbol, unknown>;
+  if (slots[k.buffer] === sharedReadBuffer) {
+    // Already read directly (the connection read its heads so): the next owner takes the
+    // reads over. Reading into the handle's user buffer cannot be undone, only handed on.
+    slots[k.callback] = onRead;
+    return true;
+  }
   if (slots[k.buffer] !== null || slots[k.callback] !== null || slots[k.generator] !== null) return false;
   slots[k.buffer] = sharedReadBuffer;
   slots[k.callback] = onRead;
@@ -88,6 +94,23 @@ export function readDirect(s: Socket, onRead: DirectRead): boolean {
 
 /** One buffer for every direct read: JS runs one read callback at a time. */
 const sharedReadBuffer = Buffer.allocUnsafeSlow(64 * 1024);
+
+/** The bytes of one direct read as a Buffer of their own, for code that keeps what it is given. */
+export function ownCopy(nread: number, buf: Buffer): Buffer {
+  const chunk = Buffer.allocUnsafe(nread);
+  buf.copy(chunk, 0, 0, nread);
+  return chunk;
+}
+
+/**
+ * `onData` gets each read of `s` as a Buffer it may keep (called on `s`, as a 'data' listener
+ * is): read directly where Node allows it (one copy per read, no Readable stream in between;
+ * a tunnel's relay takes the reads over later), else through 'data' events. One closure per
+ * socket, none per read.
+ */
+export function readOwned(s: Socket, onData: (this: Socket, chunk: Buffer) => void): void {
+  if (!readDirect(s, (nread, buf) => onData.call(s, ownCopy(nread, buf)))) s.on('data', onData);
+}
 
 interface OnreadSymbols {
   buffer: symbol;

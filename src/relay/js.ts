@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { resetOrDestroy } from '../sockets.js';
-import { readDirect } from './handover.js';
+import { ownCopy, readDirect } from './handover.js';
 import { close1001ToServer, CLOSE_1001_TO_CLIENT, FrameCursor } from './frames.js';
 import { RelayTunnel, type Carrier } from './tunnel.js';
 import type { Relay } from './types.js';
@@ -123,15 +123,11 @@ export class JsCarrier implements Carrier {
 
   /** A direct read: `buf` is reused by the next read, and write() may keep what it is given. */
   private onClientRead(nread: number, buf: Buffer): void {
-    const chunk = Buffer.allocUnsafe(nread);
-    buf.copy(chunk, 0, 0, nread);
-    this.onClientData(chunk);
+    this.onClientData(ownCopy(nread, buf));
   }
 
   private onUpstreamRead(nread: number, buf: Buffer): void {
-    const chunk = Buffer.allocUnsafe(nread);
-    buf.copy(chunk, 0, 0, nread);
-    this.onUpstreamData(chunk);
+    this.onUpstreamData(ownCopy(nread, buf));
   }
 
   private onClientData(chunk: Buffer): void {

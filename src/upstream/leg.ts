@@ -12,6 +12,7 @@
  * go to its pool, a retired one's to the retired set (pool.ts, retire.ts).
  */
 import net, { type Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { ErrorCode } from '../errors.js';
 import { readResponseHead, type ResponseHead } from '../http1/head.js';
 import { Ev, type Parser, type ParserPool } from '../http1/llhttp.js';
@@ -20,7 +21,7 @@ import type { StateTimer } from '../timeouts.js';
 import type { ResolvedOptions } from '../options.js';
 import { proxyHeaderFor } from '../proxy-protocol/write.js';
 import type { DialSink, NativeUpstream } from '../relay/dial.js';
-import { fdOf } from '../relay/handover.js';
+import { fdOf, ownCopy, readDirect } from '../relay/handover.js';
 import type { Relay } from '../relay/types.js';
 import type { UpstreamTls } from '../tls/upstream.js';
 import type { Backend } from './group.js';
@@ -521,8 +522,17 @@ function listen(up: LegSocket): void {
 // The socket's owner gets the event: its leg while it is the leg's current
 // one, its pool while idle, the retired set while retired; else nobody.
 function onConnect(this: LegSocket): void {
+  // Plain TCP: reads go straight into the shared read buffer from now on ('data' stays as the
+  // fallback); a TLS socket decrypts through its stream and keeps 'data'.
+  if (!(this instanceof TLSSocket)) readDirect(this, onDirectData);
   const leg = this.leg;
   if (leg != null && leg.socket === this) leg.socketConnected();
+}
+/** A direct read (called on the socket): what the leg keeps must be its own copy. */
+function onDirectData(this: LegSocket, nread: number, buf: Buffer): void {
+  const leg = this.leg;
+  if (leg != null && leg.socket === this) leg.socketData(ownCopy(nread, buf));
+  else if (this.idleIn != null) this.idleIn.forget(this);
 }
 function onData(this: LegSocket, chunk: Buffer): void {
   const leg = this.leg;
