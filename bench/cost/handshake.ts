@@ -5,13 +5,15 @@
 // trees can be compared to within a few percent where wall-clock rates cannot.
 //
 // Usage: npm run bench:cost -- [--peers wsplice-js,wsplice-splice,wsplice-auto,node-pipe,wsplice-embed,http-proxy]
-//          [--n 1000] [--warmup 3000] [--concurrency 4] [--keep] [--cpu] [--root DIR]
+//          [--n 1000] [--warmup 3000] [--concurrency 4] [--keep] [--perf-map] [--cpu] [--root DIR]
+// --keep keeps the dumps (cg.PEER.1-NN, -01 the main thread); --perf-map runs node with
+// --perf-basic-prof and keeps its map of JIT code names beside them (perf.PEER.map).
 // --root DIR runs the wsplice-* peers from another built checkout (a before/after of one change).
 // Prints one row per peer: main-thread and all-thread instructions per handshake. With --cpu the
 // peer runs without valgrind and the row is its CPU time (user + system, from /proc) per
 // handshake instead: what the kernel spends (connects, pipes, epoll) is in it, and so is the noise
 // of a shared machine (use a large --n, and compare runs made one after the other).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -99,6 +101,8 @@ interface Plan {
   concurrency: number;
   /** The checkout whose CLI the wsplice-* peers run. */
   root: string;
+  /** Node's map of JIT code names, kept beside the dump. */
+  perfMap: boolean;
 }
 
 interface Row {
@@ -128,7 +132,8 @@ async function measure(peer: Peer, o: Plan, dir: string, backendPort: number): P
   const port = await freePort();
   const out = join(dir, `cg.${peer}`);
   const { args, ready } = peerCommand(peer, dir, port, backendPort, o.root);
-  const m: Managed = spawnManaged('valgrind', callgrindArgs(out, [process.execPath, ...args]), { cwd: ROOT, stdin: 'ignore' });
+  const node = o.perfMap ? [process.execPath, '--perf-basic-prof'] : [process.execPath];
+  const m: Managed = spawnManaged('valgrind', callgrindArgs(out, [...node, ...args]), { cwd: ROOT, stdin: 'ignore' });
   try {
     await waitForLine(m, ready, 120_000);
     await waitForPort(port, m, 10_000);
@@ -139,6 +144,9 @@ async function measure(peer: Peer, o: Plan, dir: string, backendPort: number): P
     dump(m.pid);
   } finally {
     await stopManaged(m, 10_000);
+    // valgrind runs node in its own process: the map is named after that pid.
+    const map = `/tmp/perf-${m.pid}.map`;
+    if (o.perfMap && existsSync(map)) renameSync(map, join(dir, `perf.${peer}.map`));
   }
   let d: Dumped;
   try {
@@ -158,6 +166,7 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '3000' },
       concurrency: { type: 'string', default: '4' },
       keep: { type: 'boolean', default: false },
+      'perf-map': { type: 'boolean', default: false },
       cpu: { type: 'boolean', default: false },
       root: { type: 'string', default: ROOT },
     },
@@ -171,7 +180,7 @@ async function main(): Promise<void> {
     if (!Number.isInteger(v) || v < min) throw new Error(`--${name} ${text}: an integer >= ${min}`);
     return v;
   };
-  const o: Plan = { n: count('n', values.n, 1), warmup: count('warmup', values.warmup, 0), concurrency: count('concurrency', values.concurrency, 1), root: resolve(values.root) };
+  const o: Plan = { n: count('n', values.n, 1), warmup: count('warmup', values.warmup, 0), concurrency: count('concurrency', values.concurrency, 1), root: resolve(values.root), perfMap: values['perf-map'] };
   const dir = mkdtempSync(join(tmpdir(), 'wsplice-cost-'));
   const backend = spawnManaged(process.execPath, [join(ROOT, 'dist/bench/macro/backend/backend.js'), '--port', '0'], { cwd: ROOT });
   try {
