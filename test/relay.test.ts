@@ -4,13 +4,17 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net, { type Socket } from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { acceptFor, createProxy } from '../src/index.js';
 import { delay, fdCount, openTunnel, rawBackend, readAll, waitFor, type RawBackend } from './support/index.js';
 
-// 'auto' (with the addon built) starts tunnels on JS and moves long or busy ones to splice.
+// 'auto' (with the addon built) starts tunnels on a dialled upstream on splice, others on JS, and
+// moves long or busy ones of those to splice.
 const relays: Array<'js' | 'splice' | 'auto'> = ['js'];
 try {
   createProxy({ upstreams: { b: { servers: ['127.0.0.1:1'] } }, relay: 'splice' });
@@ -32,7 +36,7 @@ t.test('require() loads the library and picks the relay (no top-level await)', a
 });
 
 /** A backend that completes the handshake, then hands the raw socket to `tunnel`. */
-async function tunnelBackend(tunnel: (sock: Socket) => void): Promise<RawBackend> {
+async function tunnelBackend(tunnel: (sock: Socket) => void, unixPath?: string): Promise<RawBackend> {
   return rawBackend((sock, data) => {
     const s = sock as Socket & { upgraded?: boolean };
     if (s.upgraded) return;
@@ -46,7 +50,62 @@ async function tunnelBackend(tunnel: (sock: Socket) => void): Promise<RawBackend
     const rest = data.subarray(Buffer.byteLength(text.slice(0, end + 4), 'latin1'));
     tunnel(sock);
     if (rest.length > 0) sock.emit('data', rest);
-  });
+  }, unixPath);
+}
+
+/**
+ * A tunnel backend on a unix socket: the upstream is then a JS socket (the addon dials only
+ * plain TCP), so 'auto' starts the tunnel on JS and moves it to splice later.
+ */
+async function unixTunnelBackend(t: Test, tunnel: (sock: Socket) => void): Promise<{ backend: RawBackend; server: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'wsplice-relay-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'b.sock');
+  return { backend: await tunnelBackend(tunnel, path), server: `unix:${path}` };
+}
+
+/**
+ * One tunnel through `relay`, past auto's byte threshold (256 KiB): the tunnel event names what
+ * carries it at its start, relayMoved each move, tunnelClose what carried it at its end. With a
+ * TCP backend the addon dials the upstream, so auto starts on splice; with a unix-socket one the
+ * upstream is a JS socket, so auto starts on js and moves once.
+ */
+async function eventsAndMoves(t: Test, relay: 'js' | 'splice' | 'auto', unix: boolean): Promise<void> {
+  const echo = (sock: Socket): void => void sock.pipe(sock);
+  const { backend, server } = unix ? await unixTunnelBackend(t, echo) : await tcp(echo);
+  const proxy = createProxy({ upstreams: { b: { servers: [server] } }, relay });
+  await proxy.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(async () => { await proxy.close(); await backend.close(); });
+  const opened = new Promise<{ id: number; relay: string }>((r) => proxy.once('tunnel', r));
+  const moves: Array<{ id: number; from: string; to: string; bytesUp: number; bytesDown: number }> = [];
+  proxy.on('relayMoved', (e) => moves.push(e));
+  const ended = new Promise<{ id: number; relay?: string }>((r) => proxy.once('tunnelClose', r));
+  const s = await openTunnel((proxy.address() as net.AddressInfo).port);
+  let echoed = 0;
+  s.on('data', (d: Buffer) => (echoed += d.length));
+  s.resume();
+  const ev = await opened;
+  const moving = relay === 'auto' && unix;
+  t.equal(ev.relay, relay === 'js' || moving ? 'js' : 'splice', 'what carries the tunnel at its start');
+  for (let i = 0; i < 8; i++) s.write(Buffer.alloc(64 * 1024, i));
+  await waitFor(() => echoed === 8 * 64 * 1024, 5000, 'echo of 512 KiB');
+  if (moving) await waitFor(() => moves.length === 1, 5000, 'the move');
+  s.end();
+  const closed = await ended;
+  if (moving) {
+    t.equal(moves.length, 1, 'one move');
+    t.match(moves[0], { id: ev.id, from: 'js', to: 'splice' });
+    t.ok(moves[0]!.bytesUp > 0 && moves[0]!.bytesUp <= 8 * 64 * 1024, 'bytes carried before the move');
+  } else {
+    t.equal(moves.length, 0, 'a tunnel that starts where it ends never moves');
+  }
+  t.equal(closed.id, ev.id);
+  t.equal(closed.relay, relay === 'js' ? 'js' : 'splice');
+}
+
+async function tcp(tunnel: (sock: Socket) => void): Promise<{ backend: RawBackend; server: string }> {
+  const backend = await tunnelBackend(tunnel);
+  return { backend, server: `127.0.0.1:${backend.port}` };
 }
 
 for (const relay of relays) {
@@ -141,9 +200,9 @@ for (const relay of relays) {
       }
     });
 
-    t.test('a quiet tunnel moves relays after its time threshold and keeps working', { skip: relay === 'auto' ? false : 'auto only' }, async (t) => {
-      const backend = await tunnelBackend((sock) => sock.pipe(sock));
-      const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, relay });
+    t.test('a quiet tunnel on a JS upstream moves relays after its time threshold and keeps working', { skip: relay === 'auto' ? false : 'auto only' }, async (t) => {
+      const { backend, server } = await unixTunnelBackend(t, (sock) => sock.pipe(sock));
+      const proxy = createProxy({ upstreams: { b: { servers: [server] } }, relay });
       await proxy.listen({ host: '127.0.0.1', port: 0 });
       t.teardown(async () => { await proxy.close(); await backend.close(); });
       const ended = new Promise<{ relay?: string; bytesUp: number; bytesDown: number }>((r) => proxy.once('tunnelClose', r));
@@ -164,35 +223,11 @@ for (const relay of relays) {
     });
 
     t.test('the tunnel event names the relay that runs it; a move is an event of its own', async (t) => {
-      const backend = await tunnelBackend((sock) => sock.pipe(sock));
-      const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, relay });
-      await proxy.listen({ host: '127.0.0.1', port: 0 });
-      t.teardown(async () => { await proxy.close(); await backend.close(); });
-      const opened = new Promise<{ id: number; relay: string }>((r) => proxy.once('tunnel', r));
-      const moves: Array<{ id: number; from: string; to: string; bytesUp: number; bytesDown: number }> = [];
-      proxy.on('relayMoved', (e) => moves.push(e));
-      const ended = new Promise<{ id: number; relay?: string }>((r) => proxy.once('tunnelClose', r));
-      const s = await openTunnel((proxy.address() as net.AddressInfo).port);
-      let echoed = 0;
-      s.on('data', (d: Buffer) => (echoed += d.length));
-      s.resume();
-      const ev = await opened;
-      t.equal(ev.relay, relay === 'splice' ? 'splice' : 'js', 'what carries the tunnel at its start');
-      // Past 'auto''s byte threshold (256 KiB), so the tunnel moves.
-      for (let i = 0; i < 8; i++) s.write(Buffer.alloc(64 * 1024, i));
-      await waitFor(() => echoed === 8 * 64 * 1024, 5000, 'echo of 512 KiB');
-      if (relay === 'auto') await waitFor(() => moves.length === 1, 5000, 'the move');
-      s.end();
-      const closed = await ended;
-      if (relay === 'auto') {
-        t.equal(moves.length, 1, 'one move');
-        t.match(moves[0], { id: ev.id, from: 'js', to: 'splice' });
-        t.ok(moves[0]!.bytesUp > 0 && moves[0]!.bytesUp <= 8 * 64 * 1024, 'bytes carried before the move');
-      } else {
-        t.equal(moves.length, 0, 'a tunnel on one relay never moves');
-      }
-      t.equal(closed.id, ev.id);
-      t.equal(closed.relay, relay === 'js' ? 'js' : 'splice');
+      await eventsAndMoves(t, relay, false);
+    });
+
+    t.test('auto on a JS upstream: the tunnel starts on js and one relayMoved takes it to splice', { skip: relay === 'auto' ? false : 'auto only' }, async (t) => {
+      await eventsAndMoves(t, relay, true);
     });
 
     t.test('half-close from the client is relayed as a FIN and the upstream may still answer', async (t) => {

@@ -21,9 +21,10 @@ export function selectRelay(choice: 'auto' | 'js' | 'splice'): { relay: Relay; n
   const n = native;
   if (n.relay !== null) {
     if (choice === 'splice') return { relay: n.relay, note: 'relay: splice' };
-    // auto: short tunnels stay on JS (no hand-over cost), long or busy ones move to splice.
+    // auto: a dialled upstream starts on splice; a JS one starts on JS and moves when long or busy.
     promoting ??= promotingRelay(n.relay);
-    return { relay: promoting, note: 'relay: splice (auto: tunnels move to it after 250 ms or 256 KiB)' };
+    const dialled = n.relay.dialer != null ? 'plain TCP tunnels at the 101, others' : 'tunnels';
+    return { relay: promoting, note: `relay: splice (auto: ${dialled} after 250 ms or 256 KiB)` };
   }
   if (choice === 'splice') throw new Error(`relay 'splice' requested but ${n.reason}`);
   return { relay: jsRelay, note: `relay: js (${n.reason})` };

@@ -1,9 +1,10 @@
 /**
- * The 'auto' relay when the native one is built: every tunnel starts on the
- * JS relay, and moves to the native relay once it has moved `afterBytes` or
- * lived `afterMs`. A handshake-and-close tunnel never pays the fd hand-over
- * (about 30 us on the relay thread); a long or busy one gets splice(2) and
- * costs the event loop nothing from then on.
+ * The 'auto' relay when the native one is built. A tunnel whose upstream the addon
+ * dialled (a plain TCP client and backend) starts on the native relay at the 101:
+ * it has no JS upstream socket to start on, and only the client's fd moves. Every
+ * other tunnel (a JS upstream: a unix socket, TLS, a host name, early data) starts
+ * on the JS relay and moves to the native one once it has moved `afterBytes` or
+ * lived `afterMs`, so that a short one never pays that hand-over twice.
  */
 import type { Socket } from 'node:net';
 import { fdOf } from './handover.js';
@@ -75,7 +76,7 @@ class Promotion implements Watermark {
 /** A relay that starts tunnels on JS and promotes long or busy ones to `native`. */
 export function promotingRelay(native: NativeRelay, options: PromoteOptions = {}): Relay {
   const when = { afterBytes: options.afterBytes ?? 256 * 1024, afterMs: options.afterMs ?? 250 };
-  return {
+  const relay: Relay = {
     kind: native.kind,
     start(client, upstream, toUpstream, toClient, relayOptions, onEnd) {
       const tunnel = new RelayTunnel(relayOptions, onEnd);
@@ -93,4 +94,7 @@ export function promotingRelay(native: NativeRelay, options: PromoteOptions = {}
       return tunnel.opened();
     },
   };
+  const startNative = native.startNative;
+  if (native.dialer == null || startNative === undefined) return relay;
+  return { ...relay, dialer: native.dialer, startNative: startNative.bind(native) };
 }

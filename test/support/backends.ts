@@ -13,14 +13,17 @@ export type Responder = (sock: Socket, data: Buffer, conn: number) => void;
 
 export interface RawBackend {
   server: Server;
+  /** The TCP port (0 for a unix-socket backend). */
   port: number;
+  /** The unix socket path, for a backend made with one. */
+  path?: string;
   /** Bytes received, one entry per connection, in accept order. */
   received: Buffer[];
   sockets: Socket[];
   close(): Promise<void>;
 }
 
-export async function rawBackend(respond: Responder): Promise<RawBackend> {
+export async function rawBackend(respond: Responder, unixPath?: string): Promise<RawBackend> {
   const received: Buffer[] = [];
   const sockets: Socket[] = [];
   const server = net.createServer((sock) => {
@@ -33,10 +36,12 @@ export async function rawBackend(respond: Responder): Promise<RawBackend> {
       respond(sock, received[i]!, i);
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  if (unixPath !== undefined) await new Promise<void>((r) => server.listen(unixPath, () => r()));
+  else await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   return {
     server,
-    port: port(server),
+    port: unixPath !== undefined ? 0 : port(server),
+    ...(unixPath !== undefined ? { path: unixPath } : {}),
     received,
     sockets,
     close: () => {
