@@ -152,6 +152,20 @@ function run(d: D): void {
     ws.terminate();
   });
 
+  t.test('a backend that resets the dialled connection: a 502 at once (not the response timeout), no descriptor left', async (t) => {
+    const be = await rawBackend((sock) => sock.resetAndDestroy());
+    t.teardown(() => be.close());
+    const { proxy, codes } = await splice(t, [`127.0.0.1:${be.port}`], { timeouts: { responseMs: 60_000 } });
+    const base = fdCount();
+    const before = d.dialled;
+    const res = parseResponse(await rawExchange(port(proxy), upgradeHead(), 20_000));
+    t.equal(res.status, 502, 'the reset answered as a failed upstream');
+    t.equal(d.dialled, before + 1, 'dialled by the addon');
+    t.ok(codes.length > 0, `an upstream error was reported (${codes.join(', ')})`);
+    t.equal(d.open, 0, 'no dial left watched');
+    await fdsBack(t, base, 'after the reset');
+  });
+
   t.test('a backend answering 400: relayed as it is, then the connection closes; no descriptor left', async (t) => {
     const body = 'no upgrade here';
     const be = await rawBackend(respondOnce(`HTTP/1.1 400 Bad Request\r\nContent-Length: ${body.length}\r\nX-Backend: yes\r\n\r\n${body}`));

@@ -172,6 +172,21 @@ void Dials::OnPoll(uv_poll_t* h, int status, int events) {
     }
     if (d->gone) return;  // JS closed it on the spot
   }
+  if (status < 0) {
+    // libuv reports POLLERR (a reset, mostly) as an error status with no events, and stops the
+    // handle: hand JS what arrived before it, then fail the dial with the socket's own error.
+    ssize_t n = recv(d->fd, self->readAt_, self->readLen_, MSG_DONTWAIT);
+    int rerr = n < 0 ? errno : 0;
+    if (n > 0) {
+      Napi::HandleScope scope(self->env_);
+      self->Emit(d->id, kData, Napi::Number::New(self->env_, static_cast<double>(n)));
+      if (d->gone) return;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = rerr != 0 && rerr != EAGAIN ? rerr : ECONNRESET;
+    return self->Fail(d, err);
+  }
   if ((events & UV_WRITABLE) != 0 && !d->out.empty()) {
     ssize_t n = send(d->fd, d->out.data() + d->outAt, d->out.size() - d->outAt, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && errno != EAGAIN && errno != EINTR) return self->Fail(d, errno);
