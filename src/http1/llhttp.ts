@@ -135,7 +135,7 @@ function load(): LlhttpExports {
   // on every execute() were megamorphic in the profiles.
   wasm = { ...exp };
   buildInfo = `llhttp 9 (wasm${simd ? ' simd' : ''}) from undici ${pkg.version}`;
-  return exp;
+  return wasm;
 }
 
 /** A one-line description of the loaded parser build (for --version and notes). */

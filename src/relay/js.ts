@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { resetOrDestroy } from '../sockets.js';
-import { ownCopy, readDirect } from './handover.js';
+import { readOwned } from './handover.js';
 import { close1001ToServer, CLOSE_1001_TO_CLIENT, FrameCursor } from './frames.js';
 import { RelayTunnel, type Carrier } from './tunnel.js';
 import type { Relay } from './types.js';
@@ -62,8 +62,8 @@ export class JsCarrier implements Carrier {
 
     // A direct reader stays for the socket's life; release() stops it with pause(), and the
     // native engine, the only next carrier, reads the fd itself.
-    if (!readDirect(client, this.onClientRead.bind(this))) client.on('data', this.onClientData);
-    if (!readDirect(upstream, this.onUpstreamRead.bind(this))) upstream.on('data', this.onUpstreamData);
+    readOwned(client, this.onClientData);
+    readOwned(upstream, this.onUpstreamData);
     client.on('drain', this.onClientDrain);
     upstream.on('drain', this.onUpstreamDrain);
     client.on('end', this.onClientEnd);
@@ -119,15 +119,6 @@ export class JsCarrier implements Carrier {
     c.pause();
     u.pause();
     return true;
-  }
-
-  /** A direct read: `buf` is reused by the next read, and write() may keep what it is given. */
-  private onClientRead(nread: number, buf: Buffer): void {
-    this.onClientData(ownCopy(nread, buf));
-  }
-
-  private onUpstreamRead(nread: number, buf: Buffer): void {
-    this.onUpstreamData(ownCopy(nread, buf));
   }
 
   private onClientData(chunk: Buffer): void {

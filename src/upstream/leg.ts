@@ -524,15 +524,9 @@ function listen(up: LegSocket): void {
 function onConnect(this: LegSocket): void {
   // Plain TCP: reads go straight into the shared read buffer from now on ('data' stays as the
   // fallback); a TLS socket decrypts through its stream and keeps 'data'.
-  if (!(this instanceof TLSSocket)) readDirect(this, onDirectData);
+  if (!(this instanceof TLSSocket)) readDirect(this, (nread, buf) => onData.call(this, ownCopy(nread, buf)));
   const leg = this.leg;
   if (leg != null && leg.socket === this) leg.socketConnected();
-}
-/** A direct read (called on the socket): what the leg keeps must be its own copy. */
-function onDirectData(this: LegSocket, nread: number, buf: Buffer): void {
-  const leg = this.leg;
-  if (leg != null && leg.socket === this) leg.socketData(ownCopy(nread, buf));
-  else if (this.idleIn != null) this.idleIn.forget(this);
 }
 function onData(this: LegSocket, chunk: Buffer): void {
   const leg = this.leg;
