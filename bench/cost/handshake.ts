@@ -5,15 +5,16 @@
 // trees can be compared to within a few percent where wall-clock rates cannot.
 //
 // Usage: npm run bench:cost -- [--peers wsplice-js,wsplice-splice,wsplice-auto,node-pipe,wsplice-embed,http-proxy]
-//          [--n 1000] [--warmup 3000] [--concurrency 4] [--keep] [--perf-map] [--cpu] [--root DIR]
+//          [--n 1000] [--warmup 3000] [--concurrency 4] [--keep] [--perf-map] [--cpu [--threads]] [--root DIR]
 // --keep keeps the dumps (cg.PEER.1-NN, -01 the main thread); --perf-map runs node with
 // --perf-basic-prof and keeps its map of JIT code names beside them (perf.PEER.map).
 // --root DIR runs the wsplice-* peers from another built checkout (a before/after of one change).
 // Prints one row per peer: main-thread and all-thread instructions per handshake. With --cpu the
 // peer runs without valgrind and the row is its CPU time (user + system, from /proc) per
 // handshake instead: what the kernel spends (connects, pipes, epoll) is in it, and so is the noise
-// of a shared machine (use a large --n, and compare runs made one after the other).
-import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// of a shared machine (use a large --n, and compare runs made one after the other). --threads adds
+// each thread's user and system time per handshake (the event loop is 'main').
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -31,6 +32,7 @@ const PEERS = ['wsplice-js', 'wsplice-splice', 'wsplice-auto', 'node-pipe', 'wsp
 const SCRIPT_PEERS: ReadonlySet<Peer> = new Set(['node-pipe', 'wsplice-embed', 'http-proxy']);
 type Peer = (typeof PEERS)[number];
 
+const CLK_TCK = 100; // USER_HZ on Linux x86_64/arm64, as procfs.ts reads it
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const ACCEPT_LINE = `\r\nsec-websocket-accept: ${acceptKey(KEY).toLowerCase()}\r\n`;
 /** Under callgrind the first handshakes take seconds: a generous bound, not the load generator's 10 s. */
@@ -111,8 +113,28 @@ interface Row {
   all: number;
 }
 
-/** CPU seconds of the peer (all threads, user + system) per handshake, without valgrind. */
-async function measureCpu(peer: Peer, o: Plan, dir: string, backendPort: number): Promise<number> {
+/** User and system CPU seconds of each thread of `pid`, by thread name (threads of one name added up). */
+function threadTimes(pid: number): Map<string, { user: number; system: number }> {
+  const out = new Map<string, { user: number; system: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let s: string;
+    try {
+      s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+    } catch {
+      continue; // the thread ended
+    }
+    const name = tid === String(pid) ? 'main' : s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'));
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    const t = out.get(name) ?? { user: 0, system: 0 };
+    t.user += Number(f[11]) / CLK_TCK;
+    t.system += Number(f[12]) / CLK_TCK;
+    out.set(name, t);
+  }
+  return out;
+}
+
+/** CPU seconds of the peer (all threads, user + system) per handshake, without valgrind; with `threads`, each thread's user and system share too. */
+async function measureCpu(peer: Peer, o: Plan, dir: string, backendPort: number, threads: boolean): Promise<{ total: number; split: string }> {
   const port = await freePort();
   const { args, ready } = peerCommand(peer, dir, port, backendPort, o.root);
   const m: Managed = spawnManaged(process.execPath, args, { cwd: ROOT, stdin: 'ignore' });
@@ -121,8 +143,17 @@ async function measureCpu(peer: Peer, o: Plan, dir: string, backendPort: number)
     await waitForPort(port, m, 10_000);
     await handshakes(port, o.warmup, o.concurrency);
     const before = cpuSeconds([m.pid]);
+    const beforeThreads = threadTimes(m.pid);
     await handshakes(port, o.n, o.concurrency);
-    return (cpuSeconds([m.pid]) - before) / o.n;
+    const total = (cpuSeconds([m.pid]) - before) / o.n;
+    if (!threads) return { total, split: '' };
+    const us = (s: number): string => (s * 1e6 / o.n).toFixed(1);
+    const parts: string[] = [];
+    for (const [name, t] of threadTimes(m.pid)) {
+      const b = beforeThreads.get(name) ?? { user: 0, system: 0 };
+      if (t.user + t.system - b.user - b.system > 0) parts.push(`${name} ${us(t.user - b.user)} + ${us(t.system - b.system)}`);
+    }
+    return { total, split: parts.join(', ') };
   } finally {
     await stopManaged(m, 10_000);
   }
@@ -168,6 +199,7 @@ async function main(): Promise<void> {
       keep: { type: 'boolean', default: false },
       'perf-map': { type: 'boolean', default: false },
       cpu: { type: 'boolean', default: false },
+      threads: { type: 'boolean', default: false },
       root: { type: 'string', default: ROOT },
     },
   });
@@ -187,8 +219,12 @@ async function main(): Promise<void> {
     const backendPort = Number((await waitForLine(backend, /^backend listening 127\.0\.0\.1:(\d+)/, 10_000))[1]);
     process.stdout.write(`handshake cost: ${o.n} handshakes after ${o.warmup} of warm-up, ${o.concurrency} at a time, node ${process.version}, wsplice from ${o.root}\n`);
     if (values.cpu) {
-      process.stdout.write('| peer | CPU µs per handshake (user + system, all threads) |\n| --- | --- |\n');
-      for (const peer of peers) process.stdout.write(`| ${peer} | ${((await measureCpu(peer, o, dir, backendPort)) * 1e6).toFixed(1)} |\n`);
+      const threads = values.threads;
+      process.stdout.write(`| peer | CPU µs per handshake (user + system, all threads) |${threads ? ' by thread: user + system µs |' : ''}\n| --- | --- |${threads ? ' --- |' : ''}\n`);
+      for (const peer of peers) {
+        const r = await measureCpu(peer, o, dir, backendPort, threads);
+        process.stdout.write(`| ${peer} | ${(r.total * 1e6).toFixed(1)} |${threads ? ` ${r.split} |` : ''}\n`);
+      }
       return;
     }
     process.stdout.write('| peer | main-thread instructions per handshake | all threads |\n| --- | --- | --- |\n');
