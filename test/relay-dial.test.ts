@@ -220,4 +220,31 @@ function run(d: D): void {
     s.write(Buffer.concat([Buffer.from(upgradeHead()), Buffer.from([0x81, 0x82, ...mask]), payload]));
     t.equal(await got, 'hi', 'the early frame went upstream after the 101');
   });
+  t.test('a dial in progress keeps a process alive, and none left lets it exit', async (t) => {
+    // The backend answers only after 300 ms: a process whose dial did not hold the loop would exit first.
+    const be = await rawBackend((sock, data) => {
+      if (data.includes('\r\n\r\n')) setTimeout(() => sock.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n'), 300);
+    });
+    t.teardown(() => be.close());
+    const script = [
+      `import { nativeRelay } from ${JSON.stringify(new URL('../dist/src/relay/index.js', import.meta.url).href)};`,
+      'const seen = [];',
+      'process.on("exit", () => console.log(seen.join(",")));',
+      'const up = nativeRelay().dialer.dial("127.0.0.1", Number(process.argv[1]), Buffer.from("GET / HTTP/1.1\\r\\nhost: x\\r\\n\\r\\n"), {',
+      '  dialConnected: () => seen.push("connected"),',
+      '  dialData: (b) => seen.push(b.toString("latin1").split("\\r\\n")[0]),',
+      '  dialEnded: () => { seen.push("end"); up.destroy(); },',
+      '  dialFailed: (code) => seen.push(code),',
+      '});',
+    ].join('\n');
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, String(be.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    t.teardown(() => { clearTimeout(killer); child.kill('SIGKILL'); });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.once('exit', (c, s) => r([c, s])));
+    t.equal(signal, null, 'it exited on its own, not killed after 10 s');
+    t.equal(code, 0);
+    t.equal(out.trim(), 'connected,HTTP/1.1 400 Bad Request,end', 'the answer came before the exit');
+  });
 }

@@ -100,6 +100,8 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceValue("moved", Moved(env), napi_enumerable),
                              InstanceValue("reasons", Table(env, kReasonNames, kReasonCount), napi_enumerable),
                              InstanceValue("modes", Modes(env), napi_enumerable),
+                             // open()'s upstreamOwned: a dial's fd is taken as it is, not dup'd.
+                             InstanceValue("takesDialledFd", Napi::Boolean::New(env, true), napi_enumerable),
                          });
   }
 
@@ -145,7 +147,7 @@ class Addon : public Napi::Addon<Addon> {
     if (glue_ == nullptr) return Throw(env, "init() first");
     if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() ||
         !info[3].IsNumber() || !info[4].IsTypedArray()) {
-      return Throw(env, "open(clientFd, upstreamFd, idleMs, mode, counters)", true);
+      return Throw(env, "open(clientFd, upstreamFd, idleMs, mode, counters, websocket?, upstreamOwned?)", true);
     }
     Napi::TypedArray ta = info[4].As<Napi::TypedArray>();
     if (ta.TypedArrayType() != napi_float64_array || ta.ElementLength() < 2) {
@@ -161,7 +163,8 @@ class Addon : public Napi::Addon<Addon> {
     std::string err;
     uint64_t id = glue_->engine.Open(info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value(),
                                      idle > 0 ? static_cast<int64_t>(idle) : 0, mode,
-                                     info.Length() > 5 && info[5].ToBoolean().Value(), counters, &err);
+                                     info.Length() > 5 && info[5].ToBoolean().Value(),
+                                     info.Length() > 6 && info[6].ToBoolean().Value(), counters, &err);
     if (id == 0) return Throw(env, err);
     glue_->Opened(env);
     return Napi::Number::New(env, static_cast<double>(id));
@@ -377,8 +380,9 @@ class Addon : public Napi::Addon<Addon> {
       return Throw(env, "dialInit(onEvent: Function, readBuf: Buffer)", true);
     }
     dials_ = new Dials();
+    // When the dial set cannot be made, ready() is false and every upstream is dialled in JS.
     dials_->Init(env, info[0].As<Napi::Function>(), info[1].As<Napi::Buffer<uint8_t>>());
-    env.AddCleanupHook([](Dials* d) { d->CloseAll(); }, dials_);
+    env.AddCleanupHook([](Dials* d) { d->Shutdown(); }, dials_);
     return env.Undefined();
   }
 

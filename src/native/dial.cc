@@ -1,9 +1,10 @@
 // Upstream connections dialled without a JS socket: a non-blocking connect,
-// the request head written, the response bytes read back to JS, all from a
-// uv_poll_t on the main loop (no thread hop: the events are the main thread's
-// anyway, and a poll costs a fraction of a net.Socket). JS parses the response;
-// on a valid 101 it takes the fd for the engine, otherwise it wraps the fd in
-// a net.Socket and goes on as with any upstream socket.
+// the request head written, the response bytes read back to JS, all from one
+// epoll set of the addon's, watched by one poll on the main loop (no thread
+// hop: the events are the main thread's anyway, and a dial costs a fraction
+// of a net.Socket). JS parses the response; on a valid 101 it takes the fd for
+// the engine, otherwise it wraps the fd in a net.Socket and goes on as with
+// any upstream socket.
 #include "dial.h"
 
 #include <arpa/inet.h>
@@ -12,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,14 +22,14 @@
 namespace wsplice {
 
 namespace {
-
-void FreeDial(uv_handle_t* h) { delete static_cast<Dial*>(h->data); }
-
+// Events taken from the set per turn of the loop; more wait for the next turn (the set is level-triggered).
+constexpr int kBatch = 64;
+constexpr uint32_t kReading = EPOLLIN | EPOLLRDHUP;
 }  // namespace
 
 Dials::~Dials() { CloseAll(); }
 
-void Dials::Init(Napi::Env env, Napi::Function onEvent, Napi::Buffer<uint8_t> readBuf) {
+bool Dials::Init(Napi::Env env, Napi::Function onEvent, Napi::Buffer<uint8_t> readBuf) {
   onEvent_ = Napi::Persistent(onEvent);
   // Response bytes land in JS's own buffer (its memory never moves while referenced): JS copies
   // them out into an ordinary Buffer, so no Buffer is made here per read.
@@ -37,8 +39,32 @@ void Dials::Init(Napi::Env env, Napi::Function onEvent, Napi::Buffer<uint8_t> re
   ctx_ = new Napi::AsyncContext(env, "wsplice-dial");
   env_ = env;
   uv_loop_s* loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
-  loop_ = loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) return false;
+  ep_ = epoll_create1(EPOLL_CLOEXEC);
+  if (ep_ < 0) return false;
+  auto* poll = new (std::nothrow) uv_poll_t();
+  if (poll == nullptr || uv_poll_init(loop, poll, ep_) != 0) {
+    delete poll;
+    close(ep_);
+    ep_ = -1;
+    return false;
+  }
+  poll->data = this;
+  uv_poll_start(poll, UV_READABLE, &Dials::OnPoll);
+  // Only a dial in progress keeps the process alive, as its socket would.
+  uv_unref(reinterpret_cast<uv_handle_t*>(poll));
+  poll_ = poll;
+  return true;
+}
+
+void Dials::Shutdown() {
+  CloseAll();
+  if (poll_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+  }
+  if (ep_ >= 0) close(ep_);
+  ep_ = -1;
 }
 
 // Returns the id, 0 when `ip` is not a numeric address (the caller dials in JS), or -errno.
@@ -59,27 +85,44 @@ int64_t Dials::Open(const std::string& ip, int port, const uint8_t* data, size_t
   } else {
     return 0;
   }
-  if (loop_ == nullptr) return 0;
+  if (poll_ == nullptr) return 0;
   int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   Dial* d = new (std::nothrow) Dial();
-  if (d == nullptr || uv_poll_init(loop_, &d->poll, fd) != 0) {
-    delete d;
+  if (d == nullptr) {
     close(fd);
     return -ENOMEM;
   }
-  d->poll.data = d;
-  d->owner = this;
   d->fd = fd;
   d->id = ++nextId_;
   d->out.assign(data, data + len);
-  // A refusal on loopback may come at once; it is reported from the loop, as a socket's would be.
+  // A refusal on loopback may come at once; it is reported from the loop, as a socket's would be
+  // (a socket whose connect failed polls as writable and hung up).
   if (connect(fd, reinterpret_cast<sockaddr*>(&ss), slen) != 0 && errno != EINPROGRESS) d->err = errno;
+  if (!Watch(d, EPOLLOUT)) {
+    int err = errno;
+    close(fd);
+    delete d;
+    return -err;
+  }
+  if (live_.empty()) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
   live_[d->id] = d;
-  uv_poll_start(&d->poll, UV_WRITABLE, &Dials::OnPoll);
   return static_cast<int64_t>(d->id);
+}
+
+// Puts `d` in the set for `events` (0: out of it); the id is the key, never the pointer, so an
+// event taken in the same batch as `d`'s close finds nothing.
+bool Dials::Watch(Dial* d, uint32_t events) {
+  if (d->events == events) return true;
+  epoll_event e{};
+  e.events = events;
+  e.data.u64 = d->id;
+  int op = d->events == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+  if (epoll_ctl(ep_, op, d->fd, &e) != 0) return false;
+  d->events = events;
+  return true;
 }
 
 Dial* Dials::Find(uint32_t id) {
@@ -87,14 +130,13 @@ Dial* Dials::Find(uint32_t id) {
   return it == live_.end() ? nullptr : it->second;
 }
 
-// Stops watching and forgets `d`; its fd is the caller's to close or keep.
+// Stops watching and forgets `d` (freed here); its fd is the caller's to close or keep.
 int Dials::Forget(Dial* d) {
+  Watch(d, 0);
   live_.erase(d->id);
-  d->gone = true;
   int fd = d->fd;
-  d->fd = -1;
-  uv_poll_stop(&d->poll);
-  uv_close(reinterpret_cast<uv_handle_t*>(&d->poll), FreeDial);
+  delete d;
+  if (live_.empty() && poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
   return fd;
 }
 
@@ -147,49 +189,55 @@ void Dials::Emit(uint32_t id, int kind, napi_value arg) {
 
 void Dials::Fail(Dial* d, int err) {
   Napi::Env env = env_;
-  Napi::HandleScope scope(env);
   uint32_t id = d->id;
   int fd = Forget(d);
   close(fd);
   Emit(id, kError, Napi::String::New(env, uv_err_name(-err)));
 }
 
-// Connect done (or failed), then the head out, then the response in: one poll per dial.
-void Dials::OnPoll(uv_poll_t* h, int status, int events) {
-  Dial* d = static_cast<Dial*>(h->data);
-  Dials* self = d->owner;
-  if (d->gone) return;
+void Dials::OnPoll(uv_poll_t* h, int status, int) {
+  auto* self = static_cast<Dials*>(h->data);
+  if (status < 0) return;  // the set itself failed (it does not): its dials time out as a silent backend would
+  epoll_event evs[kBatch];
+  int n = epoll_wait(self->ep_, evs, kBatch, 0);
+  for (int i = 0; i < n; i++) {
+    Dial* d = self->Find(static_cast<uint32_t>(evs[i].data.u64));
+    if (d == nullptr) continue;  // closed by JS during this batch
+    Napi::HandleScope scope(self->env_);
+    self->Handle(d, evs[i].events);
+  }
+}
+
+// Connect done (or failed), then the head out, then the response in. JS may close or take the
+// dial in any event it is given: `d` is found again by its id after each.
+void Dials::Handle(Dial* d, uint32_t ev) {
+  const uint32_t id = d->id;
   if (!d->connected) {
     int err = d->err;
     socklen_t len = sizeof err;
     if (err == 0 && getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-    if (err == 0 && status < 0) err = -status;
-    if (err != 0) return self->Fail(d, err);
+    if (err == 0 && (ev & EPOLLOUT) == 0) err = ECONNRESET;  // hung up or failed with no error to say
+    if (err != 0) return Fail(d, err);
     d->connected = true;
-    {
-      Napi::HandleScope scope(self->env_);
-      self->Emit(d->id, kConnected, self->env_.Undefined());
-    }
-    if (d->gone) return;  // JS closed it on the spot
+    Emit(id, kConnected, env_.Undefined());
+    if ((d = Find(id)) == nullptr) return;  // JS closed it on the spot
   }
-  if (status < 0) {
-    // libuv reports POLLERR (a reset, mostly) as an error status with no events, and stops the
-    // handle: hand JS what arrived before it, then fail the dial with the socket's own error.
-    ssize_t n = recv(d->fd, self->readAt_, self->readLen_, MSG_DONTWAIT);
+  if ((ev & EPOLLERR) != 0) {
+    // A reset, mostly: hand JS what arrived before it, then fail the dial with the socket's error.
+    ssize_t n = recv(d->fd, readAt_, readLen_, MSG_DONTWAIT);
     int rerr = n < 0 ? errno : 0;
     if (n > 0) {
-      Napi::HandleScope scope(self->env_);
-      self->Emit(d->id, kData, Napi::Number::New(self->env_, static_cast<double>(n)));
-      if (d->gone) return;
+      Emit(id, kData, Napi::Number::New(env_, static_cast<double>(n)));
+      if ((d = Find(id)) == nullptr) return;
     }
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = rerr != 0 && rerr != EAGAIN ? rerr : ECONNRESET;
-    return self->Fail(d, err);
+    return Fail(d, err);
   }
-  if ((events & UV_WRITABLE) != 0 && !d->out.empty()) {
+  if ((ev & EPOLLOUT) != 0 && !d->out.empty()) {
     ssize_t n = send(d->fd, d->out.data() + d->outAt, d->out.size() - d->outAt, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return self->Fail(d, errno);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return Fail(d, errno);
     if (n > 0) d->outAt += static_cast<size_t>(n);
     if (d->outAt == d->out.size()) {
       d->out.clear();
@@ -197,19 +245,20 @@ void Dials::OnPoll(uv_poll_t* h, int status, int events) {
       d->outAt = 0;
     }
   }
-  if ((events & UV_READABLE) != 0) {
-    ssize_t n = recv(d->fd, self->readAt_, self->readLen_, MSG_DONTWAIT);
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return self->Fail(d, errno);
-    Napi::HandleScope scope(self->env_);
+  if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) {
+    ssize_t n = recv(d->fd, readAt_, readLen_, MSG_DONTWAIT);
+    if (n < 0 && errno != EAGAIN && errno != EINTR) return Fail(d, errno);
     if (n == 0) {
-      uv_poll_stop(&d->poll);  // the FIN: nothing more to read; JS closes it
-      self->Emit(d->id, kEnd, self->env_.Undefined());
+      Watch(d, 0);  // the FIN: nothing more to read; JS closes it
+      Emit(id, kEnd, env_.Undefined());
       return;
     }
-    if (n > 0) self->Emit(d->id, kData, Napi::Number::New(self->env_, static_cast<double>(n)));
-    if (d->gone) return;
+    if (n > 0) {
+      Emit(id, kData, Napi::Number::New(env_, static_cast<double>(n)));
+      if ((d = Find(id)) == nullptr) return;
+    }
   }
-  uv_poll_start(&d->poll, d->out.empty() ? UV_READABLE : UV_READABLE | UV_WRITABLE, &Dials::OnPoll);
+  if (!Watch(d, d->out.empty() ? kReading : kReading | EPOLLOUT)) Fail(d, errno);
 }
 
 }  // namespace wsplice

@@ -61,8 +61,12 @@ void Drain(int fd) {
 
 // ---------------------------------------------------------------- JS thread
 
-uint64_t Engine::Open(int cfd, int ufd, int64_t idleMs, int mode, bool websocket, double* counters, std::string* err) {
-  if (!CheckStream(cfd, "client", err) || !CheckStream(ufd, "upstream", err) || !EnsureThread(err)) return 0;
+uint64_t Engine::Open(int cfd, int ufd, int64_t idleMs, int mode, bool websocket, bool upstreamOwned, double* counters, std::string* err) {
+  if (!CheckStream(cfd, "client", err) || (!upstreamOwned && !CheckStream(ufd, "upstream", err)) || !EnsureThread(err)) return 0;
+  if (upstreamOwned && ufd < 0) {
+    *err = Errno("upstream fd", EBADF);
+    return 0;
+  }
   // dup: our own reference to each open file description. JS may then close
   // its fds (destroy its sockets) without the connection closing.
   int c = fcntl(cfd, F_DUPFD_CLOEXEC, 3);
@@ -70,7 +74,7 @@ uint64_t Engine::Open(int cfd, int ufd, int64_t idleMs, int mode, bool websocket
     *err = Errno("dup(client)", errno);
     return 0;
   }
-  int u = fcntl(ufd, F_DUPFD_CLOEXEC, 3);
+  int u = upstreamOwned ? ufd : fcntl(ufd, F_DUPFD_CLOEXEC, 3);
   if (u < 0) {
     *err = Errno("dup(upstream)", errno);
     close(c);
@@ -79,7 +83,7 @@ uint64_t Engine::Open(int cfd, int ufd, int64_t idleMs, int mode, bool websocket
   Tunnel* t = new (std::nothrow) Tunnel();
   if (t == nullptr) {
     close(c);
-    close(u);
+    if (!upstreamOwned) close(u);
     *err = "out of memory";
     return 0;
   }

@@ -34,7 +34,9 @@ type DoneFn = (id: number, up: number, down: number, durMs: number, reason: numb
 
 interface Addon {
   init(onDone: DoneFn): void;
-  open(clientFd: number, upstreamFd: number, idleMs: number, mode: number, counters: Float64Array, websocket: boolean): number;
+  open(clientFd: number, upstreamFd: number, idleMs: number, mode: number, counters: Float64Array, websocket: boolean, upstreamOwned?: boolean): number;
+  /** open() takes `upstreamOwned` (absent in an addon built before it, which dups every fd). */
+  takesDialledFd?: boolean;
   close(id: number, reason: number): void;
   /** Absent in an addon built before it existed. */
   goAway?(id: number): void;
@@ -98,12 +100,21 @@ export class Binding {
     addon.init(this.onDone.bind(this));
   }
 
-  /** Hands both fds to the engine; the sink hears the end. Throws when the engine refuses them. */
-  /** `websocket`: the engine follows the frame boundaries, so that goAway can close at one. */
-  open(clientFd: number, upstreamFd: number, idleMs: number, mode: NativeMode, counters: Float64Array, sink: NativeEndSink, websocket = false): number {
-    const id = this.addon.open(clientFd, upstreamFd, idleMs, this.addon.modes[mode]!, counters, websocket);
+  /**
+   * Hands both fds to the engine; the sink hears the end. Throws when the engine refuses them.
+   * `websocket`: the engine follows the frame boundaries, so that goAway can close at one.
+   * `upstreamOwned` (only where `takesDialledFd`): the upstream fd is a dial's, which the engine
+   * then takes as it is (no dup); the caller must not close it once this returns.
+   */
+  open(clientFd: number, upstreamFd: number, idleMs: number, mode: NativeMode, counters: Float64Array, sink: NativeEndSink, websocket = false, upstreamOwned = false): number {
+    const id = this.addon.open(clientFd, upstreamFd, idleMs, this.addon.modes[mode]!, counters, websocket, upstreamOwned);
     this.live.set(id, sink);
     return id;
+  }
+
+  /** Whether open() can take a dial's fd as it is. */
+  get takesDialledFd(): boolean {
+    return this.addon.takesDialledFd === true;
   }
 
   close(id: number, reason: TunnelCloseReason): void {

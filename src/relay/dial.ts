@@ -134,9 +134,9 @@ export class NativeUpstream {
     return new net.Socket({ fd, allowHalfOpen: true, readable: true, writable: true });
   }
 
-  /** The engine holds its own dup of the fd now: ours goes (nothing is sent). */
-  handedOver(): void {
-    if (this.state === RELEASED) this.dialer.calls.closeFd(this.fdNum);
+  /** The engine holds the fd now: its own dup (ours goes, nothing is sent), or, `taken`, ours itself. */
+  handedOver(taken: boolean): void {
+    if (this.state === RELEASED && !taken) this.dialer.calls.closeFd(this.fdNum);
     this.state = GONE;
   }
 

@@ -380,10 +380,12 @@ export class NativeCarrier implements Carrier, NativeEndSink {
       return;
     }
     this.detach();
+    // A dial's fd goes to the engine as it is; a socket's is dup'd there and ours closed below.
+    const owned = upstream === null && this.relay.binding.takesDialledFd;
     try {
       const { idleTimeoutMs, websocket } = this.tunnel;
       const upFd = upstream !== null ? fdOf(upstream) : dialled!.fd();
-      this.id = this.relay.binding.open(fdOf(client), upFd, idleTimeoutMs, this.relay.mode, this.counters, this, websocket);
+      this.id = this.relay.binding.open(fdOf(client), upFd, idleTimeoutMs, this.relay.mode, this.counters, this, websocket, owned);
     } catch {
       this.dialled = null;
       this.delegate(client, upstream ?? dialled!.toSocket());
@@ -394,7 +396,7 @@ export class NativeCarrier implements Carrier, NativeEndSink {
     // nothing (no FIN, no RST). The JS objects and their buffers go.
     client.destroy();
     upstream?.destroy();
-    dialled?.handedOver();
+    dialled?.handedOver(owned);
     this.client = this.upstream = null;
     this.dialled = null;
   }
