@@ -14,7 +14,7 @@
 // handshake instead: what the kernel spends (connects, pipes, epoll) is in it, and so is the noise
 // of a shared machine (use a large --n, and compare runs made one after the other). --threads adds
 // each thread's user and system time per handshake (the event loop is 'main').
-import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { callgrindArgs, countFrom, dump, dumpedInstructions, type Dumped } from './callgrind.js';
 import { acceptKey, buildCloseFrame, buildUpgradeRequest } from '../macro/common/ws-frames.js';
-import { cpuSeconds } from '../macro/orchestrate/procfs.js';
+import { cpuSeconds, threadTimes } from '../macro/orchestrate/procfs.js';
 import { freePort, type Managed, spawnManaged, stopManaged, waitForLine, waitForPort } from '../macro/orchestrate/proc.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -32,7 +32,6 @@ const PEERS = ['wsplice-js', 'wsplice-splice', 'wsplice-auto', 'node-pipe', 'wsp
 const SCRIPT_PEERS: ReadonlySet<Peer> = new Set(['node-pipe', 'wsplice-embed', 'http-proxy']);
 type Peer = (typeof PEERS)[number];
 
-const CLK_TCK = 100; // USER_HZ on Linux x86_64/arm64, as procfs.ts reads it
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const ACCEPT_LINE = `\r\nsec-websocket-accept: ${acceptKey(KEY).toLowerCase()}\r\n`;
 /** Under callgrind the first handshakes take seconds: a generous bound, not the load generator's 10 s. */
@@ -111,26 +110,6 @@ interface Row {
   peer: Peer;
   main: number;
   all: number;
-}
-
-/** User and system CPU seconds of each thread of `pid`, by thread name (threads of one name added up). */
-function threadTimes(pid: number): Map<string, { user: number; system: number }> {
-  const out = new Map<string, { user: number; system: number }>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let s: string;
-    try {
-      s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-    } catch {
-      continue; // the thread ended
-    }
-    const name = tid === String(pid) ? 'main' : s.slice(s.indexOf('(') + 1, s.lastIndexOf(')'));
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    const t = out.get(name) ?? { user: 0, system: 0 };
-    t.user += Number(f[11]) / CLK_TCK;
-    t.system += Number(f[12]) / CLK_TCK;
-    out.set(name, t);
-  }
-  return out;
 }
 
 /** CPU seconds of the peer (all threads, user + system) per handshake, without valgrind; with `threads`, each thread's user and system share too. */

@@ -28,7 +28,7 @@ class Dials {
   enum Event { kConnected = 1, kData = 2, kEnd = 3, kError = 4 };
 
   ~Dials();
-  // False (with errno) when the dial set cannot be made: every dial is then made in JS.
+  // False when the dial set cannot be made: every dial is then made in JS.
   bool Init(Napi::Env env, Napi::Function onEvent, Napi::Buffer<uint8_t> readBuf);
   bool ready() const { return poll_ != nullptr; }
   int64_t Open(const std::string& ip, int port, const uint8_t* data, size_t len);

@@ -161,8 +161,8 @@ class Engine {
   // JS thread. Takes its own (dup'ed) reference to both fds; returns the
   // tunnel id, or 0 with `err` set.
   // `websocket`: follow the frame boundaries (for GoAway).
-  // `upstreamOwned`: the upstream fd is a dial's (dial.cc), a stream socket made non-blocking
-  // here, and the engine takes it as it is (no check, no dup); the caller keeps it when this fails.
+  // `upstreamOwned`: the upstream fd is a dial's (dial.cc: a non-blocking TCP socket it made), and
+  // the engine takes it as it is (no check, no dup); the caller keeps it when this fails.
   uint64_t Open(int clientFd, int upstreamFd, int64_t idleMs, int mode, bool websocket, bool upstreamOwned, double* counters, std::string* err);
   void Close(uint64_t id, int reason) { Push(Cmd{Cmd::kClose, nullptr, id, reason}); }
   // A WebSocket tunnel: Close 1001 to the client (unmasked) and to the upstream (masked), each

@@ -4,20 +4,48 @@ import { readFileSync, readdirSync } from 'node:fs';
 const CLK_TCK = 100; // USER_HZ: 100 on Linux x86_64/arm64 (getconf CLK_TCK)
 
 interface Stat {
+  /** The command name (a thread's name for /proc/PID/task/TID/stat). */
+  name: string;
   ppid: number;
+  user: number;
+  system: number;
   cpuSeconds: number;
 }
 
-function readStat(pid: number): Stat | null {
+function readStat(pid: number, path = `/proc/${pid}/stat`): Stat | null {
   try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const s = readFileSync(path, 'latin1');
     // Fields after the command name, which may contain spaces: split after the last ')'.
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    const end = s.lastIndexOf(')');
+    const f = s.slice(end + 2).split(' ');
     // f[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
-    return { ppid: Number(f[1]), cpuSeconds: (Number(f[11]) + Number(f[12])) / CLK_TCK };
+    const user = Number(f[11]) / CLK_TCK;
+    const system = Number(f[12]) / CLK_TCK;
+    return { name: s.slice(s.indexOf('(') + 1, end), ppid: Number(f[1]), user, system, cpuSeconds: user + system };
   } catch {
     return null; // gone
   }
+}
+
+/** User and system CPU seconds of each thread of `pid` by name, threads of one name added up; the thread that is the process is 'main'. */
+export function threadTimes(pid: number): Map<string, { user: number; system: number }> {
+  const out = new Map<string, { user: number; system: number }>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out; // gone
+  }
+  for (const tid of tids) {
+    const st = readStat(pid, `/proc/${pid}/task/${tid}/stat`);
+    if (st === null) continue; // the thread ended
+    const name = tid === String(pid) ? 'main' : st.name;
+    const t = out.get(name) ?? { user: 0, system: 0 };
+    t.user += st.user;
+    t.system += st.system;
+    out.set(name, t);
+  }
+  return out;
 }
 
 /** `pid` and all its descendants that are alive now. */
