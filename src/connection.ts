@@ -240,7 +240,7 @@ export class Connection implements LegOwner {
     this.enter(State.Connecting);
     const proto = (this.client as { encrypted?: boolean }).encrypted === true ? 'https' : this.ctx.options.proto;
     const kind = x.legKind(this.ctx.pools);
-    if (!this.leg.connect(backend, x.requestHead(proto, kind), kind, x.group.name)) {
+    if (!this.leg.connect(backend, x.requestHead(proto, kind), kind, x.group.name, x.bodyDone)) {
       this.fail('WSPLICE_OVERLOADED', 'no response parser free (limits.maxParsers)');
     }
   }

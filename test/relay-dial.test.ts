@@ -1,13 +1,14 @@
-// The upstream leg of an upgrade dialled by the addon (relay 'splice'): no JS socket for the
-// upstream until a 101 hands its fd to the engine. Connect failures, timeouts, refused and
-// malformed answers must end exactly as with a JS upstream socket, and leave no descriptor.
+// Upstream connections dialled by the addon (relay 'splice' or 'auto'): an upgrade's, whose fd a
+// 101 hands to the engine, and a plain request's that sends nothing after its head, whose response
+// is read from the dial. No JS socket for the upstream either way. Connect failures, timeouts,
+// refused and malformed answers must end exactly as with a JS upstream socket, and leave no descriptor.
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { WebSocket, WebSocketServer } from 'ws';
 import { nativeRelay } from '../src/relay/index.js';
 import {
-  closeWss, fdCount, freePort, nextMessage, openWs, parseResponse, port, rawBackend, rawExchange, requestKey, respond101,
+  closeWss, fdCount, freePort, httpBackend, httpGet, nextMessage, openWs, parseResponse, port, rawBackend, rawExchange, requestKey, respond101,
   respondOnce, startProxy, switchingProtocols, upgradeHead, waitFor, wsEcho, type TestProxy,
 } from './support/index.js';
 
@@ -184,15 +185,64 @@ function run(d: D): void {
     await fdsBack(t, base, 'after the relayed 400');
   });
 
-  t.test('a large 400 body: relayed whole (the leg went on as a JS socket)', async (t) => {
+  t.test('a large 400 body: relayed whole from the dial', async (t) => {
     const body = Buffer.alloc(3 * 1024 * 1024, 0x61);
     const be = await rawBackend(respondOnce(Buffer.concat([Buffer.from(`HTTP/1.1 400 Bad Request\r\nContent-Length: ${body.length}\r\n\r\n`), body])));
     t.teardown(() => be.close());
     const { proxy } = await splice(t, [`127.0.0.1:${be.port}`]);
+    const before = d.dialled;
     const text = await rawExchange(port(proxy), upgradeHead(), 8000);
     const res = parseResponse(text);
     t.equal(res.status, 400);
     t.equal(res.body.length, body.length, 'every body byte');
+    t.equal(d.dialled, before + 1, 'dialled by the addon');
+  });
+
+  t.test('plain requests: a GET without a body is answered through a dial, a POST with one on a JS socket; nothing is left', async (t) => {
+    const be = await httpBackend();
+    t.teardown(() => be.close());
+    const { proxy } = await splice(t, [`127.0.0.1:${be.port}`]);
+    const agent = { agent: false as const };
+    await httpGet(port(proxy), '/warm', agent); // the proxy's lazily made parts exist from here on
+    await waitFor(() => d.open === 0, 3000, 'the first dial closes');
+    const base = fdCount();
+    const before = d.dialled;
+    const got = await httpGet(port(proxy), '/a?x=1', agent);
+    t.equal(got.status, 200);
+    t.equal(got.body, 'GET /a?x=1 ', 'the backend answer, whole');
+    t.equal(d.dialled, before + 1, 'the GET was dialled by the addon');
+    const posted = await httpGet(port(proxy), '/b', { ...agent, method: 'POST', headers: { 'content-type': 'text/plain' } }, 'payload');
+    t.equal(posted.body, 'POST /b payload', 'the POST and its body reached the backend');
+    t.equal(d.dialled, before + 1, 'a request with a body goes on a JS socket');
+    const js = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${be.port}`] } }, relay: 'js' });
+    t.teardown(() => js.close());
+    t.equal((await httpGet(port(js), '/c', agent)).body, 'GET /c ', 'relay js answers the GET');
+    t.equal(d.dialled, before + 1, 'relay js dials nothing in the addon');
+    await waitFor(() => d.open === 0, 3000, 'the dial leaves the set once the backend closes');
+    t.equal(d.open, 0, 'no dial left watched');
+    await js.close();
+    await fdsBack(t, base, 'after the plain requests');
+  });
+
+  t.test('a paused dial reads nothing until it is resumed', async (t) => {
+    const reply = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
+    const be = await rawBackend((sock, data) => { if (data.includes('\r\n\r\n')) sock.write(reply); });
+    t.teardown(() => be.close());
+    const seen: string[] = [];
+    const u = d.dial('127.0.0.1', be.port, Buffer.from('GET / HTTP/1.1\r\nhost: x\r\n\r\n'), {
+      dialConnected: (up) => { up.pause(); seen.push('connected'); },
+      dialData: (_u, b) => seen.push(b.toString('latin1')),
+      dialEnded: () => seen.push('end'),
+      dialFailed: (_u, code) => seen.push(code),
+    });
+    t.ok(u !== null, 'dialled');
+    t.teardown(() => u?.destroy());
+    await waitFor(() => (be.sockets[0]?.bytesWritten ?? 0) >= reply.length, 3000, 'the backend sent its reply');
+    await new Promise((r) => setTimeout(r, 150)); // turns of the loop in which a dial that still read would have
+    t.same(seen, ['connected'], 'nothing read while paused');
+    u!.resume();
+    await waitFor(() => seen.length > 1, 3000, 'the reply is read once resumed');
+    t.same(seen, ['connected', reply], 'the reply, whole, after the resume');
   });
 
   t.test('a backend closing before its response head: 502, as with a JS socket', async (t) => {
@@ -232,9 +282,9 @@ function run(d: D): void {
       'process.on("exit", () => console.log(seen.join(",")));',
       'const up = nativeRelay().dialer.dial("127.0.0.1", Number(process.argv[1]), Buffer.from("GET / HTTP/1.1\\r\\nhost: x\\r\\n\\r\\n"), {',
       '  dialConnected: () => seen.push("connected"),',
-      '  dialData: (b) => seen.push(b.toString("latin1").split("\\r\\n")[0]),',
+      '  dialData: (_u, b) => seen.push(b.toString("latin1").split("\\r\\n")[0]),',
       '  dialEnded: () => { seen.push("end"); up.destroy(); },',
-      '  dialFailed: (code) => seen.push(code),',
+      '  dialFailed: (_u, code) => seen.push(code),',
       '});',
     ].join('\n');
     const child = spawn(process.execPath, ['--input-type=module', '-e', script, String(be.port)], { stdio: ['ignore', 'pipe', 'inherit'] });

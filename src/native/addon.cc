@@ -97,6 +97,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("dialClose", &Addon::DialClose),
                              InstanceMethod("dialRelease", &Addon::DialRelease),
                              InstanceMethod("dialWrite", &Addon::DialWrite),
+                             InstanceMethod("dialPause", &Addon::DialPause),
                              InstanceValue("moved", Moved(env), napi_enumerable),
                              InstanceValue("reasons", Table(env, kReasonNames, kReasonCount), napi_enumerable),
                              InstanceValue("modes", Modes(env), napi_enumerable),
@@ -410,6 +411,13 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value DialRelease(const Napi::CallbackInfo& info) {
     int fd = dials_ != nullptr && info.Length() >= 1 && info[0].IsNumber() ? dials_->Release(info[0].As<Napi::Number>().Uint32Value()) : -1;
     return Napi::Number::New(info.Env(), fd);
+  }
+
+  // dialPause(id, paused) -> false when it is unknown: reading stops (or goes on); no event from inside the call.
+  Napi::Value DialPause(const Napi::CallbackInfo& info) {
+    bool ok = dials_ != nullptr && info.Length() >= 2 && info[0].IsNumber() &&
+              dials_->Pause(info[0].As<Napi::Number>().Uint32Value(), info[1].ToBoolean().Value());
+    return Napi::Boolean::New(info.Env(), ok);
   }
 
   // dialWrite(fd, data) -> bytes written now (non-blocking), or -errno: a released dial's first bytes.

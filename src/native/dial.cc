@@ -2,9 +2,9 @@
 // the request head written, the response bytes read back to JS, all from one
 // epoll set of the addon's, watched by one poll on the main loop (no thread
 // hop: the events are the main thread's anyway, and a dial costs a fraction
-// of a net.Socket). JS parses the response; on a valid 101 it takes the fd for
-// the engine, otherwise it wraps the fd in a net.Socket and goes on as with
-// any upstream socket.
+// of a net.Socket). JS parses the response: on a valid 101 it takes the fd for
+// the engine; any other response (a plain request's, a refused upgrade's) is
+// read to its end here, paused and resumed by JS's backpressure.
 #include "dial.h"
 
 #include <arpa/inet.h>
@@ -123,6 +123,22 @@ bool Dials::Watch(Dial* d, uint32_t events) {
   if (epoll_ctl(ep_, op, d->fd, &e) != 0) return false;
   d->events = events;
   return true;
+}
+
+uint32_t Dials::Wanted(const Dial* d) {
+  if (!d->connected) return EPOLLOUT;
+  return (d->out.empty() ? 0 : EPOLLOUT) | (d->paused || d->ended ? 0 : kReading);
+}
+
+bool Dials::Pause(uint32_t id, bool paused) {
+  Dial* d = Find(id);
+  if (d == nullptr) return false;
+  if (d->paused == paused) return true;
+  d->paused = paused;
+  // No event from here (this runs inside JS): a resumed dial's waiting bytes come on the loop's next turn.
+  if (Watch(d, Wanted(d))) return true;
+  d->paused = !paused;
+  return false;
 }
 
 Dial* Dials::Find(uint32_t id) {
@@ -245,11 +261,12 @@ void Dials::Handle(Dial* d, uint32_t ev) {
       d->outAt = 0;
     }
   }
-  if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) {
+  if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0 && !d->paused && !d->ended) {
     ssize_t n = recv(d->fd, readAt_, readLen_, MSG_DONTWAIT);
     if (n < 0 && errno != EAGAIN && errno != EINTR) return Fail(d, errno);
     if (n == 0) {
-      Watch(d, 0);  // the FIN: nothing more to read; JS closes it
+      d->ended = true;  // the FIN: nothing more to read; JS closes it (or keeps it until the response is out)
+      if (!Watch(d, Wanted(d))) return Fail(d, errno);
       Emit(id, kEnd, env_.Undefined());
       return;
     }
@@ -258,7 +275,7 @@ void Dials::Handle(Dial* d, uint32_t ev) {
       if ((d = Find(id)) == nullptr) return;
     }
   }
-  if (!Watch(d, d->out.empty() ? kReading : kReading | EPOLLOUT)) Fail(d, errno);
+  if (!Watch(d, Wanted(d))) Fail(d, errno);
 }
 
 }  // namespace wsplice

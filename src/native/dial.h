@@ -19,6 +19,8 @@ struct Dial {
   uint32_t events = 0;     // what the dial set watches for it now (0: not in the set)
   int err = 0;             // a connect() that failed at once, reported from the loop
   bool connected = false;
+  bool paused = false;     // JS is not reading: nothing is read until it resumes (backpressure)
+  bool ended = false;      // the backend's FIN came: nothing more to read
   std::vector<uint8_t> out;  // what is still to be written (the head)
   size_t outAt = 0;
 };
@@ -34,6 +36,8 @@ class Dials {
   int64_t Open(const std::string& ip, int port, const uint8_t* data, size_t len);
   void Close(uint32_t id, bool reset);
   int Release(uint32_t id);
+  // Stops (or restarts) reading a dial: JS's backpressure. False when it is unknown or the set refused.
+  bool Pause(uint32_t id, bool paused);
   static long Write(int fd, const uint8_t* data, size_t len);
   void CloseAll();
   // At the environment's teardown: every dial closed, the set and its poll too.
@@ -43,6 +47,8 @@ class Dials {
   static void OnPoll(uv_poll_t* h, int status, int events);
   void Handle(Dial* d, uint32_t ev);
   bool Watch(Dial* d, uint32_t events);
+  // What `d` waits for now: writable while connecting or the head is unsent; readable unless paused or ended.
+  static uint32_t Wanted(const Dial* d);
   Dial* Find(uint32_t id);
   int Forget(Dial* d);
   void Fail(Dial* d, int err);

@@ -63,6 +63,7 @@ interface Addon {
   dialClose?: DialCalls['dialClose'];
   dialRelease?: DialCalls['dialRelease'];
   dialWrite?: DialCalls['dialWrite'];
+  dialPause?: DialCalls['dialPause'];
   /** Close reasons by code, as the engine reports them. */
   readonly reasons: readonly string[];
   /** Mode name -> code. */
@@ -149,7 +150,7 @@ export class Binding {
       const a = this.addon;
       // WSPLICE_NATIVE_DIAL=0: every upstream is a JS socket (to compare, or to rule the dials out).
       const ok = process.env.WSPLICE_NATIVE_DIAL !== '0' && typeof a.dialInit === 'function' && typeof a.dial === 'function' && typeof a.dialClose === 'function' &&
-        typeof a.dialRelease === 'function' && typeof a.dialWrite === 'function' && typeof a.closeFd === 'function';
+        typeof a.dialRelease === 'function' && typeof a.dialWrite === 'function' && typeof a.dialPause === 'function' && typeof a.closeFd === 'function';
       this.dials = ok ? new Dialer(a as DialCalls) : null;
     }
     return this.dials;

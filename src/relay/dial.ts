@@ -1,24 +1,27 @@
 /**
- * Upstream connections the addon dials (src/native/dial.cc) for upgrades that
- * will be spliced: a non-blocking connect and the request head written from a
- * poll on the main loop, the response bytes read back here for the leg's
- * parser. No JS socket exists until one is needed: a valid 101 hands the fd to
- * the engine; any other answer wraps the fd in a net.Socket and the leg goes on
- * as with a socket it had opened itself.
+ * Upstream connections the addon dials (src/native/dial.cc): upgrades that
+ * will be spliced, and plain requests with no body to send. A non-blocking
+ * connect and the request head written from a poll on the main loop, the
+ * response bytes read back here for the leg's parser, reading paused and
+ * resumed by the leg's backpressure. No JS socket exists: a valid 101 hands
+ * the fd to the engine; any other response is read to its end from the dial,
+ * which then waits for the backend's close in the retired set as a socket
+ * would (upstream/retire.ts).
  */
 import net, { type Socket } from 'node:net';
 import { constants } from 'node:os';
 import { ownCopy } from './handover.js';
+import type { RetiredSockets } from '../upstream/retire.js';
 import type { Relay, Tunnel } from './types.js';
 
-/** What the leg hears from a dial, in the order a socket would say it. */
+/** What a dial's owner (its leg, then the retired set) hears, in the order a socket would say it. */
 export interface DialSink {
-  dialConnected(): void;
-  dialData(chunk: Buffer): void;
+  dialConnected(u: NativeUpstream): void;
+  dialData(u: NativeUpstream, chunk: Buffer): void;
   /** The backend's FIN. */
-  dialEnded(): void;
+  dialEnded(u: NativeUpstream): void;
   /** `code`: the errno name (ECONNREFUSED, ECONNRESET, ...); the connection is closed. */
-  dialFailed(code: string): void;
+  dialFailed(u: NativeUpstream, code: string): void;
 }
 
 /** The addon's dial calls (absent in an addon built before them). */
@@ -28,6 +31,7 @@ export interface DialCalls {
   dialClose(id: number, reset: boolean): void;
   dialRelease(id: number): number;
   dialWrite(fd: number, data: Buffer): number;
+  dialPause(id: number, paused: boolean): boolean;
   closeFd(fd: number): boolean;
 }
 
@@ -78,13 +82,16 @@ export class Dialer {
     const sink = u.sink;
     if (kind === DATA) {
       // An ordinary Buffer (pooled when small): the parser and the client's write keep slices of it.
-      sink.dialData(ownCopy(arg as number, this.readBuf));
+      sink.dialData(u, ownCopy(arg as number, this.readBuf));
     }
-    else if (kind === CONNECTED) sink.dialConnected();
-    else if (kind === END) sink.dialEnded();
+    else if (kind === CONNECTED) sink.dialConnected(u);
+    else if (kind === END) {
+      u.readableEnded = true;
+      sink.dialEnded(u);
+    }
     else if (kind === ERROR) {
       u.failed();
-      sink.dialFailed(String(arg));
+      sink.dialFailed(u, String(arg));
     }
   }
 }
@@ -99,15 +106,31 @@ const GONE = 2;
 export class NativeUpstream {
   private state = WATCHED;
   private fdNum = -1;
+  /** The backend's FIN came (nothing more will be read). */
+  readableEnded = false;
+  /** While it waits in the retired set for the backend's close (upstream/retire.ts). */
+  retiredBy?: RetiredSockets | null;
+  retiredAt?: number;
 
   constructor(
     private readonly dialer: Dialer,
     private readonly id: number,
-    readonly sink: DialSink,
+    /** Who hears its events: the leg, then the retired set. */
+    public sink: DialSink,
   ) {}
 
   get destroyed(): boolean {
     return this.state === GONE;
+  }
+
+  /** Stop reading (the client is not taking the response as fast as it comes). */
+  pause(): void {
+    if (this.state === WATCHED) this.dialer.calls.dialPause(this.id, true);
+  }
+
+  /** Read again; bytes that waited come on the loop's next turn. */
+  resume(): void {
+    if (this.state === WATCHED) this.dialer.calls.dialPause(this.id, false);
   }
 
   /** The fd, no longer watched (-1: the connection is not up or is gone). */

@@ -26,7 +26,7 @@ import type { Relay } from '../relay/types.js';
 import type { UpstreamTls } from '../tls/upstream.js';
 import type { Backend } from './group.js';
 import { responseKeepsAlive, type PooledSocket, type UpstreamPool } from './pool.js';
-import { retiredEnded, type RetiredSocket, type RetiredSockets } from './retire.js';
+import { retiredDial, retiredEnded, type RetiredSocket, type RetiredSockets } from './retire.js';
 
 /** What every leg of a proxy shares (the proxy context has these). */
 export interface LegShared {
@@ -37,7 +37,7 @@ export interface LegShared {
   readonly retired: RetiredSockets;
   /** Keep-alive pools of the upstream groups that have one, by name. */
   readonly pools: ReadonlyMap<string, UpstreamPool>;
-  /** Its dialer (if any) connects upgrades with no JS socket, for its startNative. */
+  /** Its dialer (if any) connects upgrades (for its startNative) and bodiless plain requests with no JS socket. */
   readonly relay: Relay;
 }
 
@@ -103,7 +103,7 @@ export class UpstreamLeg implements DialSink {
   private readonly maxHeld: number;
   /** The current socket; only its events count. */
   socket: LegSocket | null = null;
-  /** Instead of a socket: an upgrade's connection the addon dialled, until its response head is read. */
+  /** Instead of a socket: a connection the addon dialled (an upgrade, or a plain request with no body to send). */
   private dial: NativeUpstream | null = null;
   private parser: Parser | null = null;
   private phase = Phase.Idle;
@@ -144,9 +144,10 @@ export class UpstreamLeg implements DialSink {
   /**
    * Open a connection to `backend` of upstream `group`; `head` goes out first once it is up, then
    * any held body bytes (behind a PROXY protocol header when the group sends one, over TLS when it
-   * speaks TLS). False: no response parser is free (limits.maxParsers), nothing was opened.
+   * speaks TLS). `bodiless`: no body byte will follow the head (such a plain request may be
+   * dialled by the addon). False: no response parser is free (limits.maxParsers), nothing was opened.
    */
-  connect(backend: Backend, head: Buffer, kind: LegKind, group: string): boolean {
+  connect(backend: Backend, head: Buffer, kind: LegKind, group: string, bodiless = false): boolean {
     // The response parser is taken first: when none is left no backend connection is opened.
     if (this.parser === null && (this.parser = this.parsers.acquire()) === null) return false;
     this.head = head;
@@ -160,18 +161,18 @@ export class UpstreamLeg implements DialSink {
       this.hook(idle);
       this.reused = true;
       this.socketConnected();
-    } else this.open(group);
+    } else this.open(group, bodiless);
     return true;
   }
 
   /** A new connection to the current backend. */
-  private open(group: string): void {
+  private open(group: string, bodiless: boolean): void {
     const backend = this.backend!;
     const tls = this.shared.upstreamTls.get(group);
     const sendProxy = this.shared.options.upstreams.get(group)?.sendProxy ?? null;
     const preamble = sendProxy !== null ? proxyHeaderFor(this.owner.client, sendProxy) : null;
     const a = backend.address;
-    if (tls === undefined && a.kind === 'tcp' && this.dialNative(a.host, a.port, preamble)) return;
+    if (tls === undefined && a.kind === 'tcp' && this.dialNative(a.host, a.port, preamble, bodiless)) return;
     const target = a.kind === 'unix' ? { path: a.path } : { host: a.host, port: a.port };
     const up: LegSocket =
       tls !== undefined ? tls.connect(target, backend.label, preamble) : net.connect({ ...target, allowHalfOpen: true, noDelay: true });
@@ -184,12 +185,15 @@ export class UpstreamLeg implements DialSink {
   }
 
   /**
-   * An upgrade to a plain TCP backend, for a relay that takes dialled upstreams and a client the
-   * engine can take: the addon connects and writes the head; no JS socket unless it is refused.
+   * The addon connects to a plain TCP backend and writes the head; no JS socket at all. For an
+   * upgrade whose client the engine can take, and for a plain request that sends nothing after its
+   * head (Connection: close, not pooled): its response is read from the dial. Only with a relay
+   * that has a dialer (`--relay js` has none: every upstream is a JS socket).
    */
-  private dialNative(host: string, port: number, preamble: Buffer | null): boolean {
+  private dialNative(host: string, port: number, preamble: Buffer | null, bodiless: boolean): boolean {
     const dialer = this.shared.relay.dialer;
-    if (dialer == null || this.kind !== LegKind.Upgrade || this.held.length > 0 || fdOf(this.owner.client) < 0) return false;
+    if (dialer == null || this.held.length > 0) return false;
+    if (this.kind === LegKind.Upgrade ? fdOf(this.owner.client) < 0 : this.kind !== LegKind.Close || !bodiless) return false;
     const out = preamble === null ? this.head! : Buffer.concat([preamble, this.head!]);
     const d = dialer.dial(host, port, out, this);
     if (d === null) return false;
@@ -201,15 +205,6 @@ export class UpstreamLeg implements DialSink {
     return true;
   }
 
-  /** The dialled connection goes on as a JS socket (a non-101 answer: relayed as any other). */
-  private adoptDial(): void {
-    const up: LegSocket = this.dial!.toSocket();
-    this.dial = null;
-    listen(up);
-    this.hook(up);
-    this.gotBytes = true;
-  }
-
   /** @internal */
   dialConnected(): void {
     this.phase = Phase.Waiting;
@@ -218,7 +213,7 @@ export class UpstreamLeg implements DialSink {
   }
 
   /** @internal */
-  dialData(chunk: Buffer): void {
+  dialData(_u: NativeUpstream, chunk: Buffer): void {
     this.socketData(chunk);
   }
 
@@ -228,7 +223,7 @@ export class UpstreamLeg implements DialSink {
   }
 
   /** @internal */
-  dialFailed(code: string): void {
+  dialFailed(_u: NativeUpstream, code: string): void {
     this.dial = null; // closed by the addon
     this.socketFailed(code);
   }
@@ -254,10 +249,12 @@ export class UpstreamLeg implements DialSink {
 
   pause(): void {
     this.socket?.pause();
+    this.dial?.pause();
   }
 
   resume(): void {
     this.socket?.resume();
+    this.dial?.resume();
   }
 
   /**
@@ -271,7 +268,14 @@ export class UpstreamLeg implements DialSink {
     const pool = this.pool;
     const backend = this.backend;
     const keep = reusable && !this.spent && pool !== null && this.phase === Phase.Body;
-    this.dial?.destroy(); // never: a dialled leg has a socket before its body
+    const d = this.dial;
+    if (d !== null) {
+      // Never pooled (a dial is a Connection: close exchange's): it waits for the backend's FIN too.
+      this.release();
+      d.sink = retiredDial;
+      this.retired.add(d);
+      return;
+    }
     const up = this.release();
     if (up === null) return;
     if (keep && pool.put(backend!, up)) return;
@@ -390,7 +394,7 @@ export class UpstreamLeg implements DialSink {
         client.uncork();
       }
     }
-    if (!ok) this.socket?.pause();
+    if (!ok) this.pause(); // the client's drain resumes it
   }
 
   /** The head alone: no body byte follows it in this chunk. */
@@ -429,7 +433,6 @@ export class UpstreamLeg implements DialSink {
           return;
         }
         if (this.pool !== null && res.status >= 200 && !responseKeepsAlive(res)) this.spent = true;
-        if (this.dial !== null && res.status !== 101) this.adoptDial();
         const verdict = this.owner.legHead(res, p, chunk, pos);
         if (verdict === HeadVerdict.Stop) return;
         if (verdict === HeadVerdict.Body) this.phase = Phase.Body;
@@ -499,7 +502,7 @@ export class UpstreamLeg implements DialSink {
     this.head = this.sentHead;
     this.kind = LegKind.Pooled; // once
     this.pool!.races++;
-    this.open(this.group);
+    this.open(this.group, false);
     return true;
   }
 

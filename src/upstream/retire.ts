@@ -8,20 +8,32 @@
  * to make itself is counted.
  *
  * A retired socket keeps the leg's listeners (leg.ts sends its 'end' and
- * 'close' here), and one timer for the whole set closes those whose grace
- * passed: nothing is added per socket but its place in the set.
+ * 'close' here), a retired dial gets `retiredDial` for its events, and one
+ * timer for the whole set closes those whose grace passed: nothing is added
+ * per connection but its place in the set.
  */
 import type { Socket } from 'node:net';
+import type { DialSink, NativeUpstream } from '../relay/dial.js';
 
-export interface RetiredSocket extends Socket {
+/** What the set needs of a connection: a JS socket, or a dial of the addon's (relay/dial.ts). */
+export interface Retirable {
+  readonly destroyed: boolean;
+  readonly readableEnded: boolean;
+  resume(): unknown;
+  destroy(): unknown;
   retiredBy?: RetiredSockets | null;
   /** When it was retired (performance.now(): monotonic, a clock step moves no deadline), for the grace. */
   retiredAt?: number;
 }
 
+export interface RetiredSocket extends Socket {
+  retiredBy?: RetiredSockets | null;
+  retiredAt?: number;
+}
+
 export class RetiredSockets {
   /** Oldest first (a Set keeps insertion order). */
-  private readonly waiting = new Set<RetiredSocket>();
+  private readonly waiting = new Set<Retirable>();
   /** Sockets the proxy closed itself: the grace passed, or the budget was full. */
   closedByProxy = 0;
   /** Armed while a socket waits: fires at the oldest one's deadline (or later). */
@@ -39,19 +51,18 @@ export class RetiredSockets {
   }
 
   /** Wait for `up` to close on the backend's side, within the grace and the budget. */
-  add(up: Socket): void {
+  add(up: Retirable): void {
     if (up.readableEnded || up.destroyed || this.graceMs === 0 || this.budget === 0) {
       if (!up.readableEnded && !up.destroyed) this.closedByProxy++;
       up.destroy();
       return;
     }
     while (this.waiting.size >= this.budget) this.expire(this.waiting.values().next().value!);
-    const s = up as RetiredSocket;
-    s.retiredBy = this;
-    s.retiredAt = performance.now();
-    this.waiting.add(s);
+    up.retiredBy = this;
+    up.retiredAt = performance.now();
+    this.waiting.add(up);
     if (this.timer === null) this.arm(this.graceMs);
-    s.resume(); // a stray byte after the message must not stall the close
+    up.resume(); // a stray byte after the message must not stall the close
   }
 
   /** Close every waiting socket now (the proxy is closing). */
@@ -62,7 +73,7 @@ export class RetiredSockets {
   }
 
   /** @internal */
-  expire(s: RetiredSocket): void {
+  expire(s: Retirable): void {
     if (!this.waiting.delete(s)) return;
     s.retiredBy = null;
     this.closedByProxy++;
@@ -70,7 +81,7 @@ export class RetiredSockets {
   }
 
   /** The backend closed it (or it failed): it waits no longer. */
-  forget(s: RetiredSocket): void {
+  forget(s: Retirable): void {
     if (this.waiting.delete(s)) s.retiredBy = null;
   }
 
@@ -91,8 +102,18 @@ export class RetiredSockets {
   }
 }
 
-/** A retired socket's backend sent its FIN: close our side too. */
-export function retiredEnded(s: RetiredSocket): void {
+/** A retired connection's backend sent its FIN: close our side too. */
+export function retiredEnded(s: Retirable): void {
   s.retiredBy?.forget(s);
   s.destroy();
 }
+
+/** A retired dial's events: bytes after the response are dropped, the FIN closes it, a failure (already closed) only leaves the set. */
+export const retiredDial: DialSink = {
+  dialConnected(): void {},
+  dialData(): void {},
+  dialEnded: retiredEnded,
+  dialFailed(u: NativeUpstream): void {
+    u.retiredBy?.forget(u);
+  },
+};
