@@ -51,6 +51,26 @@ t.test('plain requests are proxied with Connection: close upstream and the rewri
   t.equal(hostCount, 1, 'exactly one Host upstream');
 });
 
+t.test('the headers a response\'s Connection names are dropped, close and others, in any order', async (t) => {
+  const heads = [
+    'Connection: close\r\nClose: named\r\nX-Kept: 1',
+    'Connection: close, X-Hop\r\nClose: named\r\nX-Hop: 1\r\nX-Kept: 1',
+    'Connection: X-Hop, CLOSE\r\nClose: named\r\nX-Hop: 1\r\nX-Kept: 1',
+    'Connection: keep-alive\r\nClose: not named\r\nX-Kept: 1',
+  ];
+  for (const [i, extra] of heads.entries()) {
+    const be = await rawBackend(respondOnce(`HTTP/1.1 200 OK\r\nContent-Length: 2\r\n${extra}\r\n\r\nok`));
+    const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${be.port}`] } } });
+    const res = parseResponse(await rawExchange(port(proxy), 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 3000));
+    await proxy.close();
+    await be.close();
+    t.equal(res.body, 'ok', `head ${i}: the body`);
+    t.equal(res.headers.get('x-kept'), '1', `head ${i}: an unnamed header stays`);
+    t.notOk(res.headers.has('x-hop'), `head ${i}: a named header goes`);
+    t.equal(res.headers.get('close') ?? null, i === 3 ? 'not named' : null, `head ${i}: Close goes only when Connection names it`);
+  }
+});
+
 t.test('Host can be replaced and headers set and removed by configuration', async (t) => {
   const b = await httpBackend();
   const proxy = await startProxy({

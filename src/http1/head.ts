@@ -120,7 +120,14 @@ export function tokens(h: Head, key: string): string[] {
   const out: string[] = [];
   for (let i = 0; i < h.keys.length; i++) {
     if (h.keys[i] !== key) continue;
-    for (const part of h.values[i]!.split(',')) {
+    const v = h.values[i]!;
+    if (!v.includes(',')) {
+      // One token (`close`, `keep-alive`, `upgrade`): no array of parts.
+      const t = trimOws(v).toLowerCase();
+      if (t !== '') out.push(t);
+      continue;
+    }
+    for (const part of v.split(',')) {
       const t = trimOws(part).toLowerCase();
       if (t !== '') out.push(t);
     }

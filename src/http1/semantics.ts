@@ -17,6 +17,9 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade',
 ]);
 
+/** The same and `close`: what `Connection: close` (the seed's upstream answers it every time) drops. */
+const HOP_BY_HOP_AND_CLOSE: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'close']);
+
 /** Never dropped because Connection names them: that would unframe the body or reroute it. */
 const NOT_DROPPABLE: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'host']);
 
@@ -71,16 +74,18 @@ function validPort(p: string): boolean {
 /**
  * Connection-specific header names to drop: the fixed hop-by-hop list and
  * every name listed in Connection (RFC 9110 7.6.1; `connection`: its tokens).
- * Most heads name nothing beyond the fixed list (`close`, `keep-alive`,
- * `upgrade`): they share the fixed set itself, and no set is built per head.
+ * Most heads name nothing beyond the fixed list (`keep-alive`, `upgrade`)
+ * but `close`: they share one of two fixed sets, and no set is built per head.
  */
 export function dropSet(h: Head, connection: readonly string[] = tokens(h, 'connection')): ReadonlySet<string> {
   let drop: Set<string> | null = null;
+  let close = false;
   for (const t of connection) {
     if (HOP_BY_HOP.has(t) || NOT_DROPPABLE.has(t)) continue;
-    (drop ??= new Set(HOP_BY_HOP)).add(t);
+    if (t === 'close' && drop === null) close = true;
+    else (drop ??= new Set(close ? HOP_BY_HOP_AND_CLOSE : HOP_BY_HOP)).add(t);
   }
-  return drop ?? HOP_BY_HOP;
+  return drop ?? (close ? HOP_BY_HOP_AND_CLOSE : HOP_BY_HOP);
 }
 
 /**
