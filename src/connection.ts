@@ -5,8 +5,7 @@
  * timeout), every failure through `fail` (which asks `decide` what it means in
  * the current state), and a connection ends in one of three ways: `finish`
  * (an answer or a FIN, then linger), `reset` (RST both ends) or `drop`.
- * Request heads are parsed once by llhttp; body bytes and frames are only
- * sliced, never copied or decoded.
+ * Request heads are parsed once by llhttp; body bytes and frames are only sliced, never decoded.
  */
 import type { Socket } from 'node:net';
 import type { ProxyContext } from './context.js';
@@ -46,6 +45,7 @@ export class Connection implements LegOwner {
   private pending: Buffer | null = null;
   private tunnel: Tunnel | null = null;
   private requests = 0;
+  private peerAddress: string | null = null;
   /** The client sent its FIN: no request after those already received. */
   private clientEnded = false;
   /** A pipelined request waits for the client to read the responses before it (its 'drain'). */
@@ -70,9 +70,9 @@ export class Connection implements LegOwner {
     this.enter(State.HeadIdle);
   }
 
-  /** The client: the socket's peer, or the address a trusted PROXY header gave. */
+  /** The client: the socket's peer, or the address a trusted PROXY header gave (read once: a PROXY header is read before the connection exists). */
   get remoteAddress(): string {
-    return clientAddress(this.client);
+    return (this.peerAddress ??= clientAddress(this.client));
   }
 
   /** Draining: an idle keep-alive connection goes now, others after their exchange; a fresh one keeps its head timeout (its request may be in flight). */
