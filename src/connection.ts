@@ -39,8 +39,7 @@ export class Connection implements LegOwner {
   private readonly timer: StateTimer;
   private readonly leg: UpstreamLeg;
   private reqParser: Parser | null = null;
-  /** The exchange in progress. */
-  private x: Exchange | null = null;
+  private x: Exchange | null = null; // the exchange in progress
   /** Client bytes after the current request (pipelining), held until the exchange ends. */
   private pending: Buffer | null = null;
   private tunnel: Tunnel | null = null;
@@ -90,7 +89,7 @@ export class Connection implements LegOwner {
   /** Change state; the timer takes the new state's timeout (state.ts). */
   private enter(s: State): void {
     this.state = s;
-    const ms = timeoutFor(s, this.x?.route.timeouts ?? this.ctx.options.timeouts, this.requests === 0); // the route's while an exchange runs
+    const ms = timeoutFor(s, this.x?.route.timeouts ?? this.ctx.options.timeouts, this.requests === 0, this.x?.bodyDone === false); // the route's while an exchange runs
     if (ms !== KEEP) this.timer.arm(ms);
   }
 
@@ -151,6 +150,7 @@ export class Connection implements LegOwner {
       pos = end;
       if (ev === Ev.End) {
         this.x!.bodyDone = true;
+        if (this.state === State.AwaitHead) this.enter(State.AwaitHead); // all sent: the response head's limit runs from now
         if (pos < chunk.length) {
           this.holdPipelined(chunk, pos);
           return;
@@ -366,7 +366,7 @@ export class Connection implements LegOwner {
   // ---------------------------------------------------------------- failures and endings
 
   private onTimeout(): void {
-    const e = expiry(this.state);
+    const e = expiry(this.state, this.x?.bodyDone === false);
     if (e !== null) this.fail(e[0], e[1]);
     else if (this.state === State.HeadIdle) this.finish(null); // idle keep-alive, or never spoke
     else if (this.state === State.Lingering) this.client.destroy();

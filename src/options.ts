@@ -104,7 +104,7 @@ export interface RouteConfig {
    */
   slashRedirect?: boolean;
   /** This route's timeouts; each one not given is the enclosing route's, else the global one. */
-  timeouts?: Pick<TimeoutConfig, 'connectMs' | 'responseMs' | 'idleMs'>;
+  timeouts?: Pick<TimeoutConfig, 'connectMs' | 'responseMs' | 'sendMs' | 'idleMs'>;
   /** This route's forwarding; each field not given is the enclosing route's, else the global one (setHeaders and removeHeaders as a whole). */
   forwarding?: Omit<ForwardingConfig, 'proto'>;
   /** This route's nextUpstream fields, over the enclosing routes' and then the upstream's. */
@@ -137,6 +137,8 @@ export interface TimeoutConfig {
   connectMs?: number;
   /** Upstream response head, and each read of a plain response (504). Default 60 000 (proxy_read_timeout). */
   responseMs?: number;
+  /** Between two writes of a request body to the upstream, until the body is all sent; the response head's limit starts then (504). Default 60 000 (proxy_send_timeout). */
+  sendMs?: number;
   /** Tunnel with no byte either way. Default 60 000; 0 disables. */
   idleMs?: number;
   /** How long close() waits for tunnels and exchanges before ending them. Default 10 000. */
@@ -220,6 +222,7 @@ export const TIMEOUT_ROWS = {
   keepAliveMs: ms(75_000, 'idle client connection between requests', 'keepalive_timeout'),
   connectMs: ms(60_000, 'upstream connect (504)', 'proxy_connect_timeout', '--connect-timeout'),
   responseMs: ms(60_000, 'upstream response head, and each read of a plain response (504)', 'proxy_read_timeout', '--read-timeout'),
+  sendMs: ms(60_000, 'between two writes of a request body to the upstream, until it is all sent; then responseMs runs (504)', 'proxy_send_timeout', '--send-timeout'),
   idleMs: ms(60_000, 'tunnel with no byte either way; 0 disables', 'proxy_read_timeout', '--idle-timeout'),
   drainMs: ms(10_000, 'on SIGTERM or close(): how long exchanges and tunnels may finish', 'worker_shutdown_timeout', '--drain-timeout'),
   retireMs: ms(1_000, 'how long a finished upstream connection may take to close on its side; then the proxy closes it'),
@@ -377,7 +380,7 @@ const nestedRoutes: Check<ParsedRoute[]> = {
 };
 
 export const ROUTE_SETTING_ROWS = {
-  timeouts: { check: object(inherited(TIMEOUT_ROWS, ['connectMs', 'responseMs', 'idleMs'])), doc: "this route's connectMs, responseMs, idleMs (each not given: the enclosing route's, else the global)", nginx: 'proxy_connect_timeout, proxy_read_timeout in a location' },
+  timeouts: { check: object(inherited(TIMEOUT_ROWS, ['connectMs', 'responseMs', 'sendMs', 'idleMs'])), doc: "this route's connectMs, responseMs, sendMs, idleMs (each not given: the enclosing route's, else the global)", nginx: 'proxy_connect_timeout, proxy_read_timeout, proxy_send_timeout in a location' },
   forwarding: { check: object(inherited(FORWARD_ROWS, ['host', 'xForwarded', 'xRealIp', 'setHeaders', 'removeHeaders'])), doc: "this route's forwarding fields (each not given: the enclosing route's, else the global; setHeaders and removeHeaders as a whole)", nginx: 'proxy_set_header in a location' },
   nextUpstream: { check: object(inherited(NEXT_UPSTREAM_ROWS, ['on', 'tries', 'timeoutMs'])), doc: "this route's nextUpstream fields, over the enclosing routes' and the upstream's", nginx: 'proxy_next_upstream* in a location' },
   routes: { check: nestedRoutes, doc: 'nested routes, searched when this one matched (prefix paths start with this path)', nginx: 'location inside location' },

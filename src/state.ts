@@ -45,24 +45,24 @@ export const KEEP = -1;
  * The state's timeout in ms (0: none). The single place a deadline is chosen,
  * so a reader never has to find where a timer was armed.
  */
-export function timeoutFor(state: State, t: Required<TimeoutConfig>, firstHead: boolean): number {
+export function timeoutFor(state: State, t: Required<TimeoutConfig>, firstHead: boolean, sending = false): number {
   switch (state) {
     case State.HeadIdle: return firstHead ? t.headMs : t.keepAliveMs;
     case State.HeadReading: return firstHead ? KEEP : t.headMs;
     case State.Connecting: return t.connectMs;
-    case State.AwaitHead: return t.responseMs;
+    case State.AwaitHead: return sending ? t.sendMs : t.responseMs; // sending: the body is still going up (refreshed by each write)
     case State.Streaming: return t.responseMs; // refreshed by every upstream read
     case State.Lingering: return LINGER_MS;
     default: return 0; // Tunnel: the relay's idle timeout; Closed
   }
 }
 
-/** What a state's deadline means when it passes: the code, its reason; null: close quietly. */
-export function expiry(state: State): readonly [ErrorCode, string] | null {
+/** What a state's deadline means when it passes: the code, its reason; null: close quietly. `sending`: as in timeoutFor. */
+export function expiry(state: State, sending = false): readonly [ErrorCode, string] | null {
   switch (state) {
     case State.HeadReading: return HEAD_LATE;
     case State.Connecting: return CONNECT_LATE;
-    case State.AwaitHead: return RESPONSE_LATE;
+    case State.AwaitHead: return sending ? SEND_LATE : RESPONSE_LATE;
     case State.Streaming: return STALLED;
     default: return null; // HeadIdle: an idle keep-alive connection; Lingering: time is up
   }
@@ -71,6 +71,7 @@ export function expiry(state: State): readonly [ErrorCode, string] | null {
 const HEAD_LATE = ['WSPLICE_CLIENT_TIMEOUT', 'request head not received in time'] as const;
 const CONNECT_LATE = ['WSPLICE_UPSTREAM_TIMEOUT', 'connect timed out'] as const;
 const RESPONSE_LATE = ['WSPLICE_UPSTREAM_TIMEOUT', 'response head timed out'] as const;
+const SEND_LATE = ['WSPLICE_UPSTREAM_TIMEOUT', 'sending the request body timed out (the upstream stopped reading)'] as const;
 const STALLED = ['WSPLICE_UPSTREAM_ABORTED', 'response stalled'] as const;
 
 export const enum Verdict {

@@ -99,7 +99,11 @@ t.test('proxy_set_header lines onto forwarding; timeouts; a level with its own l
   t.same(tpl.value.forwarding, { xForwarded: false, setHeaders: { 'X-Original-URI': '$request_uri', 'X-Client': '$remote_addr via $scheme' } }, 'values with variables wsplice has');
   const v = read(site(' proxy_set_header X-Id $request_id;\n proxy_set_header X-Typo $remote_adr;\n location / { proxy_pass http://b; }\n location /two { proxy_pass http://b; }'));
   t.same(v.errors, ['5: "proxy_set_header X-Id $request_id" is not supported yet by wsplice', '6: unknown "remote_adr" variable'], 'each line reported once, however many locations inherit it');
-  t.match(read(site(' location / { proxy_send_timeout 5s; proxy_pass http://b; }')).errors, [/^5: "proxy_send_timeout" is not supported yet/]);
+  const send = read(site(' location / { proxy_send_timeout 5s; proxy_pass http://b; }', ' proxy_send_timeout 30s;\n'));
+  t.same(send.errors, []);
+  t.equal((send.value.timeouts as { sendMs?: number }).sendMs, 30_000, 'proxy_send_timeout at the http level: timeouts.sendMs');
+  t.same(send.value.routes, [{ path: '/', upstream: 'b', timeouts: { sendMs: 5000 } }], 'and in a location: the route\'s own');
+  t.doesNotThrow(() => resolveOptions({ upstreams: send.value.upstreams, routes: send.value.routes, timeouts: send.value.timeouts }), 'the model accepts it');
 });
 
 t.test('http-level settings: logs, workers, header limits, real ip, limits', async (t) => {

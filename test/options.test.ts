@@ -73,7 +73,7 @@ t.test('every problem is reported at once, with a near-miss suggestion for unkno
 t.test('the option tables give each row a check, a default and its nginx equivalent', async (t) => {
   t.equal(TIMEOUT_ROWS.connectMs.nginx, 'proxy_connect_timeout');
   t.equal(TIMEOUT_ROWS.idleMs.flag?.name, '--idle-timeout');
-  t.same(DEFAULT_TIMEOUTS, { headMs: 60_000, keepAliveMs: 75_000, connectMs: 60_000, responseMs: 60_000, idleMs: 60_000, drainMs: 10_000, retireMs: 1_000 });
+  t.same(DEFAULT_TIMEOUTS, { headMs: 60_000, keepAliveMs: 75_000, connectMs: 60_000, responseMs: 60_000, sendMs: 60_000, idleMs: 60_000, drainMs: 10_000, retireMs: 1_000 });
   const o = resolveOptions({ upstreams: { a: { servers: [{ address: '127.0.0.1:1', weight: 3 }] } }, timeouts: { idleMs: 5 } });
   t.equal(o.timeouts.idleMs, 5);
   t.equal(o.timeouts.connectMs, 60_000, 'the other fields of a given section keep their defaults');

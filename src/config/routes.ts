@@ -102,7 +102,7 @@ export interface ResolvedRoute {
   slashRedirect: boolean;
 }
 
-type RouteTimeouts = { connectMs?: number | undefined; responseMs?: number | undefined; idleMs?: number | undefined };
+type RouteTimeouts = { connectMs?: number | undefined; responseMs?: number | undefined; sendMs?: number | undefined; idleMs?: number | undefined };
 type RouteForwarding = { [K in keyof ForwardingFields]?: ForwardingFields[K] | undefined };
 export type ParsedRoute = {
   path: string; exact: boolean; match?: string | undefined; upstream?: string | undefined; hosts?: string[] | undefined;

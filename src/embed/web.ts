@@ -161,6 +161,8 @@ class WebExchange implements ReportedClient {
   private readonly startedAt = Date.now();
   private readonly tried: Backend[] = [];
   private bodySent = false;
+  /** The body's chunks refresh the send timer (set once, whatever the tries). */
+  private sending = false;
   /** Header lines the proxy adds to the response (a sticky cookie), CRLF-ended as a listener adds them. */
   private extra = '';
   /** The current try's socket is connected. */
@@ -287,6 +289,25 @@ class WebExchange implements ReportedClient {
 
   private onConnected(): void {
     this.connected = true;
+    if (!this.info.hasBody || this.req.readableEnded) return this.awaitHead();
+    // While the body goes up, the limit is the time between two of its chunks (nginx
+    // proxy_send_timeout: an upstream that stops reading stops the pipe); the response head's
+    // limit runs once it is all sent.
+    this.arm(this.route.timeouts.sendMs, 'WSPLICE_UPSTREAM_TIMEOUT', 'sending the request body timed out (the upstream stopped reading)');
+    if (this.sending) return; // a retry's connection: the listeners are on
+    this.sending = true;
+    this.req.on('data', this.onBodyChunk);
+    this.req.once('end', () => {
+      this.req.off('data', this.onBodyChunk);
+      if (!this.done && !this.res.headersSent && this.connected) this.awaitHead();
+    });
+  }
+
+  private readonly onBodyChunk = (): void => {
+    this.timer?.refresh();
+  };
+
+  private awaitHead(): void {
     this.arm(this.route.timeouts.responseMs, 'WSPLICE_UPSTREAM_TIMEOUT', 'response head timed out');
   }
 

@@ -66,9 +66,7 @@ function below<K extends 'timeouts' | 'retry'>(st: Settings, k: K, b: Build): Ar
 /** A proxying location's timeouts, forwarding and nextUpstream where they differ from the http level's. */
 function routeSettings(st: Settings, field: string, e: Emitting): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const t = below(st, 'timeouts', e.b);
-  for (const [k, v] of t) if (k === 'sendMs' && !e.reported.has(v.at)) e.reported.add(v.at), e.b.notYet(v.at, '"proxy_send_timeout"');
-  const timeouts = t.filter(([k]) => k !== 'sendMs');
+  const timeouts = below(st, 'timeouts', e.b);
   if (timeouts.length > 0) out.timeouts = Object.fromEntries(timeouts.map(([k, v]) => [k, v.ms]));
   const lines = nearest(st, 'headers');
   if (lines !== e.b.http.headers) out.forwarding = ownForwarding(lines ?? [], field, e);
@@ -128,10 +126,7 @@ function routes(b: Build, out: Record<string, unknown>): void {
   if (list.length > 0) out.routes = list;
   else if (b.servers.length > 0) b.error(b.servers[0]!.at, 'no location with "proxy_pass" or "return": nothing to serve');
   // The http level's settings are the globals every route inherits.
-  for (const [k, v] of Object.entries(merged(b.http, 'timeouts'))) {
-    if (k === 'sendMs') b.notYet(v.at, '"proxy_send_timeout"');
-    else b.set(`timeouts.${k}`, v.ms, v.at);
-  }
+  for (const [k, v] of Object.entries(merged(b.http, 'timeouts'))) b.set(`timeouts.${k}`, v.ms, v.at);
   out.forwarding = forwarding(b.http.headers ?? [], b, 'forwarding');
 }
 

@@ -77,7 +77,7 @@ export const DIRECTIVES: readonly DirectiveRow[] = [
   row('proxy_set_header', HTTP, [2, 2], proxySetHeader, 'forwarding'),
   row('proxy_connect_timeout', HTTP, [1, 1], timeout('connectMs'), 'timeouts.connectMs'),
   row('proxy_read_timeout', HTTP, [1, 1], timeout('responseMs', 'idleMs'), 'timeouts.responseMs and idleMs'),
-  row('proxy_send_timeout', HTTP, [1, 1], timeout('sendMs'), 'not supported yet (a write timeout)'),
+  row('proxy_send_timeout', HTTP, [1, 1], timeout('sendMs'), 'timeouts.sendMs'),
   row('proxy_next_upstream', HTTP, [1, ANY], proxyNextUpstream, 'upstreams.NAME.nextUpstream.on'),
   row('proxy_next_upstream_tries', HTTP, [1, 1], nextUpstreamBound, 'upstreams.NAME.nextUpstream.tries'),
   row('proxy_next_upstream_timeout', HTTP, [1, 1], nextUpstreamBound, 'upstreams.NAME.nextUpstream.timeoutMs'),
