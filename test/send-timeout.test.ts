@@ -42,6 +42,32 @@ async function postUntilAnswered(p: number): Promise<string> {
   return out.toString('latin1');
 }
 
+/** A backend that reads a 6-byte body and answers 200 `delayMs` after its last byte. */
+async function readingBackend(delayMs: number) {
+  let body = 0;
+  const backend = await rawBackend((sock, got) => {
+    const at = got.indexOf('\r\n\r\n');
+    if (at < 0) return;
+    body = got.length - at - 4;
+    if (body === 6) setTimeout(() => sock.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'), delayMs);
+  });
+  return { backend, body: () => body };
+}
+
+/** POST a 6-byte body in three pieces `gapMs` apart; the parsed answer. */
+async function slowPost(p: number, gapMs: number): Promise<ReturnType<typeof parseResponse>> {
+  const s = await connect(p);
+  const reply = readAll(s, 10_000);
+  s.write('POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\nConnection: close\r\n\r\n');
+  for (const piece of ['ab', 'cd', 'ef']) {
+    await new Promise((r) => setTimeout(r, gapMs));
+    s.write(piece);
+  }
+  const res = parseResponse((await reply).toString('latin1'));
+  s.destroy();
+  return res;
+}
+
 t.test('an upstream that stops reading a request body: 504 after sendMs, not after responseMs', async (t) => {
   const backend = await deafBackend();
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, timeouts: { sendMs: 300, responseMs: 600_000 } });
@@ -74,28 +100,14 @@ t.test('a body all sent: the response head has responseMs, however short sendMs 
 });
 
 t.test('a slow client uploading to a reading upstream is not cut by sendMs', async (t) => {
-  let body = 0;
-  const backend = await rawBackend((sock, got) => {
-    const at = got.indexOf('\r\n\r\n');
-    if (at < 0) return;
-    body = got.length - at - 4;
-    if (body === 6) sock.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-  });
+  const { backend, body } = await readingBackend(0);
   // Each piece comes 600 ms after the one before: responseMs (400) would cut the upload if it ran;
   // sendMs (5000) is refreshed by each write.
   const proxy = await startProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, timeouts: { sendMs: 5000, responseMs: 400 } });
   t.teardown(async () => { await proxy.close(); await backend.close(); });
-  const s = await connect(port(proxy));
-  const reply = readAll(s, 10_000);
-  s.write('POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\nConnection: close\r\n\r\n');
-  for (const piece of ['ab', 'cd', 'ef']) {
-    await new Promise((r) => setTimeout(r, 600));
-    s.write(piece);
-  }
-  const res = parseResponse((await reply).toString('latin1'));
-  s.destroy();
+  const res = await slowPost(port(proxy), 600);
   t.equal(res.status, 200);
-  t.equal(body, 6, 'the whole body reached the backend');
+  t.equal(body(), 6, 'the whole body reached the backend');
 });
 
 /** proxy.web in an app's http.Server; each call's rejection code is kept. */
@@ -119,28 +131,14 @@ t.test('proxy.web: an upstream that stops reading the body is a 504 after sendMs
 });
 
 t.test('proxy.web: a slow upload to a reading upstream is timed by sendMs between chunks, then responseMs', async (t) => {
-  let body = 0;
-  const backend = await rawBackend((sock, got) => {
-    const at = got.indexOf('\r\n\r\n');
-    if (at < 0) return;
-    body = got.length - at - 4;
-    if (body === 6) setTimeout(() => sock.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'), 100);
-  });
+  const { backend, body } = await readingBackend(100);
   // Pieces 300 ms apart, 900 ms in all: a responseMs (600) running from the connect would cut the
   // upload; sendMs (5000) is refreshed by each piece, and responseMs starts after the last.
   const proxy = createProxy({ upstreams: { b: { servers: [`127.0.0.1:${backend.port}`] } }, timeouts: { sendMs: 5000, responseMs: 600 } });
   const app = await webApp(proxy);
   t.teardown(async () => { await app.close(); await backend.close(); await proxy.close(); });
-  const s = await connect(app.port);
-  const reply = readAll(s, 10_000);
-  s.write('POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\nConnection: close\r\n\r\n');
-  for (const piece of ['ab', 'cd', 'ef']) {
-    await new Promise((r) => setTimeout(r, 300));
-    s.write(piece);
-  }
-  const res = parseResponse((await reply).toString('latin1'));
-  s.destroy();
+  const res = await slowPost(app.port, 300);
   t.equal(res.status, 200);
-  t.equal(body, 6, 'the whole body reached the backend');
+  t.equal(body(), 6, 'the whole body reached the backend');
   t.same(app.codes, ['ok']);
 });
